@@ -1,0 +1,247 @@
+"""T5 1.1 encoder-decoder with an optional soft prompt on the encoder.
+
+The parameter tree matches T5X's T5 1.1 checkpoints:
+
+  token_embedder/embedding                         [V, H]
+  encoder/relpos_bias/rel_embedding                [N, buckets]
+  encoder/layers_{i}/pre_attention_layer_norm/scale
+  encoder/layers_{i}/attention/{query,key,value}/kernel [H, N*D], out/kernel [N*D, H]
+  encoder/layers_{i}/pre_mlp_layer_norm/scale
+  encoder/layers_{i}/mlp/{wi_0,wi_1}/kernel [H, F], wo/kernel [F, H]
+  encoder/encoder_norm/scale
+  encoder/prompt/prompt                            [P, H]  (only when prompted)
+  decoder/relpos_bias/rel_embedding
+  decoder/layers_{i}/{pre_self_attention_layer_norm, self_attention,
+                      pre_cross_attention_layer_norm, encoder_decoder_attention,
+                      pre_mlp_layer_norm, mlp}
+  decoder/decoder_norm/scale
+  decoder/logits_dense/kernel                      [H, V]  (untied in T5 1.1)
+
+With a prompt of length P the encoder output has P+T positions; the prompt
+positions are always visible and the decoder attends to all of them.
+
+Shape letters: B batch, T encoder input length, L decoder length, P prompt
+length, H hidden size, V vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from prompt_tuning import prompts
+from prompt_tuning.models import layers
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """Architecture of a T5 1.1 model (T5X's `T5Config` field names)."""
+
+    vocab_size: int = 32128
+    emb_dim: int = 512
+    num_heads: int = 6
+    num_encoder_layers: int = 8
+    num_decoder_layers: int = 8
+    head_dim: int = 64
+    mlp_dim: int = 1024
+    mlp_activations: tuple[str, ...] = ("gelu", "linear")
+    dropout_rate: float = 0.0
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    logits_via_embedding: bool = False
+    dtype: str = "float32"  # activations; parameters are always float32
+
+    @property
+    def jnp_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    def replace(self, **kw) -> "T5Config":
+        return dataclasses.replace(self, **kw)
+
+
+# The published T5 1.1 shapes (google-research/text-to-text-transfer-transformer,
+# t5_1_1 gin files); parameter counts are asserted in tests against Table 4.
+CONFIGS: dict[str, T5Config] = {
+    "small": T5Config(emb_dim=512, num_heads=6, num_encoder_layers=8, num_decoder_layers=8, mlp_dim=1024),
+    "base": T5Config(emb_dim=768, num_heads=12, num_encoder_layers=12, num_decoder_layers=12, mlp_dim=2048),
+    "large": T5Config(emb_dim=1024, num_heads=16, num_encoder_layers=24, num_decoder_layers=24, mlp_dim=2816),
+    "xl": T5Config(emb_dim=2048, num_heads=32, num_encoder_layers=24, num_decoder_layers=24, mlp_dim=5120),
+    "xxl": T5Config(emb_dim=4096, num_heads=64, num_encoder_layers=24, num_decoder_layers=24, mlp_dim=10240),
+    # The shape of ../shared/data/t5/t5x_t5_1_1_tiny (a real T5X checkpoint).
+    "tiny": T5Config(
+        emb_dim=4, num_heads=2, head_dim=2, num_encoder_layers=2, num_decoder_layers=2, mlp_dim=8,
+        relative_attention_num_buckets=4, relative_attention_max_distance=8,
+    ),
+    # Fast unit-test size with the real vocabulary.
+    "test": T5Config(
+        emb_dim=32, num_heads=4, head_dim=8, num_encoder_layers=2, num_decoder_layers=2, mlp_dim=64,
+        relative_attention_num_buckets=8, relative_attention_max_distance=16,
+    ),
+}
+
+
+def get_config(name: str, **overrides) -> T5Config:
+    """A named size with optional field overrides, e.g. get_config('small', dropout_rate=0.1)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown T5 size {name!r}; known: {sorted(CONFIGS)}")
+    return CONFIGS[name].replace(**overrides)
+
+
+class EncoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array, bias: Array, deterministic: bool) -> Array:
+        """x [B, T, H] -> [B, T, H]."""
+        c, dt = self.config, self.config.jnp_dtype
+        y = layers.LayerNorm(dtype=dt, name="pre_attention_layer_norm")(x)
+        y = layers.MultiHeadDotProductAttention(c.num_heads, c.head_dim, c.dropout_rate, dt, name="attention")(
+            y, y, mask, bias, deterministic=deterministic
+        )
+        x = x + nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        y = layers.LayerNorm(dtype=dt, name="pre_mlp_layer_norm")(x)
+        y = layers.MlpBlock(c.mlp_dim, c.mlp_activations, c.dropout_rate, dt, name="mlp")(y, deterministic)
+        return x + nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+
+
+class DecoderLayer(nn.Module):
+    config: T5Config
+
+    @nn.compact
+    def __call__(self, y, encoded, self_mask, cross_mask, bias, deterministic, decode):
+        """y [B, L, H], encoded [B, P+T, H] -> [B, L, H]."""
+        c, dt = self.config, self.config.jnp_dtype
+        attn = lambda name: layers.MultiHeadDotProductAttention(c.num_heads, c.head_dim, c.dropout_rate, dt, name=name)
+        drop = lambda z: nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(z, deterministic=deterministic)
+        z = layers.LayerNorm(dtype=dt, name="pre_self_attention_layer_norm")(y)
+        y = y + drop(attn("self_attention")(z, z, self_mask, bias, deterministic=deterministic, decode=decode))
+        z = layers.LayerNorm(dtype=dt, name="pre_cross_attention_layer_norm")(y)
+        y = y + drop(attn("encoder_decoder_attention")(z, encoded, cross_mask, None, deterministic=deterministic))
+        z = layers.LayerNorm(dtype=dt, name="pre_mlp_layer_norm")(y)
+        return y + drop(layers.MlpBlock(c.mlp_dim, c.mlp_activations, c.dropout_rate, dt, name="mlp")(z, deterministic))
+
+
+def _pairwise_mask(q_valid: Array, k_valid: Array) -> Array:
+    """[B, T], [B, S] -> [B, 1, T, S] boolean attention mask."""
+    return jnp.logical_and(q_valid[:, None, :, None], k_valid[:, None, None, :])
+
+
+class Encoder(nn.Module):
+    """Embeds tokens, prepends the prompt (if any), and runs the encoder stack."""
+
+    config: T5Config
+    shared_embedding: nn.Module
+    prompt_factory: Optional[Any] = None  # (name=...) -> prompts.Prompt | prompts.PromptBank
+
+    @nn.compact
+    def __call__(self, tokens: Array, deterministic: bool, prompt_index: Optional[Array] = None):
+        """tokens [B, T] -> (encoded [B, P+T, H], mask [B, P+T] bool)."""
+        c = self.config
+        x = self.shared_embedding(tokens)
+        mask = tokens > 0
+        if self.prompt_factory is not None:
+            prompt = self.prompt_factory(name="prompt")(x, prompt_index)
+            x, mask = prompts.prepend_prompt(prompt, x, mask)
+        # After the concatenation, as in the reference code: dropout hits the prompt too.
+        x = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+        length = x.shape[1]
+        bias = layers.RelativePositionBiases(
+            c.relative_attention_num_buckets, c.relative_attention_max_distance, c.num_heads,
+            c.jnp_dtype, name="relpos_bias",
+        )(length, length, bidirectional=True)
+        attn_mask = _pairwise_mask(mask, mask)
+        for i in range(c.num_encoder_layers):
+            x = EncoderLayer(c, name=f"layers_{i}")(x, attn_mask, bias, deterministic)
+        x = layers.LayerNorm(dtype=c.jnp_dtype, name="encoder_norm")(x)
+        return nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic), mask
+
+
+class Decoder(nn.Module):
+    config: T5Config
+    shared_embedding: nn.Module
+
+    @nn.compact
+    def __call__(self, encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens=None,
+                 *, deterministic: bool, decode: bool = False):
+        """encoded [B, S, H], encoder_mask [B, S], decoder tokens [B, L] -> logits [B, L, V] float32.
+
+        With decode=True, L is 1 and the self-attention caches carry the past.
+        """
+        c = self.config
+        y = self.shared_embedding(decoder_input_tokens)
+        y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        length = y.shape[1]
+        relpos = layers.RelativePositionBiases(
+            c.relative_attention_num_buckets, c.relative_attention_max_distance, c.num_heads,
+            c.jnp_dtype, name="relpos_bias",
+        )
+        if decode and self.has_variable("cache", "position"):
+            # One new query per call at `position`; the layers' caches mask the future.
+            position = self.variable("cache", "position", jnp.zeros, (), jnp.int32)
+            max_length = self.get_variable("cache", "max_length").shape[0]
+            bias = relpos(1, max_length, bidirectional=False, query_offset=position.value)
+            position.value = position.value + 1
+            self_mask = None
+            q_valid = jnp.ones(decoder_input_tokens.shape, bool)
+        else:
+            if decode:  # the call that shapes the caches: full length L = max decode length
+                self.variable("cache", "position", jnp.zeros, (), jnp.int32)
+                self.variable("cache", "max_length", jnp.zeros, (length,), jnp.int8)
+            bias = relpos(length, length, bidirectional=False)
+            # As T5X: queries are the loss positions (targets > 0), causally masked.
+            if decoder_target_tokens is not None:
+                q_valid = decoder_target_tokens > 0
+            else:
+                q_valid = jnp.ones(decoder_input_tokens.shape, bool)
+            causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+            self_mask = jnp.logical_and(_pairwise_mask(q_valid, q_valid), causal)
+        cross_mask = _pairwise_mask(q_valid, encoder_mask)
+        for i in range(c.num_decoder_layers):
+            y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_mask, cross_mask, bias, deterministic, decode)
+        y = layers.LayerNorm(dtype=c.jnp_dtype, name="decoder_norm")(y)
+        y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+        if c.logits_via_embedding:
+            logits = self.shared_embedding.attend(y) / jnp.sqrt(y.shape[-1])
+        else:
+            logits = layers.Dense(c.vocab_size, ("embed", "vocab"), dtype=c.jnp_dtype, name="logits_dense")(y)
+        return logits.astype(jnp.float32)
+
+
+class T5(nn.Module):
+    """T5 1.1 encoder-decoder; `prompt` (a `prompts.Prompt` or `PromptBank`) is optional.
+
+    A model with no prompt is its own configuration (model tuning, zero-shot).
+    """
+
+    config: T5Config
+    # (name=...) -> prompts.Prompt | prompts.PromptBank, e.g. functools.partial(Prompt, length=P).
+    prompt_factory: Optional[Any] = None
+
+    def setup(self):
+        c = self.config
+        self.token_embedder = layers.Embed(c.vocab_size, c.emb_dim, c.jnp_dtype)
+        self.encoder = Encoder(c, self.token_embedder, self.prompt_factory)
+        self.decoder = Decoder(c, self.token_embedder)
+
+    def encode(self, encoder_input_tokens, *, enable_dropout: bool = False, prompt_index=None):
+        """[B, T] -> (encoded [B, P+T, H], mask [B, P+T])."""
+        return self.encoder(encoder_input_tokens, not enable_dropout, prompt_index)
+
+    def decode(self, encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens=None,
+               *, enable_dropout: bool = False, decode: bool = False):
+        """-> logits [B, L, V] float32."""
+        return self.decoder(
+            encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens,
+            deterministic=not enable_dropout, decode=decode,
+        )
+
+    def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
+                 *, enable_dropout: bool = False, prompt_index=None):
+        """Teacher-forced logits [B, L, V] float32."""
+        encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, prompt_index=prompt_index)
+        return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens, enable_dropout=enable_dropout)
