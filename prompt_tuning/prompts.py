@@ -198,7 +198,7 @@ class Prompt(nn.Module):
     """One learned prompt `prompt` [P, H], broadcast over the batch."""
 
     length: int
-    init: PromptInit = random_uniform()
+    prompt_init: PromptInit = random_uniform()
 
     @nn.compact
     def __call__(self, embedded: Array, prompt_index: Optional[Array] = None) -> Array:
@@ -206,7 +206,7 @@ class Prompt(nn.Module):
         del prompt_index
         _check_shape((self.length, embedded.shape[-1]))
         prompt = self.param(
-            "prompt", nn.with_logical_partitioning(self.init, ("prompt", "embed")),
+            "prompt", nn.with_logical_partitioning(self.prompt_init, ("prompt", "embed")),
             (self.length, embedded.shape[-1]),
         )
         return jnp.broadcast_to(prompt.astype(embedded.dtype), (embedded.shape[0],) + prompt.shape)
@@ -221,7 +221,7 @@ class PromptBank(nn.Module):
 
     num_prompts: int
     length: int
-    init: PromptInit = random_uniform()
+    prompt_init: PromptInit = random_uniform()
 
     @nn.compact
     def __call__(self, embedded: Array, prompt_index: Optional[Array] = None) -> Array:
@@ -230,7 +230,7 @@ class PromptBank(nn.Module):
 
         def bank_init(rng, shape):
             keys = jax.random.split(rng, shape[0])
-            return jnp.stack([self.init(k, shape[1:]) for k in keys])
+            return jnp.stack([self.prompt_init(k, shape[1:]) for k in keys])
 
         bank = self.param(
             "prompt", nn.with_logical_partitioning(bank_init, (None, "prompt", "embed")),
