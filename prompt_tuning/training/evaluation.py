@@ -1,0 +1,199 @@
+"""Evaluation: generate (cached greedy decoding) or rank classification, then the task's metrics.
+
+Both modes end the same way, as seqio's evaluator does: the prediction string
+and the target (`targets_pretokenized`) go through the task's
+`postprocess_fn(text, example=..., is_target=...)`, then every
+`task.predict_metric_fns` is called as `fn(targets, predictions)`.
+
+- 'generate': `decoding.greedy_decode` with a key/value cache, up to
+  `max_decode_length` tokens (default: the targets feature length), decoded
+  with the task's vocabulary up to the first EOS.
+- 'rank': each verbalizer (class label) is scored as a target,
+  log p(label + EOS | input), and the best one is the prediction. It can never
+  produce an invalid label. Labels come from `class_labels` (gin), else from
+  the data package's per-task CLASS_LABELS.
+
+Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
+
+The early-stopping value is the mean of all metric values (the paper keeps
+the checkpoint with the best dev metric, or the mean of a task's metrics)
+unless `early_stopping_metric` names one ('task/metric').
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+import numpy as np
+
+from prompt_tuning.models import decoding
+from prompt_tuning.training import input_pipeline, partitioning
+
+GENERATE, RANK = "generate", "rank"
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run as configured (one-line message)."""
+
+
+def _text(x) -> str:
+    return x.decode("utf-8") if isinstance(x, (bytes, np.bytes_)) else str(x)
+
+
+def _scalar(value) -> float:
+    value = getattr(value, "value", value)  # seqio.metrics.Scalar
+    return float(np.asarray(value))
+
+
+def task_class_labels(task_name: str) -> Optional[list[str]]:
+    """The data package's verbalizers for a task, if it declares them."""
+    try:
+        from prompt_tuning import data
+    except ImportError:
+        return None
+    lookup = getattr(data, "class_labels", None)
+    if callable(lookup):
+        try:
+            labels = lookup(task_name)
+        except (KeyError, ValueError):
+            labels = None
+        if labels:
+            return list(labels)
+    table = getattr(data, "CLASS_LABELS", None)
+    if isinstance(table, Mapping):
+        for key in (task_name, task_name.split(".")[0]):
+            if key in table:
+                return list(table[key])
+    return None
+
+
+def _decode_predictions(vocab, tokens: np.ndarray) -> list[str]:
+    out = []
+    for row in tokens:
+        row = [int(t) for t in row]
+        if decoding.EOS_ID in row:
+            row = row[: row.index(decoding.EOS_ID)]
+        out.append(_text(vocab.decode([t for t in row if t != decoding.PAD_ID])))
+    return out
+
+
+def _targets(task, examples: Sequence[dict]) -> list:
+    vocab = task.output_features["targets"].vocabulary
+    out = []
+    for ex in examples:
+        if "targets_pretokenized" in ex:
+            text = _text(ex["targets_pretokenized"])
+        else:
+            text = _decode_predictions(vocab, np.asarray(ex["targets"])[None])[0]
+        out.append(_postprocess(task, text, ex, is_target=True))
+    return out
+
+
+def _postprocess(task, text: str, example: dict, is_target: bool):
+    fn = task.postprocess_fn
+    return fn(text, example=example, is_target=is_target) if fn is not None else text
+
+
+def _run_batched(fn: Callable, features: dict[str, np.ndarray], batch_size: int, mesh) -> np.ndarray:
+    outs = []
+    for chunk, real in input_pipeline.eval_batches(features, batch_size):
+        result = fn(partitioning.global_batch(chunk, mesh))
+        outs.append(partitioning.fetch(result)[:real])
+    return np.concatenate(outs)
+
+
+def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_length: int) -> list[str]:
+    """Greedy predictions (strings, before postprocessing) for every example."""
+    fn = lambda b: decoding.greedy_decode(
+        model, params, b["encoder_input_tokens"], max_decode_length=max_decode_length
+    )
+    tokens = _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh)
+    return _decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
+
+
+def _score(model, params, features, batch_size, mesh) -> np.ndarray:
+    fn = lambda b: decoding.sequence_log_likelihood(
+        model, params, b["encoder_input_tokens"], b["decoder_input_tokens"], b["decoder_target_tokens"]
+    )
+    keys = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
+    return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh)
+
+
+def _label_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
+    """[C, L] token ids of each label followed by EOS; an error if one does not fit."""
+    out = np.zeros((len(labels), length), np.int32)
+    for i, label in enumerate(labels):
+        ids = list(vocab.encode(label)) + [decoding.EOS_ID]
+        if len(ids) > length:
+            raise EvaluationError(f"class label {label!r} needs {len(ids)} target tokens, targets length is {length}")
+        out[i, : len(ids)] = ids
+    return out
+
+
+def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> list[str]:
+    """The label with the highest log-likelihood for each example."""
+    enc = eval_set.features["encoder_input_tokens"]
+    n, c = len(enc), len(labels)
+    targets = _label_targets(eval_set.task.output_features["targets"].vocabulary, labels,
+                             eval_set.features["decoder_target_tokens"].shape[1])
+    dec_in = np.concatenate([np.zeros((c, 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
+    features = {  # row i*C + j: example i with label j
+        "encoder_input_tokens": np.repeat(enc, c, axis=0),
+        "decoder_input_tokens": np.tile(dec_in, (n, 1)),
+        "decoder_target_tokens": np.tile(targets, (n, 1)),
+    }
+    scores = _score(model, params, features, batch_size, mesh).reshape(n, c)
+    return [labels[j] for j in scores.argmax(axis=1)]
+
+
+def task_metrics(task, examples: Sequence[dict], predictions: Sequence[str], scores=None) -> dict[str, float]:
+    """The task's postprocessed predict (and score) metrics."""
+    targets = _targets(task, examples)
+    processed = [_postprocess(task, p, ex, is_target=False) for p, ex in zip(predictions, examples)]
+    metrics: dict[str, float] = {}
+    for fn in task.predict_metric_fns:
+        for k, v in fn(targets, processed).items():
+            metrics[k] = _scalar(v)
+    if scores is not None:
+        for fn in task.score_metric_fns:
+            for k, v in fn(targets, list(scores)).items():
+                metrics[k] = _scalar(v)
+    return metrics
+
+
+def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int, mesh,
+             max_decode_length: Optional[int] = None,
+             class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[dict[str, float], dict[str, list]]:
+    """({'task/metric': value}, {'task': predictions}) over every eval set."""
+    if mode not in (GENERATE, RANK):
+        raise EvaluationError(f"eval mode must be {GENERATE!r} or {RANK!r}, got {mode!r}")
+    metrics, predictions = {}, {}
+    for es in eval_sets:
+        if mode == RANK:
+            labels = (class_labels or {}).get(es.name) or task_class_labels(es.name)
+            if not labels:
+                raise EvaluationError(
+                    f"rank classification needs class labels for task {es.name!r}; set "
+                    f"evaluation class_labels in gin or use eval mode 'generate'"
+                )
+            preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh)
+        else:
+            length = max_decode_length or es.features["decoder_target_tokens"].shape[1]
+            preds = generate(model, params, es, batch_size=batch_size, mesh=mesh, max_decode_length=length)
+        scores = _score(model, params, es.features, batch_size, mesh) if es.task.score_metric_fns else None
+        for k, v in task_metrics(es.task, es.examples, preds, scores).items():
+            metrics[f"{es.name}/{k}"] = v
+        predictions[es.name] = preds
+    return metrics, predictions
+
+
+def early_stopping_value(metrics: Mapping[str, float], name: Optional[str] = None) -> Optional[float]:
+    """The value to maximise: `metrics[name]`, or the mean of all of them."""
+    if not metrics:
+        return None
+    if name is not None:
+        if name not in metrics:
+            raise EvaluationError(f"early_stopping_metric {name!r} is not among the metrics {sorted(metrics)}")
+        return float(metrics[name])
+    return float(np.mean(list(metrics.values())))

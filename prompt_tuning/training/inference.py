@@ -1,0 +1,153 @@
+"""Evaluation and inference from checkpoints: what `prompt_tuning.eval` and `prompt_tuning.infer` run.
+
+The model is built as for training (trainer.build: the frozen model from
+INITIAL_CHECKPOINT_PATH, the prompt from PROMPT), then CHECKPOINT_PATH, a
+trainer checkpoint (a MODEL_DIR, its checkpoints/ or best/ dir, or one
+<step>/ dir), replaces the prompt (or, for model tuning, every parameter it
+holds). A prompt saved as .npy is evaluated with PROMPT_INIT =
+@prompts.from_file and no CHECKPOINT_PATH.
+
+Outputs go to OUTPUT_DIR (default: <MODEL_DIR>/eval_<split> or
+<MODEL_DIR>/infer_<split> when CHECKPOINT_PATH is a trainer directory, else
+./runs/<eval|infer>-<time>):
+    metrics.jsonl + TensorBoard files (eval), predictions_<task>.jsonl (both)
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Mapping, Optional, Sequence
+
+import gin
+import jax
+import numpy as np
+
+from prompt_tuning.checkpoints import save_restore
+from prompt_tuning.models import t5
+from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, partitioning, trainer
+
+
+def _output_dir(output_dir: Optional[str], checkpoint_path: Optional[str], kind: str, split: str) -> str:
+    if output_dir:
+        return output_dir
+    if checkpoint_path:
+        directory, _ = save_restore.find_state_dir(checkpoint_path)
+        return os.path.join(os.path.dirname(directory), f"{kind}_{split}")
+    return os.path.join("runs", f"{kind}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoint_path, seed,
+           random_init_frozen_model, mesh):
+    overrides, step = None, None
+    if checkpoint_path:
+        overrides, step = save_restore.read_params(checkpoint_path)
+    setup = trainer.build(model_config=model_config, task_name=task_name, prompt=prompt,
+                          initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainer.ALL_REGEX,
+                          seed=seed, mesh=mesh, random_init_frozen_model=random_init_frozen_model,
+                          overrides=overrides)
+    return setup, step
+
+
+def _write_predictions(path: str, eval_set, predictions: Sequence[str]) -> None:
+    if jax.process_index() != 0:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
+    with open(path, "w") as f:
+        for ex, pred in zip(eval_set.examples, predictions):
+            row = {"inputs": text(ex.get("inputs_pretokenized", "")), "prediction": pred}
+            if "targets_pretokenized" in ex:
+                row["target"] = text(ex["targets_pretokenized"])
+            f.write(json.dumps(row) + "\n")
+
+
+def _eval_sets(task_name, split, lengths, max_examples):
+    input_pipeline.check_feature_lengths(task_name, lengths)
+    sets = []
+    for task in input_pipeline.leaf_tasks(task_name):
+        input_pipeline.check_split(task.name, split)
+        sets.append(input_pipeline.load_eval_set(task, split, lengths, max_examples))
+    return sets
+
+
+@gin.configurable
+def evaluate_checkpoint(
+    *,
+    mixture_or_task_name: str = gin.REQUIRED,
+    task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+    model_config: t5.T5Config = gin.REQUIRED,
+    initial_checkpoint_path: Optional[str] = gin.REQUIRED,
+    prompt: Optional[trainer.PromptSpec] = None,
+    checkpoint_path: Optional[str] = None,
+    split: str = "validation",
+    mode: str = evaluation.GENERATE,
+    batch_size: int = 32,
+    max_examples: Optional[int] = None,
+    output_dir: Optional[str] = None,
+    class_labels: Optional[Mapping[str, Sequence[str]]] = None,
+    seed: int = 0,
+    random_init_frozen_model: bool = False,
+    mesh=None,
+) -> dict:
+    """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}."""
+    mesh = mesh or partitioning.make_mesh()
+    partitioning.check_batch_size(batch_size, mesh)
+    sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    setup, step = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
+                         initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
+                         seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh)
+    out = _output_dir(output_dir, checkpoint_path, "eval", split)
+    metrics, predictions = evaluation.evaluate(setup.model, setup.params, sets, mode=mode, batch_size=batch_size,
+                                               mesh=mesh, class_labels=class_labels)
+    if jax.process_index() == 0:
+        os.makedirs(out, exist_ok=True)
+    writer = metrics_writer.MetricsWriter(out)
+    writer.write(step or 0, "eval", metrics)
+    writer.close()
+    for es in sets:
+        _write_predictions(os.path.join(out, f"predictions_{es.name}.jsonl"), es, predictions[es.name])
+    if jax.process_index() == 0:
+        where = f" (checkpoint step {step})" if step is not None else ""
+        print(f"{split} metrics{where}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
+        print(f"written to {out}")
+    return metrics
+
+
+@gin.configurable
+def infer(
+    *,
+    mixture_or_task_name: str = gin.REQUIRED,
+    task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+    model_config: t5.T5Config = gin.REQUIRED,
+    initial_checkpoint_path: Optional[str] = gin.REQUIRED,
+    prompt: Optional[trainer.PromptSpec] = None,
+    checkpoint_path: Optional[str] = None,
+    split: str = "validation",
+    batch_size: int = 32,
+    max_examples: Optional[int] = None,
+    max_decode_length: Optional[int] = None,
+    output_dir: Optional[str] = None,
+    seed: int = 0,
+    random_init_frozen_model: bool = False,
+    mesh=None,
+) -> dict[str, list[str]]:
+    """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}."""
+    mesh = mesh or partitioning.make_mesh()
+    partitioning.check_batch_size(batch_size, mesh)
+    sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    setup, _ = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
+                      initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
+                      seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh)
+    out = _output_dir(output_dir, checkpoint_path, "infer", split)
+    result = {}
+    for es in sets:
+        length = max_decode_length or es.features["decoder_target_tokens"].shape[1]
+        preds = evaluation.generate(setup.model, setup.params, es, batch_size=batch_size, mesh=mesh,
+                                    max_decode_length=length)
+        path = os.path.join(out, f"predictions_{es.name}.jsonl")
+        _write_predictions(path, es, preds)
+        result[es.name] = preds
+        if jax.process_index() == 0:
+            print(f"{len(preds)} predictions for {es.name} -> {path}")
+    return result

@@ -1,0 +1,194 @@
+"""SeqIO data for the trainer: a training order that is a pure function of the step, and eval sets.
+
+Features after `seqio.EncDecFeatureConverter(pack=False)` (the reference code
+does not pack when a prompt is used):
+
+    encoder_input_tokens  [B, T]   decoder_input_tokens  [B, L]
+    decoder_target_tokens [B, L]   decoder_loss_weights  [B, L]
+
+Training order. Preemption safety needs the batch of step s to be known from
+s alone, so a run resumed at step s sees exactly the batches an uninterrupted
+run would have seen:
+
+- 'memory' (default for tasks): the split is converted once, in order, and
+  kept as int arrays (uint16 while the vocabulary allows: 2 bytes a token;
+  ReCoRD's train split at 512+ tokens is ~150 MB). Epoch e is the permutation
+  `numpy.random.default_rng([seed, e])` of the N examples; batch s holds
+  positions s*B ... s*B+B-1 of the concatenated epochs. Resuming is O(1).
+- 'stream' (mixtures, or splits too large to hold): seqio's shuffle with a
+  fixed seed, repeated, batched, then `skip(s)`. Resuming re-reads s batches
+  (tf.data skip still runs the pipeline), which costs time, not correctness.
+
+Every process reads the same global batch (see partitioning.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Mapping, Optional
+
+import numpy as np
+import seqio
+
+FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
+
+
+class TaskError(ValueError):
+    """An unknown task, split or feature length (one-line message)."""
+
+
+def get_task_or_mixture(name: str):
+    try:
+        return seqio.get_mixture_or_task(name)
+    except ValueError:
+        known = sorted(seqio.TaskRegistry.names()) + sorted(seqio.MixtureRegistry.names())
+        shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+        raise TaskError(f"unknown task or mixture {name!r}; registered: {shown or 'none'}") from None
+
+
+def leaf_tasks(name: str) -> list:
+    """The tasks of a mixture (each evaluated with its own metrics), or [task]."""
+    obj = get_task_or_mixture(name)
+    return list(obj.tasks) if isinstance(obj, seqio.Mixture) else [obj]
+
+
+def check_split(name: str, split: str) -> None:
+    obj = get_task_or_mixture(name)
+    splits = list(obj.splits) if obj.splits is not None else []
+    if splits and split not in splits:
+        raise TaskError(f"task {name!r} has no split {split!r}; it has {sorted(splits)}")
+
+
+def check_feature_lengths(name: str, lengths: Mapping[str, int]) -> None:
+    obj = get_task_or_mixture(name)
+    if not isinstance(lengths, Mapping):
+        raise TaskError(f"TASK_FEATURE_LENGTHS must be a dict like {{'inputs': 512, 'targets': 16}}, got {lengths!r}")
+    missing = [k for k in ("inputs", "targets") if k not in lengths]
+    if missing:
+        raise TaskError(f"TASK_FEATURE_LENGTHS lacks {missing} (task {name!r} has {sorted(obj.output_features)})")
+    bad = {k: v for k, v in lengths.items() if not isinstance(v, int) or v <= 0}
+    if bad:
+        raise TaskError(f"TASK_FEATURE_LENGTHS values must be positive ints, got {bad}")
+
+
+def _converter():
+    return seqio.EncDecFeatureConverter(pack=False)
+
+
+def _stack(rows: list[dict], dtype) -> dict[str, np.ndarray]:
+    return {k: np.stack([r[k] for r in rows]).astype(dtype) for k in FEATURES}
+
+
+def _token_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max else np.int32
+
+
+def convert_split(name: str, split: str, lengths: Mapping[str, int], seed: int = 0,
+                  max_examples: Optional[int] = None) -> dict[str, np.ndarray]:
+    """All examples of `split`, in seqio order, as [N, ...] int arrays (no shuffle)."""
+    obj = get_task_or_mixture(name)
+    ds = seqio.get_dataset(
+        obj, task_feature_lengths=dict(lengths), feature_converter=_converter(), dataset_split=split,
+        shuffle=False, num_epochs=1, seed=seed, verbose=False,
+    )
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+    rows = list(ds.as_numpy_iterator())
+    if not rows:
+        raise TaskError(f"task {name!r} split {split!r} is empty")
+    vocab = obj.output_features["targets"].vocabulary
+    return _stack(rows, _token_dtype(vocab.vocab_size))
+
+
+@dataclasses.dataclass
+class TrainData:
+    """Batches of a training split; `batch(step)` is a pure function of (seed, step)."""
+
+    task_name: str
+    lengths: Mapping[str, int]
+    batch_size: int
+    seed: int = 0
+    split: str = "train"
+    mode: str = "auto"  # 'memory', 'stream', or 'auto' (memory for tasks, stream for mixtures)
+    _arrays: Optional[dict] = dataclasses.field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.mode == "auto":
+            self.mode = "stream" if isinstance(get_task_or_mixture(self.task_name), seqio.Mixture) else "memory"
+        if self.mode not in ("memory", "stream"):
+            raise TaskError(f"TrainData.mode must be 'memory', 'stream' or 'auto', got {self.mode!r}")
+        if self.mode == "memory":
+            self._arrays = convert_split(self.task_name, self.split, self.lengths, self.seed)
+
+    @property
+    def num_examples(self) -> Optional[int]:
+        return None if self._arrays is None else len(self._arrays[FEATURES[0]])
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """The global batch of `step` (memory mode): int32 [B, ...] arrays."""
+        n, b = self.num_examples, self.batch_size
+        positions = np.arange(step * b, (step + 1) * b)
+        epochs, offsets = positions // n, positions % n
+        orders = {e: self._epoch_order(int(e)) for e in np.unique(epochs)}
+        idx = np.array([orders[e][o] for e, o in zip(epochs, offsets)])
+        return {k: v[idx].astype(np.int32) for k, v in self._arrays.items()}
+
+    def iterate(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of steps start_step, start_step + 1, ..."""
+        if self.mode == "memory":
+            step = start_step
+            while True:
+                yield self.batch(step)
+                step += 1
+        ds = seqio.get_dataset(
+            get_task_or_mixture(self.task_name), task_feature_lengths=dict(self.lengths),
+            feature_converter=_converter(), dataset_split=self.split, shuffle=True, num_epochs=None,
+            seed=self.seed, verbose=False,
+        )
+        ds = ds.batch(self.batch_size, drop_remainder=True).skip(start_step)
+        for batch in ds.as_numpy_iterator():
+            yield {k: np.asarray(batch[k], np.int32) for k in FEATURES}
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """One task's eval split: model features [N, ...] and the preprocessed examples (for metrics)."""
+
+    task: Any
+    features: dict[str, np.ndarray]
+    examples: list[dict]
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+def load_eval_set(task, split: str, lengths: Mapping[str, int], max_examples: Optional[int] = None,
+                  seed: int = 0) -> EvalSet:
+    """Preprocessed examples (with *_pretokenized strings) and the same examples converted."""
+    ds = task.get_dataset(dict(lengths), split=split, shuffle=False, num_epochs=1, seed=seed)
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+    examples = list(ds.as_numpy_iterator())
+    if not examples:
+        raise TaskError(f"task {task.name!r} split {split!r} is empty")
+    converted = _converter()(ds, dict(lengths))
+    features = _stack(list(converted.as_numpy_iterator()), np.int32)
+    return EvalSet(task, features, examples)
+
+
+def eval_batches(features: dict[str, np.ndarray], batch_size: int) -> Iterator[tuple[dict, int]]:
+    """(batch padded with all-zero rows to `batch_size`, number of real rows)."""
+    n = len(next(iter(features.values())))
+    for start in range(0, n, batch_size):
+        chunk = {k: v[start:start + batch_size] for k, v in features.items()}
+        real = len(next(iter(chunk.values())))
+        if real < batch_size:
+            chunk = {k: np.concatenate([v, np.zeros((batch_size - real,) + v.shape[1:], v.dtype)])
+                     for k, v in chunk.items()}
+        yield chunk, real

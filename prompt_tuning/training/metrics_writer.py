@@ -1,0 +1,79 @@
+"""Metrics to TensorBoard event files and to MODEL_DIR/metrics.jsonl (process 0 only).
+
+    MODEL_DIR/metrics.jsonl   one JSON object per line: {"step", "kind": "train"|"eval", <name>: value}
+    MODEL_DIR/train/, eval/   TensorBoard event files (`tensorboard --logdir MODEL_DIR`)
+
+The JSON-lines file is appended and flushed per record, so a killed run keeps
+everything logged before the kill; a resumed run appends after it (records of
+steps past the resumed checkpoint may then appear twice; readers keep the last).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping, Optional
+
+import jax
+
+JSONL = "metrics.jsonl"
+
+
+class MetricsWriter:
+    def __init__(self, model_dir: str, tensorboard: bool = True):
+        self.enabled = jax.process_index() == 0
+        self.path = os.path.join(model_dir, JSONL)
+        self._tb = {}
+        self._tensorboard = tensorboard and self.enabled
+        self.model_dir = model_dir
+
+    def _summary_writer(self, kind: str):
+        if kind not in self._tb:
+            import tensorflow as tf  # already loaded by seqio; imported lazily for clarity
+
+            self._tb[kind] = tf.summary.create_file_writer(os.path.join(self.model_dir, kind))
+        return self._tb[kind]
+
+    def write(self, step: int, kind: str, metrics: Mapping[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
+        if self._tensorboard:
+            import tensorflow as tf
+
+            from tensorflow.core.framework import summary_pb2
+
+            # tf.summary.scalar lives in the tensorboard package, which is not a dependency;
+            # this writes the same record (a float tensor tagged for the 'scalars' plugin).
+            meta = summary_pb2.SummaryMetadata(
+                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+            with self._summary_writer(kind).as_default(step=int(step)):
+                for k, v in metrics.items():
+                    tf.summary.write(k, tf.constant(float(v), tf.float32), metadata=meta)
+            self._tb[kind].flush()
+
+    def close(self) -> None:
+        for w in self._tb.values():
+            w.close()
+
+
+def read(model_dir: str, kind: Optional[str] = None) -> list[dict]:
+    """The records of metrics.jsonl (of one kind), last record per (step, kind) kept."""
+    path = os.path.join(model_dir, JSONL)
+    if not os.path.exists(path):
+        return []
+    latest = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a line cut by a kill
+                continue
+            if kind is None or rec.get("kind") == kind:
+                latest[(rec["step"], rec["kind"])] = rec
+    return [latest[k] for k in sorted(latest)]

@@ -1,0 +1,167 @@
+"""The device mesh, logical-axis rules, and placing parameters and batches on it.
+
+The mesh has two axes, T5X's names: 'data' (batch rows are split over it) and
+'model' (the large parameter dims are split over it). Parameters carry logical
+axis names from the model (`vocab`, `embed`, `joined_kv`, `mlp`, `heads`,
+`relpos_buckets`, `prompt`); `logical_axis_rules` maps each to a mesh axis or
+to None (replicated), T5X's standard rules by default.
+
+A dim is only split when its size divides the mesh axis size; otherwise it is
+replicated (a 2-head 'tiny' model on a 4-way model axis still runs). The
+batch is always split over 'data': BATCH_SIZE must divide by the data-axis size.
+
+Multi-host: `initialize_distributed` wraps `jax.distributed.initialize`. Every
+process reads the same global batch (the pipeline is deterministic) and
+`global_batch` hands each device its slice, so the trajectory is the same for
+any number of processes and devices.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA, MODEL = "data", "model"
+
+# T5X's `standard_logical_axis_rules()` (1-D model parallelism), plus the prompt.
+STANDARD_RULES: tuple[tuple[str, Optional[str]], ...] = (
+    ("batch", DATA),
+    ("vocab", MODEL),
+    ("embed", None),
+    ("mlp", MODEL),
+    ("heads", MODEL),
+    ("kv", None),
+    ("joined_kv", MODEL),
+    ("relpos_buckets", None),
+    ("abspos_buckets", None),
+    ("length", None),
+    ("prompt", None),
+)
+
+
+class PartitioningError(ValueError):
+    """A mesh or batch that does not fit the available devices."""
+
+
+@gin.configurable
+def make_mesh(num_partitions: int = 1, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+    """A (data, model) mesh over all devices: model axis `num_partitions`, data the rest."""
+    devices = list(devices if devices is not None else jax.devices())
+    if num_partitions < 1 or len(devices) % num_partitions:
+        raise PartitioningError(
+            f"num_partitions={num_partitions} does not divide the {len(devices)} available devices"
+        )
+    grid = np.asarray(devices, dtype=object).reshape(len(devices) // num_partitions, num_partitions)
+    return Mesh(grid, (DATA, MODEL))
+
+
+@gin.configurable
+def logical_axis_rules(extra_rules: Sequence[tuple[str, Optional[str]]] = ()) -> tuple:
+    """`extra_rules` first (they win), then T5X's standard rules."""
+    return tuple(tuple(r) for r in extra_rules) + STANDARD_RULES
+
+
+def _spec(names: Sequence[Optional[str]], shape: Sequence[int], mesh: Mesh, rules) -> PartitionSpec:
+    used, out = set(), []
+    for name, size in zip(names, shape):
+        axis = None
+        for logical, mesh_axis in rules:
+            if logical != name:
+                continue
+            if mesh_axis is None:
+                break
+            if mesh_axis not in used and size % mesh.shape[mesh_axis] == 0:
+                axis = mesh_axis
+                break
+        if axis is not None:
+            used.add(axis)
+        out.append(axis)
+    return PartitionSpec(*out)
+
+
+def param_shardings(boxed_params, mesh: Mesh, rules=None):
+    """A NamedSharding per leaf of a boxed (nn.LogicallyPartitioned) tree, abstract or concrete.
+
+    Unboxed leaves (no logical names) are replicated.
+    """
+    rules = logical_axis_rules() if rules is None else rules
+
+    def one(leaf):
+        if isinstance(leaf, nn.LogicallyPartitioned):
+            return NamedSharding(mesh, _spec(leaf.names, leaf.value.shape, mesh, rules))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree.map(one, boxed_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Rows of every [B, ...] batch array over the 'data' axis."""
+    return NamedSharding(mesh, PartitionSpec(DATA))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    if batch_size % mesh.shape[DATA]:
+        raise PartitioningError(
+            f"BATCH_SIZE={batch_size} is not divisible by the mesh's data axis ({mesh.shape[DATA]} "
+            f"= devices / num_partitions)"
+        )
+
+
+def global_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """The same host-side global batch on every process -> global arrays split over 'data'."""
+    sharding = batch_sharding(mesh)
+    return {
+        k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+        for k, v in batch.items()
+    }
+
+
+def put(tree, shardings):
+    """Host arrays (identical on every process) -> global jax.Arrays with `shardings`."""
+    return jax.tree.map(
+        lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda idx, x=x: np.asarray(x)[idx]),
+        tree, shardings,
+    )
+
+
+def fetch(tree):
+    """Global arrays -> host numpy on every process (gathers when split across processes)."""
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if not isinstance(x, jax.Array) or x.is_fully_addressable:
+            return np.asarray(x)
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(one, tree)
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> None:
+    """`jax.distributed.initialize` when several processes are asked for (flags or JAX_* env vars).
+
+    On CPU the cross-process collectives need gloo; it is selected here.
+    """
+    coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if num_processes is None and os.environ.get("JAX_NUM_PROCESSES"):
+        num_processes = int(os.environ["JAX_NUM_PROCESSES"])
+    if process_id is None and os.environ.get("JAX_PROCESS_ID"):
+        process_id = int(os.environ["JAX_PROCESS_ID"])
+    if not coordinator_address and not num_processes:
+        return
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    except (AttributeError, ValueError):  # option absent in this jax build
+        pass
+    jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)

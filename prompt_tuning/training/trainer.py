@@ -1,0 +1,579 @@
+"""The training loop: prompt tuning (or model tuning) of a frozen T5, read top to bottom.
+
+    1. Configurables   the model size, the prompt, the trainable-parameter regex
+    2. Loss            T5X's cross entropy with z-loss, on decoder_loss_weights
+    3. Pure steps      train_step, eval_step (jit-able; nothing closed over but the model and optimizer)
+    4. Setup           frozen model + prompt -> trainable / frozen trees placed on the mesh
+    5. The run         train_and_evaluate: start-up checks, resume, loop, checkpoints, evaluation
+
+Prompt-only optimisation. The parameters are split by a regex (default: the
+prompt) into `trainable` and `frozen` trees; `jax.grad` is taken with respect
+to `trainable` only, so no gradient is ever formed for a frozen weight, and the
+optimizer holds state only for `trainable`. `frozen` is an argument of the
+jitted step (not a closed-over constant, which XLA would copy into the
+program); the train state is donated. Model tuning is the same code with the
+regex '.*' and no prompt.
+
+Determinism. Step s uses the batch `TrainData.batch(s)` and the dropout key
+fold_in(seed, s); the train state holds the step and the optimizer state. A
+run resumed from its latest checkpoint therefore repeats exactly what an
+uninterrupted run computes.
+
+Shape letters: B batch, T input length, L target length, P prompt length,
+H hidden, V vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import os
+import re
+import signal
+import threading
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+
+from prompt_tuning import prompts
+from prompt_tuning.checkpoints import native, save_restore
+from prompt_tuning.checkpoints.errors import CheckpointError
+from prompt_tuning.models import t5
+from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, optimizer, partitioning, run_dir
+
+PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
+ALL_REGEX = r".*"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run (one-line message, shown as is)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last checkpoint is left as it was."""
+
+
+# ---------------------------------------------------------------------------
+# 1. Configurables
+# ---------------------------------------------------------------------------
+
+
+@gin.configurable
+def t5_config(size: str = gin.REQUIRED, **overrides) -> t5.T5Config:
+    """A T5 1.1 size ('small' ... 'xxl', 'tiny', 'test') with T5Config field overrides."""
+    try:
+        return t5.get_config(size, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model config: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSpec:
+    """A prompt of `length` positions made by `init` (a prompts.py initializer factory).
+
+    `num_prompts` K > 0 makes a PromptBank [K, P, H] instead of one [P, H] prompt.
+    """
+
+    length: int
+    init: Callable[..., prompts.PromptInit]
+    num_prompts: Optional[int] = None
+
+    def factory(self, init_fn: prompts.PromptInit):
+        if self.num_prompts:
+            return functools.partial(prompts.PromptBank, num_prompts=self.num_prompts, length=self.length,
+                                     prompt_init=init_fn)
+        return functools.partial(prompts.Prompt, length=self.length, prompt_init=init_fn)
+
+
+@gin.configurable
+def make_prompt(length: int = gin.REQUIRED, init: Callable = gin.REQUIRED,
+                num_prompts: Optional[int] = None) -> PromptSpec:
+    """PROMPT in the gin files: `@make_prompt()` with PROMPT_LENGTH and PROMPT_INIT."""
+    if not isinstance(length, int) or length < 1:
+        raise ConfigError(f"PROMPT_LENGTH must be a positive int, got {length!r}")
+    return PromptSpec(length, init, num_prompts)
+
+
+# ---------------------------------------------------------------------------
+# 2. Loss
+# ---------------------------------------------------------------------------
+
+
+def cross_entropy_loss(logits, targets, weights, *, z_loss: float = 1e-4,
+                       loss_normalizing_factor: Optional[float] = None):
+    """T5X's weighted cross entropy with z-loss.
+
+    logits [B, L, V] float32, targets [B, L], weights [B, L] -> (loss, aux).
+    loss = sum_w(-log p(target) + z_loss * log(Z)^2) / normalizer, where the
+    normalizer is `loss_normalizing_factor` or, by default, the number of
+    weighted target tokens (a per-token mean; Adafactor's update is invariant
+    to this scale up to its 1e-30 epsilon).
+    """
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    nll = log_z - target_logit
+    z_term = z_loss * jnp.square(log_z)
+    weights = weights.astype(jnp.float32)
+    tokens = jnp.sum(weights)
+    norm = tokens if loss_normalizing_factor is None else jnp.asarray(loss_normalizing_factor, jnp.float32)
+    norm = jnp.maximum(norm, 1.0)
+    loss = jnp.sum((nll + z_term) * weights) / norm
+    aux = {"nll_sum": jnp.sum(nll * weights), "z_loss": jnp.sum(z_term * weights) / norm, "tokens": tokens}
+    return loss, aux
+
+
+# ---------------------------------------------------------------------------
+# 3. Pure steps
+# ---------------------------------------------------------------------------
+
+
+def merge_params(frozen: Mapping, trainable: Mapping) -> dict:
+    """One nested parameter tree from the two disjoint ones."""
+    flat = traverse_util.flatten_dict(dict(frozen))
+    flat.update(traverse_util.flatten_dict(dict(trainable)))
+    return traverse_util.unflatten_dict(flat)
+
+
+def split_params(params: Mapping, regex: str) -> tuple[dict, dict]:
+    """(trainable, frozen): leaves whose 'a/b/c' path fully matches `regex` are trainable."""
+    pattern = re.compile(regex)
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    trainable = {k: v for k, v in flat.items() if pattern.fullmatch(k)}
+    frozen = {k: v for k, v in flat.items() if not pattern.fullmatch(k)}
+    unflat = lambda d: traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in d.items()})
+    return unflat(trainable), unflat(frozen)
+
+
+def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5.T5,
+               tx: optax.GradientTransformation, z_loss: float, loss_normalizing_factor: Optional[float]):
+    """One update of state['params'] (the trainable tree only).
+
+    state {'step', 'params', 'opt_state'}, frozen params, batch of [B, T] / [B, L]
+    arrays -> (new state, {'loss', 'z_loss', 'tokens', 'grad_norm'}).
+    """
+    rng = jax.random.fold_in(dropout_key, state["step"])
+
+    def loss_of(trainable):
+        logits = model.apply(
+            {"params": merge_params(frozen, trainable)}, batch["encoder_input_tokens"],
+            batch["decoder_input_tokens"], batch["decoder_target_tokens"], enable_dropout=True,
+            rngs={"dropout": rng},
+        )
+        return cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
+                                  z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor)
+
+    (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
+                 "opt_state": opt_state}
+    metrics = {"loss": loss, "z_loss": aux["z_loss"], "tokens": aux["tokens"], "grad_norm": optax.global_norm(grads)}
+    return new_state, metrics
+
+
+def eval_step(params: dict, batch: dict, *, model: t5.T5, z_loss: float):
+    """Teacher-forced {'nll_sum', 'tokens'} of one batch (dropout off)."""
+    logits = model.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                         batch["decoder_target_tokens"])
+    _, aux = cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss=z_loss)
+    return {"nll_sum": aux["nll_sum"], "tokens": aux["tokens"]}
+
+
+# ---------------------------------------------------------------------------
+# 4. Setup
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Setup:
+    """A model ready to train or evaluate: trees placed on `mesh`."""
+
+    model: t5.T5
+    config: t5.T5Config
+    vocabulary: Any
+    mesh: Any
+    trainable: dict
+    frozen: dict
+    checkpoint_step: Optional[int]
+    frozen_host: Optional[dict] = None  # host copy when the frozen model was randomly initialised
+
+    @property
+    def params(self) -> dict:
+        return merge_params(self.frozen, self.trainable)
+
+
+def _gin_bound(fn, param: str) -> bool:
+    name = getattr(fn, "__name__", None)
+    if not name:
+        return False
+    try:
+        gin.query_parameter(f"{name}.{param}")
+        return True
+    except ValueError:
+        return False
+
+
+def labels_for(task_name: str, class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> Optional[list]:
+    """Verbalizers of a task: the `class_labels` argument first, then the data package's."""
+    if class_labels and class_labels.get(task_name):
+        return list(class_labels[task_name])
+    return evaluation.task_class_labels(task_name)
+
+
+def _prompt_init(spec: PromptSpec, embeddings, vocabulary, task_name: str,
+                 class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> prompts.PromptInit:
+    """Calls the initializer factory with the frozen embeddings, vocabulary and (if needed) class labels."""
+    kwargs = {"embeddings": embeddings, "vocabulary": vocabulary}
+    try:
+        accepts_labels = "labels" in inspect.signature(spec.init).parameters
+    except (TypeError, ValueError):
+        accepts_labels = False
+    if accepts_labels and not _gin_bound(spec.init, "labels"):
+        labels = labels_for(task_name, class_labels)
+        if not labels:
+            raise ConfigError(
+                f"the class-label prompt init needs labels and task {task_name!r} declares none; "
+                f"set --gin.class_labels.labels=[...]"
+            )
+        kwargs["labels"] = labels
+    return spec.init(**kwargs)
+
+
+def _abstract_params(model: t5.T5):
+    """The boxed (logically partitioned) abstract parameter tree of `model`."""
+    tokens = jnp.ones((1, 1), jnp.int32)
+    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens, tokens, tokens))["params"]
+
+
+def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, seed: int):
+    if path:
+        from prompt_tuning.checkpoints import loading
+
+        return loading.load_params(path, config)
+    if not random_init:
+        raise ConfigError("INITIAL_CHECKPOINT_PATH is required (the frozen model to tune a prompt for)")
+    tokens = jnp.ones((1, 1), jnp.int32)
+    variables = jax.jit(lambda: t5.T5(config).init(jax.random.PRNGKey(seed), tokens, tokens, tokens))()
+    return jax.tree.map(np.asarray, nn.meta.unbox(variables["params"])), None
+
+
+def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[PromptSpec],
+          initial_checkpoint_path: Optional[str], trainable_regex: str, seed: int, mesh,
+          random_init_frozen_model: bool = False, overrides: Optional[Mapping] = None,
+          class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> Setup:
+    """Loads the frozen model, makes the prompt, splits and places both trees.
+
+    `overrides` (a nested tree, e.g. a trainer checkpoint's params) replaces
+    leaves after loading; a prompt found there is used instead of the
+    initializer. Raises ConfigError / CheckpointError / prompts.PromptError
+    with one-line messages.
+    """
+    if not isinstance(model_config, t5.T5Config):
+        raise ConfigError(f"MODEL_CONFIG must be a T5Config (e.g. @t5_config()), got {type(model_config).__name__}")
+    vocabulary = input_pipeline.leaf_tasks(task_name)[0].output_features["targets"].vocabulary
+    if vocabulary.vocab_size > model_config.vocab_size:
+        raise ConfigError(f"the task's vocabulary has {vocabulary.vocab_size} ids but the model only "
+                          f"{model_config.vocab_size} embedding rows")
+    frozen_np, ckpt_step = _load_frozen(model_config, initial_checkpoint_path, random_init_frozen_model, seed)
+    params = frozen_np
+    factory = None
+    if prompt is not None:
+        embeddings = params["token_embedder"]["embedding"]
+        prompt_params = (overrides or {}).get("encoder", {}).get("prompt")
+        if prompt_params is None:
+            init_fn = _prompt_init(prompt, embeddings, vocabulary, task_name, class_labels)
+            module = prompt.factory(init_fn)(name=None)
+            dummy = jnp.zeros((1, 1, model_config.emb_dim), jnp.float32)
+            prompt_params = nn.meta.unbox(module.init(jax.random.PRNGKey(seed + 1), dummy)["params"])
+        prompt_params = jax.tree.map(np.asarray, prompt_params)
+        factory = prompt.factory(prompts.random_uniform())  # the structure; values come from prompt_params
+        params = merge_params(params, {"encoder": {"prompt": prompt_params}})
+    if overrides:
+        params = merge_params(params, jax.tree.map(np.asarray, dict(overrides)))
+    model = t5.T5(model_config, factory)
+    abstract = _abstract_params(model)
+    expected = {k: v.value.shape for k, v in traverse_util.flatten_dict(
+        abstract, sep="/", is_leaf=lambda _, x: isinstance(x, nn.LogicallyPartitioned)).items()}
+    got = {k: np.shape(v) for k, v in traverse_util.flatten_dict(params, sep="/").items()}
+    for k in sorted(set(expected) | set(got)):
+        if expected.get(k) != got.get(k):
+            raise ConfigError(f"parameter {k}: the model expects shape {expected.get(k)}, got {got.get(k)}")
+    shardings = nn.meta.unbox(partitioning.param_shardings(abstract, mesh))
+    trainable, frozen = split_params(params, trainable_regex)
+    if not trainable:
+        raise ConfigError(f"no parameter matches trainable_regex {trainable_regex!r} "
+                          f"(a prompt run needs PROMPT set; model tuning uses '.*')")
+    t_shard, f_shard = split_params(shardings, trainable_regex)
+    return Setup(
+        model=model, config=model_config, vocabulary=vocabulary, mesh=mesh,
+        trainable=partitioning.put(trainable, t_shard), frozen=partitioning.put(frozen, f_shard),
+        checkpoint_step=ckpt_step, frozen_host=frozen_np if random_init_frozen_model and not initial_checkpoint_path else None,
+    )
+
+
+def prompt_array(trainable: Mapping) -> Optional[np.ndarray]:
+    """The prompt [P, H] (or bank [K, P, H]) of a trainable tree, on the host; None if absent."""
+    node = trainable.get("encoder", {}).get("prompt", {}).get("prompt") if isinstance(trainable, Mapping) else None
+    return None if node is None else partitioning.fetch(node)
+
+
+# ---------------------------------------------------------------------------
+# 5. The run
+# ---------------------------------------------------------------------------
+
+
+class _StopSignal:
+    """SIGTERM (and SIGINT) set a flag; the loop saves a checkpoint and returns at the next step."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self) -> bool:
+        flag = self.signum is not None
+        if jax.process_count() > 1:  # every process must stop at the same step
+            from jax.experimental import multihost_utils
+
+            flag = bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+        return flag
+
+
+def _say(*args) -> None:
+    if jax.process_index() == 0:
+        print(*args, flush=True)
+
+
+def _format_metrics(metrics: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+
+
+def _check_finite(step: int, metrics: Mapping, last_saved: Optional[int]) -> float:
+    loss = float(np.asarray(partitioning.fetch(metrics["loss"])))
+    if not math.isfinite(loss):
+        kept = f"the last good checkpoint (step {last_saved}) is intact" if last_saved is not None else "no checkpoint was written"
+        raise NonFiniteLossError(f"loss is {loss} at step {step}; stopping ({kept}). "
+                                 f"Lower the learning rate or check the data")
+    return loss
+
+
+@gin.configurable
+def train_and_evaluate(
+    *,
+    model_dir: Optional[str] = None,
+    mixture_or_task_name: str = gin.REQUIRED,
+    task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+    train_steps: int = gin.REQUIRED,
+    batch_size: int = gin.REQUIRED,
+    model_config: t5.T5Config = gin.REQUIRED,
+    initial_checkpoint_path: Optional[str] = gin.REQUIRED,
+    prompt: Optional[PromptSpec] = None,
+    trainable_regex: str = PROMPT_REGEX,
+    optimizer_factory: Callable[..., optax.GradientTransformation] = optimizer.adafactor,
+    adafactor_step_from_checkpoint: bool = False,
+    z_loss: float = 1e-4,
+    loss_normalizing_factor: Optional[float] = None,
+    seed: int = 0,
+    checkpoint_period: int = 1000,
+    keep_checkpoints: int = 1,
+    eval_period: Optional[int] = None,
+    eval_split: Optional[str] = "validation",
+    eval_mode: str = evaluation.GENERATE,
+    eval_batch_size: Optional[int] = None,
+    eval_max_examples: Optional[int] = None,
+    eval_before_training: bool = True,
+    early_stopping_metric: Optional[str] = None,
+    class_labels: Optional[Mapping[str, Sequence[str]]] = None,
+    train_split: str = "train",
+    data_mode: str = "auto",
+    log_period: int = 10,
+    random_init_frozen_model: bool = False,
+    gin_files: Sequence[str] = (),
+    config_str: str = "",
+    mesh=None,
+) -> dict:
+    """Trains (resuming MODEL_DIR if it holds this configuration), evaluates, checkpoints.
+
+    Returns {'model_dir', 'step', 'metrics_before', 'metrics_after', 'best', 'preempted'}.
+    Everything that can be checked before training is checked before
+    MODEL_DIR is created. See prompt_tuning/training/README.md for the gin
+    macros behind each argument.
+    """
+    # -- start-up checks: nothing is written until all of them pass --------
+    if not isinstance(train_steps, int) or train_steps < 0:
+        raise ConfigError(f"TRAIN_STEPS must be an int >= 0, got {train_steps!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"BATCH_SIZE must be a positive int, got {batch_size!r}")
+    if model_dir is None:
+        model_dir = run_dir.default_model_dir(gin_files)
+    fingerprint = run_dir.fingerprint()
+    resuming = run_dir.check(model_dir, fingerprint)
+    input_pipeline.check_feature_lengths(mixture_or_task_name, task_feature_lengths)
+    input_pipeline.check_split(mixture_or_task_name, train_split)
+    eval_period = eval_period or checkpoint_period
+    mesh = mesh or partitioning.make_mesh()
+    partitioning.check_batch_size(batch_size, mesh)
+    eval_batch_size = eval_batch_size or batch_size
+    partitioning.check_batch_size(eval_batch_size, mesh)
+    eval_sets = []
+    if eval_split:
+        for task in input_pipeline.leaf_tasks(mixture_or_task_name):
+            input_pipeline.check_split(task.name, eval_split)
+            eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
+    setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
+                  initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
+                  mesh=mesh, random_init_frozen_model=random_init_frozen_model, class_labels=class_labels)
+    if eval_mode == evaluation.RANK:
+        for es in eval_sets:
+            if not labels_for(es.name, class_labels):
+                raise ConfigError(f"eval_mode 'rank' needs class labels for task {es.name!r}")
+    initial_step = 0
+    if adafactor_step_from_checkpoint:
+        initial_step = int(setup.checkpoint_step or 0)
+    tx = optimizer_factory(initial_step=initial_step)
+    data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
+                                    split=train_split, mode=data_mode)
+
+    # -- the run directory and the initial (or restored) state --------------
+    run_dir.claim(model_dir, fingerprint, gin_files, config_str)
+    _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
+    if setup.frozen_host is not None and jax.process_index() == 0 and not resuming:
+        native.save(os.path.join(model_dir, "frozen_model"), setup.frozen_host, setup.config)
+    ckpts = save_restore.TrainCheckpoints(model_dir, keep=keep_checkpoints)
+    writer = metrics_writer.MetricsWriter(model_dir)
+    replicated = partitioning.replicated(mesh)
+    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": setup.trainable,
+             "opt_state": jax.jit(tx.init)(setup.trainable)}
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+    if ckpts.latest_step() is not None:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        state = ckpts.restore(abstract)
+    start = int(partitioning.fetch(state["step"]))
+    frozen = setup.frozen
+    dropout_key = jax.device_put(jax.random.PRNGKey(seed), replicated)
+
+    step_fn = jax.jit(
+        functools.partial(train_step, model=setup.model, tx=tx, z_loss=z_loss,
+                          loss_normalizing_factor=loss_normalizing_factor),
+        donate_argnums=(0,), out_shardings=(state_shardings, replicated),
+    )
+    loss_fn = jax.jit(functools.partial(eval_step, model=setup.model, z_loss=z_loss), out_shardings=replicated)
+
+    def run_eval(step: int) -> dict:
+        if not eval_sets:
+            return {}
+        params = merge_params(frozen, state["params"])
+        t0 = time.time()
+        metrics, _ = evaluation.evaluate(setup.model, params, eval_sets, mode=eval_mode, batch_size=eval_batch_size,
+                                         mesh=mesh, class_labels=class_labels)
+        for es in eval_sets:
+            sums = [partitioning.fetch(loss_fn(params, partitioning.global_batch(chunk, mesh)))
+                    for chunk, _ in input_pipeline.eval_batches(es.features, eval_batch_size)]
+            tokens = sum(float(s["tokens"]) for s in sums)
+            metrics[f"{es.name}/loss"] = sum(float(s["nll_sum"]) for s in sums) / max(tokens, 1.0)
+        writer.write(step, "eval", metrics)
+        scored = {k: v for k, v in metrics.items() if not k.endswith("/loss")}
+        value = evaluation.early_stopping_value(scored, early_stopping_metric)
+        best = ckpts.best_info()
+        if value is not None and (best is None or value > best["value"]):
+            ckpts.save_best(state, value, metrics, prompt_array(state["params"]))
+        _say(f"eval at step {step} ({time.time() - t0:.1f}s): {_format_metrics(metrics)}")
+        return metrics
+
+    metrics_before = {}
+    if start == 0 and eval_before_training:
+        metrics_before = run_eval(0)
+    else:
+        first = [r for r in metrics_writer.read(model_dir, "eval") if r["step"] == 0]
+        metrics_before = {k: v for k, v in first[0].items() if k not in ("step", "kind")} if first else {}
+
+    # -- the loop ----------------------------------------------------------
+    last_saved = ckpts.latest_step()
+    last_eval = start if start > 0 or eval_before_training else None
+    metrics_after, preempted = {}, False
+    pending = None  # (step, metrics) not yet checked: keeps the host one step behind the device
+    window, t_window = [], time.time()
+    from tqdm import tqdm
+
+    bar = tqdm(total=train_steps, initial=min(start, train_steps), unit="step", dynamic_ncols=True,
+               disable=jax.process_index() != 0 or start >= train_steps, mininterval=1.0)
+    batches = data.iterate(start)
+    with _StopSignal() as stop:
+        try:
+            for step in range(start, train_steps):
+                batch = partitioning.global_batch(next(batches), mesh)
+                state, metrics = step_fn(state, frozen, batch, dropout_key)
+                if pending is not None:
+                    window.append(_check_finite(*pending, last_saved))
+                pending = (step, metrics)
+                done = step + 1
+                bar.update(1)
+                if done % log_period == 0 or done == train_steps:
+                    window.append(_check_finite(*pending, last_saved))
+                    pending = None
+                    rate = len(window) / max(time.time() - t_window, 1e-9)
+                    writer.write(done, "train", {"loss": float(np.mean(window)), "steps_per_sec": rate})
+                    bar.set_postfix(loss=f"{np.mean(window):.4f}")
+                    window, t_window = [], time.time()
+                stopping = stop.requested()
+                if done % checkpoint_period == 0 or done == train_steps or stopping:
+                    if pending is not None:
+                        _check_finite(*pending, last_saved)
+                        pending = None
+                    ckpts.save(state, prompt_array(state["params"]))
+                    last_saved = done
+                if stopping:
+                    preempted = True
+                    name = signal.Signals(stop.signum).name if stop.signum else "a stop request"
+                    bar.close()
+                    _say(f"received {name} at step {done}: checkpoint saved in {model_dir}; rerun the same "
+                         f"command to resume")
+                    break
+                if eval_sets and done % eval_period == 0:
+                    metrics_after = run_eval(done)
+                    last_eval = done
+        finally:
+            bar.close()
+    # -- the end of the run ------------------------------------------------
+    end = int(partitioning.fetch(state["step"]))
+    if not preempted:
+        if ckpts.latest_step() != end:
+            ckpts.save(state, prompt_array(state["params"]))
+        if eval_sets and last_eval != end:
+            metrics_after = run_eval(end)
+        elif eval_sets and not metrics_after:
+            last = [r for r in metrics_writer.read(model_dir, "eval") if r["step"] == end]
+            metrics_after = {k: v for k, v in last[0].items() if k not in ("step", "kind")} if last else {}
+    writer.close()
+    best = ckpts.best_info()
+    ckpts.close()
+    if not preempted:
+        _say(f"done: {end} steps in {model_dir}")
+        if metrics_before:
+            _say(f"validation before training: {_format_metrics(metrics_before)}")
+        if metrics_after:
+            _say(f"validation after training:  {_format_metrics(metrics_after)}")
+        if best is not None:
+            _say(f"best: step {best['step']} (value {best['value']:.4g}); prompt at "
+                 f"{os.path.join(model_dir, save_restore.PROMPTS_DIR, 'best.npy')}")
+    return {"model_dir": model_dir, "step": end, "metrics_before": metrics_before, "metrics_after": metrics_after,
+            "best": best, "preempted": preempted, "params": merge_params(frozen, state["params"])}
