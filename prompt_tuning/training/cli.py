@@ -25,6 +25,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 USAGE_ERROR, NONFINITE_ERROR = 2, 3
 
 
+KNOWN_FLAGS = ("gin_file", "gin_config", "gin_bindings", "gin_search_paths", "coordinator_address",
+               "process_count", "process_index")
+
+
 class UsageError(ValueError):
     """A bad flag or gin configuration (one-line message)."""
 
@@ -43,6 +47,10 @@ def parse_args(argv: Sequence[str], prog: str) -> dict:
             raise SystemExit(0)
         if not arg.startswith("--"):
             raise UsageError(f"unexpected argument {arg!r} (flags look like --gin_file=FILE or --gin.PARAM=VALUE)")
+        flag = arg[2:].split("=", 1)[0]
+        if not (flag.startswith("gin.") or flag in KNOWN_FLAGS):
+            raise UsageError(f"unknown flag --{flag} (known: --gin_file, --gin.PARAM=VALUE, --gin_search_paths, "
+                             f"--coordinator_address, --process_count, --process_index)")
         if "=" in arg:
             name, value = arg[2:].split("=", 1)
         elif i + 1 < len(args):
@@ -67,9 +75,6 @@ def parse_args(argv: Sequence[str], prog: str) -> dict:
                 out[name] = int(value)
             except ValueError:
                 raise UsageError(f"--{name} must be an int, got {value!r}") from None
-        else:
-            raise UsageError(f"unknown flag --{name} (known: --gin_file, --gin.PARAM=VALUE, --gin_search_paths, "
-                             f"--coordinator_address, --process_count, --process_index)")
         i += 1
     return out
 
@@ -126,7 +131,7 @@ def setup_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     import gin
 
     gin.clear_config()
-    paths = list(search_paths) if search_paths else [os.getcwd(), REPO_ROOT]
+    paths = list(search_paths) if search_paths else list(dict.fromkeys([os.getcwd(), REPO_ROOT]))
     for p in paths:
         gin.add_config_file_search_path(p)
     for f in gin_files:
@@ -139,8 +144,29 @@ def setup_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_path
     check_required_macros()
 
 
+def quiet_import_tensorflow() -> None:
+    """Imports TensorFlow (seqio needs it) with its C++ start-up banner sent to /dev/null.
+
+    This TensorFlow build logs oneDNN/CUDA notices through absl before any log
+    level applies (TF_CPP_MIN_LOG_LEVEL does not silence them). Python errors
+    of the import are still raised normally.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "2":
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def register_configurables() -> None:
     """Imports every module with gin configurables, and registers the data package's tasks."""
+    quiet_import_tensorflow()
     from prompt_tuning import prompts  # noqa: F401  (initializers)
     from prompt_tuning.training import evaluation, optimizer, partitioning, trainer  # noqa: F401
 

@@ -174,7 +174,10 @@ def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
                  "opt_state": opt_state}
-    metrics = {"loss": loss, "z_loss": aux["z_loss"], "tokens": aux["tokens"], "grad_norm": optax.global_norm(grads)}
+    # A NaN gradient can leave the loss finite; the saved state must be finite, so check it too.
+    params_finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new_state["params"])]))
+    metrics = {"loss": loss, "z_loss": aux["z_loss"], "tokens": aux["tokens"], "grad_norm": optax.global_norm(grads),
+               "params_finite": params_finite}
     return new_state, metrics
 
 
@@ -368,10 +371,14 @@ def _format_metrics(metrics: Mapping[str, float]) -> str:
 
 
 def _check_finite(step: int, metrics: Mapping, last_saved: Optional[int]) -> float:
-    loss = float(np.asarray(partitioning.fetch(metrics["loss"])))
-    if not math.isfinite(loss):
-        kept = f"the last good checkpoint (step {last_saved}) is intact" if last_saved is not None else "no checkpoint was written"
-        raise NonFiniteLossError(f"loss is {loss} at step {step}; stopping ({kept}). "
+    """The loss of `step` (0-based); NonFiniteLossError if it or the updated parameters are not finite."""
+    values = partitioning.fetch({"loss": metrics["loss"], "ok": metrics["params_finite"]})
+    loss = float(values["loss"])
+    if not math.isfinite(loss) or not bool(values["ok"]):
+        what = f"loss is {loss}" if not math.isfinite(loss) else "the updated parameters are not finite"
+        kept = (f"the last good checkpoint (step {last_saved}) is intact" if last_saved is not None
+                else "no checkpoint was written")
+        raise NonFiniteLossError(f"{what} at step {step + 1}; stopping ({kept}). "
                                  f"Lower the learning rate or check the data")
     return loss
 
