@@ -1,0 +1,1 @@
+"""Experiments of the paper: sweeps, runner, collector, plots (see experiments/README.md)."""

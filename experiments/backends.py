@@ -1,0 +1,227 @@
+"""Where the sweeps' abstract points meet the trainer: the one mapping to gin files and values.
+
+A `Backend` says which model sizes, tasks, checkpoints, gin files and
+hyperparameters a sweep runs with. Two exist:
+
+- "real": the paper's grid. T5 1.1 Small..XXL from the public T5X checkpoints
+  (span corruption: t5_1_1_<size>/checkpoint_1000000; LM-adapted 100K:
+  t5_1_1_lm100k_<size>/checkpoint_1100000), the 8 SuperGLUE tasks from TFDS
+  1.0.2, prompt length 100, class-label init, 30K steps at batch 32 with
+  Adafactor at constant learning rate 0.3 (gin/runs/prompt_finetune.gin);
+  model tuning through gin/runs/model_finetune.gin (lr 0.001, batch 128 =
+  2^16 tokens at 512 input tokens). Other LM-adaptation budgets (10K, 50K)
+  were not released: produce them with the LM-adaptation objective and put
+  them under `lm_adapted/` (paths below).
+- "mini": the mini world's model ladder and tasks (experiments/mini_world/).
+  PLACEHOLDER until that ladder exists: every name and path in MINI below is
+  an expectation, kept here and nowhere else.
+
+Gin file order (the trainer's headers): gin/runs/<method>.gin,
+gin/models/<size>.gin, gin/prompts/<init>.gin, the backend's task gin files,
+then --gin.X=Y overrides (MIXTURE_OR_TASK_NAME, TASK_FEATURE_LENGTHS,
+INITIAL_CHECKPOINT_PATH, PROMPT_LENGTH, RANDOM_SEED, TRAIN_STEPS, BATCH_SIZE;
+MODEL_DIR is added by the runner).
+
+Prompt design (zero-shot) is a prompt initialised from a task description
+(gin/prompts/from_string.gin) whose length is exactly the text's token count,
+evaluated at TRAIN_STEPS = 0: the frozen model sees the text's embeddings in
+front of the input, as if the text were written there.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+from experiments import spec as S
+from prompt_tuning.models import t5
+
+T5X_BUCKET = "gs://t5-data/pretrained_models/t5x"
+LM_ADAPT_ROOT = "lm_adapted"  # where self-made LM-adapted checkpoints go (real backend)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backend:
+    name: str
+    sizes: tuple[str, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    lm_budgets: tuple[int, ...]            # LM-adaptation steps for Fig 3(d); the last one is the centre
+    size_gin: str                          # '{size}' template
+    checkpoints: Mapping[str, str]         # Setting.checkpoint_key() -> '{size}' template
+    task_template: str                     # '{task}' template of MIXTURE_OR_TASK_NAME
+    sentinel_task_template: str            # the same task with a sentinel before every target
+    feature_lengths: Mapping[str, Mapping[str, int]]   # task -> TASK_FEATURE_LENGTHS ('*' = default)
+    class_labels: Mapping[str, tuple[str, ...]]        # task -> verbalizers / task words
+    # Tasks whose targets are not class labels: the class-label init uses these words (paper 3.2).
+    label_words_override: Mapping[str, tuple[str, ...]]
+    prompt_design: Mapping[str, tuple[str, int]]       # task -> (text, its token count)
+    size_config: Callable[[str], t5.T5Config]
+    train_steps: Mapping[str, int]         # method -> TRAIN_STEPS
+    batch_size: Mapping[str, Optional[int]]   # method -> BATCH_SIZE (None: the gin default)
+    method_gin: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
+        S.PROMPT_TUNING: ("gin/runs/prompt_finetune.gin",),
+        S.MODEL_TUNING: ("gin/runs/model_finetune.gin",),
+        S.PROMPT_DESIGN: ("gin/runs/prompt_finetune.gin",),
+    })
+    init_gin: str = "gin/prompts/{init}.gin"
+    prompt_design_gin: str = "gin/prompts/from_string.gin"
+    task_gin: tuple[str, ...] = ()         # gin files that import/register the tasks (for the trainer)
+    task_modules: tuple[str, ...] = ()     # the same, as Python modules (for in-process evaluation)
+    extra_overrides: tuple[tuple[str, Any], ...] = ()
+    ensemble_size: str = ""                # the size Table 3 is run on (the paper: XXL)
+    ensemble_prompts: int = 5
+    minutes_per_run: float = 0.0           # a rough runtime estimate for the docstrings / --list
+
+    @property
+    def centre(self) -> S.Setting:
+        """The paper's defaults: prompt length 100, class-label init, the longest LM adaptation."""
+        return S.Setting(lm_steps=self.lm_budgets[-1])
+
+    def checkpoint(self, size: str, setting: S.Setting) -> str:
+        key = setting.checkpoint_key()
+        if key not in self.checkpoints:
+            raise S.SpecError(f"backend {self.name!r} has no checkpoint for {key!r}; known: {sorted(self.checkpoints)}")
+        return self.checkpoints[key].format(size=size)
+
+    def task_name(self, task: str, setting: S.Setting) -> str:
+        sentinel = setting.normalized().objective == S.SPAN_CORRUPTION_SENTINEL
+        return (self.sentinel_task_template if sentinel else self.task_template).format(task=task)
+
+    def lengths(self, task: str) -> dict[str, int]:
+        return dict(self.feature_lengths.get(task, self.feature_lengths["*"]))
+
+    def params(self, size: str) -> int:
+        """Total parameters of a size (for the results table's x axis)."""
+        from experiments import parameters
+
+        return parameters.total_parameters(self.size_config(size))
+
+    def spec(self, *, sweep: str, panel: str, size: str, task: str, setting: S.Setting, seed: int,
+             value: Any) -> S.RunSpec:
+        """One run of `setting` at `size` on `task` with `seed`; `value` is its x / legend value."""
+        s = setting.normalized()
+        gin_files = list(self.method_gin[s.method]) + [self.size_gin.format(size=size)]
+        overrides: list[tuple[str, Any]] = [
+            ("MIXTURE_OR_TASK_NAME", self.task_name(task, s)),
+            ("TASK_FEATURE_LENGTHS", self.lengths(task)),
+            ("INITIAL_CHECKPOINT_PATH", self.checkpoint(size, s)),
+        ]
+        if s.method == S.PROMPT_TUNING:
+            gin_files.append(self.init_gin.format(init=s.init))
+            overrides.append(("PROMPT_LENGTH", s.prompt_length))
+            if s.init == "class_labels":
+                labels = self.label_words_override.get(task)
+                known = labels or self.class_labels.get(task)
+                # A prompt shorter than the label list keeps the first P labels (the
+                # initializer refuses labels that do not fit).
+                if known and len(known) > s.prompt_length:
+                    labels = known[: s.prompt_length]
+                if labels:
+                    overrides.append(("class_labels.labels", list(labels)))
+        elif s.method == S.PROMPT_DESIGN:
+            if task not in self.prompt_design:
+                raise S.SpecError(f"backend {self.name!r} has no prompt-design text for task {task!r}")
+            text, length = self.prompt_design[task]
+            gin_files.append(self.prompt_design_gin)
+            overrides += [("PROMPT_TEXT", text), ("PROMPT_LENGTH", length)]
+        gin_files += list(self.task_gin)
+        steps = self.train_steps[s.method]
+        overrides += [("RANDOM_SEED", seed), ("TRAIN_STEPS", steps)]
+        if self.batch_size.get(s.method) is not None:
+            overrides.append(("BATCH_SIZE", self.batch_size[s.method]))
+        overrides += list(self.extra_overrides)
+        labels = (("sweep", sweep), ("panel", panel), ("method", s.method), ("size", size), ("task", task),
+                  ("setting", str(value)), ("seed", seed), ("prompt_length", s.prompt_length), ("init", s.init),
+                  ("objective", s.objective), ("lm_steps", s.lm_steps))
+        return S.RunSpec(name=S.run_name(size, task, s, seed), gin_files=tuple(gin_files), overrides=tuple(overrides),
+                         labels=labels, train_steps=steps)
+
+
+# ---------------------------------------------------------------------------- real
+SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
+
+REAL = Backend(
+    name="real",
+    sizes=("small", "base", "large", "xl", "xxl"),
+    tasks=SUPERGLUE,
+    seeds=(0, 1, 2),
+    lm_budgets=(0, 10_000, 50_000, 100_000),
+    size_gin="gin/models/t5_1_1_{size}.gin",
+    checkpoints={
+        "sc": T5X_BUCKET + "/t5_1_1_{size}/checkpoint_1000000",
+        "lm100k": T5X_BUCKET + "/t5_1_1_lm100k_{size}/checkpoint_1100000",
+        "lm10k": LM_ADAPT_ROOT + "/t5_1_1_lm10k_{size}/checkpoint_1010000",
+        "lm50k": LM_ADAPT_ROOT + "/t5_1_1_lm50k_{size}/checkpoint_1050000",
+    },
+    # ASSUMED names of the data package's TFDS SuperGLUE 1.0.2 tasks (benchmark prefix removed).
+    task_template="super_glue_{task}_v102",
+    sentinel_task_template="super_glue_{task}_v102_sentinel",
+    feature_lengths={"*": {"inputs": 512, "targets": 8}, "record": {"inputs": 512, "targets": 32},
+                     "wsc": {"inputs": 512, "targets": 16}},
+    class_labels={"boolq": ("False", "True"), "cb": ("entailment", "contradiction", "neutral"),
+                  "copa": ("choice1", "choice2"), "multirc": ("False", "True"),
+                  "rte": ("entailment", "not_entailment"), "wic": ("False", "True")},
+    label_words_override={"record": ("commonsense", "reasoning", "reading", "comprehension"),
+                          "wsc": ("commonsense", "pronoun", "resolution")},
+    # Token counts with the T5 SentencePiece model (checked by tests/experiments/test_sweeps.py).
+    prompt_design={
+        "boolq": ("Answer the question about the passage with True or False.", 13),
+        "cb": ("Does the premise entail, contradict, or say nothing about the hypothesis? "
+               "Answer entailment, contradiction or neutral.", 27),
+        "copa": ("Which choice is the cause or effect the question asks for? Answer choice1 or choice2.", 19),
+        "multirc": ("Is the answer to the question about the paragraph correct? Answer True or False.", 19),
+        "record": ("Replace @placeholder in the query with the entity from the passage that fits.", 16),
+        "rte": ("Does the premise entail the hypothesis? Answer entailment or not_entailment.", 22),
+        "wic": ("Is the word used with the same meaning in both sentences? Answer True or False.", 20),
+        "wsc": ("Name the person or thing that the pronoun between asterisks refers to.", 19),
+    },
+    size_config=t5.get_config,
+    task_modules=("prompt_tuning.data",),  # ASSUMED to register the SuperGLUE tasks on import
+    train_steps={S.PROMPT_TUNING: 30_000, S.MODEL_TUNING: 30_000, S.PROMPT_DESIGN: 0},
+    batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 128, S.PROMPT_DESIGN: 32},
+    ensemble_size="xxl",
+    minutes_per_run=0.0,  # TPU/GPU cluster: hours per run at XL/XXL; not run here
+)
+
+# ---------------------------------------------------------------------------- mini
+# PLACEHOLDER: the mini world (experiments/mini_world/, prompt_tuning/data/mini_world/) is being
+# built; replace these names and paths with its ladder, tasks and checkpoints. Nothing else in
+# experiments/ needs to change.
+MINI_SIZES = ("mini0", "mini1", "mini2", "mini3")
+MINI_ROOT = "experiments/mini_world"
+
+MINI = Backend(
+    name="mini",
+    sizes=MINI_SIZES,
+    tasks=("mini_task",),
+    seeds=(0, 1, 2),
+    lm_budgets=(0, 1_000, 2_000, 4_000),
+    size_gin=MINI_ROOT + "/gin/{size}.gin",
+    checkpoints={
+        "sc": MINI_ROOT + "/checkpoints/{size}_sc",
+        "lm1k": MINI_ROOT + "/checkpoints/{size}_lm1k",
+        "lm2k": MINI_ROOT + "/checkpoints/{size}_lm2k",
+        "lm4k": MINI_ROOT + "/checkpoints/{size}_lm4k",
+    },
+    task_template="mini_world_{task}",
+    sentinel_task_template="mini_world_{task}_sentinel",
+    feature_lengths={"*": {"inputs": 64, "targets": 8}},
+    class_labels={},
+    label_words_override={},
+    prompt_design={"mini_task": ("Answer the question.", 5)},
+    size_config=lambda size: t5.get_config("test"),
+    train_steps={S.PROMPT_TUNING: 1_000, S.MODEL_TUNING: 1_000, S.PROMPT_DESIGN: 0},
+    batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 32, S.PROMPT_DESIGN: 32},
+    task_gin=(MINI_ROOT + "/gin/tasks.gin",),
+    task_modules=("prompt_tuning.data.mini_world",),
+    ensemble_size="mini3",
+    minutes_per_run=2.0,
+)
+
+BACKENDS = {"real": REAL, "mini": MINI}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise S.SpecError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
+    return BACKENDS[name]

@@ -1,0 +1,212 @@
+"""Paper Table 3 ("ensemble"): prompt ensembling on one frozen model.
+
+Claim tested: an ensemble of N prompts trained on the same task (same frozen
+model, different seeds) beats the average prompt and matches or beats the
+best single prompt (paper: SuperGLUE 90.5 average / 91.0 best / 91.3 ensemble
+on T5-XXL with 5 prompts).
+
+Two steps:
+
+1. Train the N prompts: the centre point (length 100, class-label init,
+   longest LM adaptation) at the backend's ensemble size, seeds 0..N-1 (N = 5);
+   seeds 0-2 are the ablations' centre runs, so only seeds 3-4 are new.
+
+       python -m experiments.runner --sweep ensemble --backend mini
+
+2. Evaluate: every validation example is replicated N times in one batch,
+   row k under prompt k (prompt_tuning.ensembling), and the N answers are
+   combined by majority vote (tie rule in prompt_tuning/ensembling.py).
+   Writes ensemble.csv (task, metric, average, best, ensemble) and
+   ensemble.md (the same as a Markdown table, values x 100).
+
+       python -m experiments.ensemble --backend mini [--mode generate|rank] [--out DIR]
+
+Runtime here (mini backend, CPU): tasks x 2 new runs (~2 min each) + one
+evaluation pass over the validation sets (seconds to minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from experiments import spec as S
+from experiments.backends import Backend
+
+NAME = "ensemble"
+
+
+def specs(backend: Backend) -> list[S.RunSpec]:
+    size = backend.ensemble_size or backend.sizes[-1]
+    return [backend.spec(sweep=NAME, panel="prompts", size=size, task=task, setting=backend.centre, seed=seed,
+                         value=seed)
+            for task in backend.tasks for seed in range(backend.ensemble_prompts)]
+
+
+def prompt_files(results_dir: str, task_specs: Sequence[S.RunSpec]) -> list[str]:
+    """MODEL_DIR/prompts/best.npy of each run (the early-stopping prompt); an error lists the missing ones."""
+    paths = [os.path.join(S.model_dir(results_dir, s.name), "prompts", "best.npy") for s in task_specs]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise S.SpecError(f"{len(missing)} of {len(paths)} prompts are not trained yet, e.g. {missing[0]}; "
+                          f"run: python -m experiments.runner --sweep ensemble")
+    return paths
+
+
+def _decode(vocab, row) -> str:
+    ids = [int(t) for t in row]
+    if 1 in ids:  # EOS
+        ids = ids[: ids.index(1)]
+    text = vocab.decode([t for t in ids if t != 0])
+    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+def _label_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
+    out = np.zeros((len(labels), length), np.int32)
+    for i, label in enumerate(labels):
+        ids = list(vocab.encode(label)) + [1]
+        if len(ids) > length:
+            raise S.SpecError(f"class label {label!r} needs {len(ids)} target tokens; targets length is {length}")
+        out[i, : len(ids)] = ids
+    return out
+
+
+def _chunks(tokens: np.ndarray, size: int):
+    """Fixed-size chunks (the last padded with empty rows: one compiled shape) and their real row counts."""
+    for start in range(0, len(tokens), size):
+        chunk = tokens[start:start + size]
+        real = len(chunk)
+        if real < size:
+            chunk = np.concatenate([chunk, np.zeros((size - real,) + chunk.shape[1:], chunk.dtype)])
+        yield chunk, real
+
+
+def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *, mode: str = "generate",
+                  split: str = "validation", labels: Optional[Sequence[str]] = None, examples_per_batch: int = 8,
+                  max_examples: Optional[int] = None) -> dict:
+    """Per-prompt and ensemble predictions and metrics of one task.
+
+    Returns {'per_prompt': [metrics] * K, 'ensemble': metrics, 'predictions': [[K answers] per example],
+    'ensemble_predictions': [answer per example], 'summary': ensembling.summarize(...)}.
+    """
+    from prompt_tuning import ensembling
+    from prompt_tuning.training import evaluation, input_pipeline
+
+    task = input_pipeline.get_task_or_mixture(task_name)
+    es = input_pipeline.load_eval_set(task, split, lengths, max_examples)
+    vocab = task.output_features["targets"].vocabulary
+    bank = ensembling.stack_prompts(prompt_list)
+    k, p = bank.shape[:2]
+    model = ensembling.bank_model(config, k, p)
+    params = ensembling.bank_params(frozen_params, bank)
+    enc = es.features["encoder_input_tokens"]
+    target_len = es.features["decoder_target_tokens"].shape[1]
+    answers, voted = [], []
+    if mode == "rank":
+        labels = list(labels or evaluation.task_class_labels(task_name) or [])
+        if not labels:
+            raise S.SpecError(f"rank mode needs class labels for {task_name!r}")
+        targets = _label_targets(vocab, labels, target_len)
+        for chunk, real in _chunks(enc, examples_per_batch):
+            scores = ensembling.ensemble_rank(model, params, chunk, targets)[:real]
+            winners, per_prompt = ensembling.rank_vote(scores)
+            answers += [[labels[c] for c in row] for row in per_prompt]
+            voted += [labels[c] for c in winners]
+    elif mode == "generate":
+        for chunk, real in _chunks(enc, examples_per_batch):
+            tokens, scores = ensembling.ensemble_generate(model, params, chunk, max_decode_length=target_len)
+            texts = [[_decode(vocab, tokens[b, j]).strip() for j in range(k)] for b in range(real)]
+            answers += texts
+            voted += ensembling.majority_vote(texts, scores[:real], abstain="")
+    else:
+        raise S.SpecError(f"mode must be 'generate' or 'rank', got {mode!r}")
+    per_prompt = [evaluation.task_metrics(task, es.examples, [a[j] for a in answers]) for j in range(k)]
+    ensemble = evaluation.task_metrics(task, es.examples, [v if v is not None else "" for v in voted])
+    return {"per_prompt": per_prompt, "ensemble": ensemble, "predictions": answers, "ensemble_predictions": voted,
+            "summary": ensembling.summarize(per_prompt, ensemble)}
+
+
+def import_task_modules(backend: Backend) -> None:
+    for module in backend.task_modules:
+        importlib.import_module(module)
+
+
+def frozen_model(backend: Backend, results_dir: str, task_specs: Sequence[S.RunSpec]):
+    """(config, params) of the frozen model the prompts were trained on."""
+    from prompt_tuning.checkpoints import loading
+
+    first = task_specs[0]
+    size = first.label_dict["size"]
+    path = dict(first.overrides).get("INITIAL_CHECKPOINT_PATH")
+    if path is None:  # a randomly initialised frozen model (tests): the trainer saved it natively
+        path = os.path.join(S.model_dir(results_dir, first.name), "frozen_model")
+    config = loading.config_from_checkpoint(path) if path.endswith("frozen_model") else backend.size_config(size)
+    params, _ = loading.load_params(path, config)
+    return config, params
+
+
+def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "generate", split: str = "validation",
+        examples_per_batch: int = 8, max_examples: Optional[int] = None) -> list[dict]:
+    from prompt_tuning import ensembling
+
+    import_task_modules(backend)
+    all_specs = specs(backend)
+    summaries = {}
+    config = params = None
+    for task in backend.tasks:
+        task_specs = [s for s in all_specs if s.label_dict["task"] == task]
+        prompt_list = [np.load(f, allow_pickle=False) for f in prompt_files(results_dir, task_specs)]
+        if params is None:
+            config, params = frozen_model(backend, results_dir, task_specs)
+        overrides = dict(task_specs[0].overrides)
+        result = evaluate_task(config, params, prompt_list, overrides["MIXTURE_OR_TASK_NAME"],
+                               overrides["TASK_FEATURE_LENGTHS"], mode=mode, split=split,
+                               examples_per_batch=examples_per_batch, max_examples=max_examples)
+        summaries[task] = result["summary"]
+    rows = ensembling.summary_rows(summaries)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "ensemble.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=("task", "metric", "average", "best", "ensemble"))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(out_dir, "ensemble.md"), "w") as f:
+        f.write(ensembling.format_table(rows, scale=1.0) + "\n")
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from experiments import runner
+    from experiments.backends import get_backend
+
+    ap = argparse.ArgumentParser(prog="python -m experiments.ensemble", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="mini")
+    ap.add_argument("--results-dir", default=None)
+    ap.add_argument("--out", default=None, help="output directory (default: <results-dir>/ensemble)")
+    ap.add_argument("--mode", choices=("generate", "rank"), default="generate")
+    ap.add_argument("--split", default="validation")
+    ap.add_argument("--examples-per-batch", type=int, default=8)
+    ap.add_argument("--max-examples", type=int, default=None)
+    args = ap.parse_args(argv)
+    backend = get_backend(args.backend)
+    results_dir = args.results_dir or runner.default_results_dir(backend.name)
+    out = args.out or os.path.join(results_dir, "ensemble")
+    try:
+        rows = run(backend, results_dir, out, mode=args.mode, split=args.split,
+                   examples_per_batch=args.examples_per_batch, max_examples=args.max_examples)
+    except S.SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from prompt_tuning import ensembling
+
+    print(ensembling.format_table(rows, scale=1.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

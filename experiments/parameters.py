@@ -1,0 +1,180 @@
+"""Paper Fig 4 ("parameters"): task-specific parameters as a % of the model, vs model size (log-log).
+
+Claim tested: prompt tuning needs the fewest task parameters of the learned
+methods, under 0.01% of the model for most sizes (Table 4: an XXL prompt of
+length 100 is 409,600 parameters, 0.0037%), and the share falls as models grow.
+
+Computed from each method's definition, no training. Model sizes are counted
+exactly from the model's abstract parameter shapes (`jax.eval_shape`, nothing
+allocated): the real T5 1.1 sizes and, optionally, any ladder of configs.
+Notation: H = emb_dim, d = num_heads * head_dim (attention width), L_e / L_d
+encoder / decoder layers, P prompt or prefix length, C classes.
+
+  model tuning       every parameter: N (100%).
+  prefix tuning,     P activations (a key and a value, width d) prepended in every
+  inference          attention module (Li & Liang 2021, ACL, section 4): an
+                     encoder-decoder has L_e encoder self-attentions, L_d decoder
+                     self-attentions and L_d cross-attentions, so
+                     2 * P * d * (L_e + 2 L_d).
+  prefix tuning,     Li & Liang train the prefix through a reparameterisation: an
+  training           embedding P x H and an MLP H -> m -> 2 d L_g per group of layers
+                     (m = 512 in their code; biases included), one per group
+                     (encoder self, decoder self, cross): sum over g of
+                     P*H + (H*m + m) + (m * 2 d L_g + 2 d L_g).
+  WARP               (Hambardzumyan et al. 2021) tunes input prompt embeddings P x H
+                     and an output layer of C class embeddings (C x H, plus C biases) on
+                     a masked LM; applied here as if to a model of width H, with C = 2
+                     (an assumption: binary tasks; C = 3 for CB adds H + 1):
+                     P*H + C*H + C.
+  prompt tuning      P x H (this paper).
+  prompt design      no learned parameters; the paper plots the prompt's token ids
+                     (500-2,000 tokens of GPT-3-style few-shot prompts) as its cost.
+
+The learned-prompt methods are bands over P in [1, 100] (the paper's range);
+the CSV also holds the intermediate lengths. Command (about 10 s here):
+
+    python -m experiments.parameters --out experiments/results/parameters
+    python -m experiments.parameters --ladder tiny,test --out /tmp/params   # add a ladder of named configs
+    python -m experiments.parameters --ladder-json ladder.json ...          # {name: T5Config fields}
+
+Writes parameters.csv (columns: model_set, size, model_params, method,
+prompt_length, task_params, percent) and parameters.png / .pdf.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import json
+import os
+import sys
+from typing import Iterable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prompt_tuning.models import t5
+
+REAL_SIZES = ("small", "base", "large", "xl", "xxl")
+PROMPT_LENGTHS = (1, 5, 10, 20, 50, 100)
+PREFIX_MLP_HIDDEN = 512         # Li & Liang's reparameterisation width (mid_dim)
+WARP_CLASSES = 2
+PROMPT_DESIGN_TOKENS = (500, 2000)
+METHODS = ("model_tuning", "prefix_tuning_train", "prefix_tuning_inference", "warp", "prompt_tuning", "prompt_design")
+COLUMNS = ("model_set", "size", "model_params", "method", "prompt_length", "task_params", "percent")
+
+
+def _count(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+@functools.lru_cache(maxsize=None)
+def total_parameters(config: t5.T5Config) -> int:
+    """Exact parameter count of T5(config) from abstract shapes."""
+    model = t5.T5(config)
+    tokens = jnp.ones((1, 1), jnp.int32)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens, tokens))["params"]
+    return _count(nn.meta.unbox(shapes))
+
+
+def prefix_inference(config: t5.T5Config, p: int) -> int:
+    d = config.num_heads * config.head_dim
+    return 2 * p * d * (config.num_encoder_layers + 2 * config.num_decoder_layers)
+
+
+def prefix_training(config: t5.T5Config, p: int, hidden: int = PREFIX_MLP_HIDDEN) -> int:
+    h, d = config.emb_dim, config.num_heads * config.head_dim
+    total = 0
+    for layers in (config.num_encoder_layers, config.num_decoder_layers, config.num_decoder_layers):
+        out = 2 * d * layers
+        total += p * h + (h * hidden + hidden) + (hidden * out + out)
+    return total
+
+
+def warp(config: t5.T5Config, p: int, classes: int = WARP_CLASSES) -> int:
+    return p * config.emb_dim + classes * config.emb_dim + classes
+
+
+def prompt_tuning(config: t5.T5Config, p: int) -> int:
+    return p * config.emb_dim
+
+
+def method_rows(model_set: str, size: str, config: t5.T5Config,
+                lengths: Sequence[int] = PROMPT_LENGTHS) -> list[dict]:
+    n = total_parameters(config)
+    rows = [("model_tuning", "", n)]
+    for p in lengths:
+        rows += [("prefix_tuning_train", p, prefix_training(config, p)),
+                 ("prefix_tuning_inference", p, prefix_inference(config, p)),
+                 ("warp", p, warp(config, p)), ("prompt_tuning", p, prompt_tuning(config, p))]
+    rows += [("prompt_design", t, t) for t in PROMPT_DESIGN_TOKENS]
+    return [{"model_set": model_set, "size": size, "model_params": n, "method": m, "prompt_length": p,
+             "task_params": c, "percent": 100.0 * c / n} for m, p, c in rows]
+
+
+def table(ladders: Iterable[tuple[str, Sequence[tuple[str, t5.T5Config]]]]) -> list[dict]:
+    """[(model_set, [(size, config), ...]), ...] -> rows for every method and length."""
+    rows = []
+    for model_set, configs in ladders:
+        for size, config in configs:
+            rows += method_rows(model_set, size, config)
+    return rows
+
+
+def real_sizes() -> list[tuple[str, t5.T5Config]]:
+    return [(s, t5.get_config(s)) for s in REAL_SIZES]
+
+
+def load_ladder_json(path: str) -> list[tuple[str, t5.T5Config]]:
+    """{name: {T5Config fields}} or [{"name": ..., fields...}] -> [(name, config)]."""
+    with open(path) as f:
+        data = json.load(f)
+    items = data.items() if isinstance(data, dict) else [(d.pop("name"), d) for d in data]
+    out = []
+    for name, fields in items:
+        fields = dict(fields)
+        if "mlp_activations" in fields:
+            fields["mlp_activations"] = tuple(fields["mlp_activations"])
+        out.append((str(name), t5.T5Config(**fields)))
+    return out
+
+
+def write_csv(rows: Sequence[dict], path: str) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "percent": f"{r['percent']:.6g}"})
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.parameters", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="experiments/results/parameters", help="output directory")
+    ap.add_argument("--ladder", default=None, help="comma-separated names of prompt_tuning.models.t5 CONFIGS")
+    ap.add_argument("--ladder-json", default=None, help="a JSON file of {name: T5Config fields}")
+    ap.add_argument("--ladder-name", default="ladder", help="model_set name of the ladder")
+    args = ap.parse_args(argv)
+    ladders = [("t5_1_1", real_sizes())]
+    extra = []
+    if args.ladder:
+        extra += [(n, t5.get_config(n)) for n in args.ladder.split(",") if n]
+    if args.ladder_json:
+        extra += load_ladder_json(args.ladder_json)
+    if extra:
+        ladders.append((args.ladder_name, extra))
+    rows = table(ladders)
+    csv_path = os.path.join(args.out, "parameters.csv")
+    write_csv(rows, csv_path)
+    from experiments import plots
+
+    _, written = plots.plot_parameters(plots.read_csv(csv_path), os.path.join(args.out, "parameters"))
+    print("\n".join([csv_path] + written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

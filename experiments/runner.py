@@ -1,0 +1,267 @@
+"""Run a sweep here (one run after another, or a pool of workers), or print its command lines.
+
+    python -m experiments.runner --sweep ablations --backend mini [--workers N] [--only REGEX]
+                                 [--results-dir DIR] [--print-commands [--all]] [--list]
+
+Each distinct run (see spec.py: equal names are the same computation) lives in
+
+    DIR/runs/<name>/spec.json     the command, gin files, overrides and every sweep point using it
+    DIR/runs/<name>/model/        the trainer's MODEL_DIR (config.gin, metrics.jsonl, prompts/, best/, ...)
+    DIR/runs/<name>/log.txt       the trainer's stdout and stderr, all attempts appended
+    DIR/runs/<name>/attempts.jsonl  one line per attempt: start time, exit status, wall time
+    DIR/runs/<name>/DONE          written only when the trainer exited 0 *and* reached TRAIN_STEPS
+    DIR/runs/<name>/FAILED        the last failure (exit status, log tail); removed on retry
+
+Finished runs (DONE) are skipped. An interrupted run (Ctrl-C, SIGTERM, a
+crash, a kill) has no DONE and is resumed by running the same command again:
+the trainer resumes its MODEL_DIR from the latest checkpoint. On SIGINT or
+SIGTERM the runner stops starting runs and forwards SIGTERM to the running
+trainers, which save a checkpoint and exit; it then exits with status 130.
+
+--print-commands writes one shell line per run not yet DONE (--all: every
+run) for a cluster scheduler; MODEL_DIR is the same path, so `collect` reads
+cluster results the same way.
+
+Default DIR: experiments/results/<backend>. Exit status: 0 if every selected
+run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Optional, Sequence
+
+from experiments import spec as S
+from experiments import sweeps
+from experiments.backends import get_backend
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC_FILE, LOG_FILE, ATTEMPTS_FILE, DONE_FILE, FAILED_FILE = (
+    "spec.json", "log.txt", "attempts.jsonl", "DONE", "FAILED")
+
+
+def default_results_dir(backend: str) -> str:
+    return os.path.join("experiments", "results", backend)
+
+
+def finished_steps(model_dir: str) -> Optional[int]:
+    """The largest step the trainer logged in MODEL_DIR/metrics.jsonl (None: nothing logged)."""
+    from experiments import collect
+
+    records = collect.read_metrics(model_dir)
+    return max((int(r["step"]) for r in records), default=None)
+
+
+def is_done(results_dir: str, name: str) -> bool:
+    return os.path.exists(os.path.join(S.run_dir(results_dir, name), DONE_FILE))
+
+
+def status(results_dir: str, s: S.RunSpec) -> str:
+    """'done', 'failed', 'partial' (started, not finished) or 'pending'."""
+    rd = S.run_dir(results_dir, s.name)
+    if os.path.exists(os.path.join(rd, DONE_FILE)):
+        return "done"
+    if os.path.exists(os.path.join(rd, FAILED_FILE)):
+        return "failed"
+    return "partial" if os.path.exists(os.path.join(rd, S.MODEL_DIR_NAME)) else "pending"
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def write_spec(results_dir: str, s: S.RunSpec, uses: Sequence[dict], python: str) -> None:
+    rd = S.run_dir(results_dir, s.name)
+    os.makedirs(rd, exist_ok=True)
+    _write_json(os.path.join(rd, SPEC_FILE), {
+        "name": s.name, "module": s.module, "gin_files": list(s.gin_files),
+        "overrides": {k: S.gin_literal(v) for k, v in s.overrides}, "train_steps": s.train_steps,
+        "uses": list(uses), "command": s.command(S.model_dir(results_dir, s.name), python),
+    })
+
+
+class Runner:
+    """Executes specs as subprocesses; thread-safe; forwards a stop request to its children."""
+
+    def __init__(self, results_dir: str, python: str, env: Optional[dict] = None, quiet: bool = False):
+        self.results_dir = os.path.abspath(results_dir)
+        self.python = python
+        self.env = env
+        self.quiet = quiet
+        self._procs: set = set()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            for p in list(self._procs):
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+
+    def run(self, s: S.RunSpec) -> str:
+        """'skipped', 'done', 'interrupted' or 'failed'."""
+        rd = S.run_dir(self.results_dir, s.name)
+        if is_done(self.results_dir, s.name):
+            return "skipped"
+        if self.stopping.is_set():
+            return "interrupted"
+        os.makedirs(rd, exist_ok=True)
+        failed = os.path.join(rd, FAILED_FILE)
+        if os.path.exists(failed):
+            os.remove(failed)
+        model_dir = S.model_dir(self.results_dir, s.name)
+        start = time.time()
+        with open(os.path.join(rd, LOG_FILE), "a") as log:
+            log.write(f"\n===== {datetime.datetime.now().isoformat(timespec='seconds')} "
+                      f"{s.command(model_dir, self.python)}\n")
+            log.flush()
+            with self._lock:
+                if self.stopping.is_set():
+                    return "interrupted"
+                proc = subprocess.Popen([self.python] + s.args(model_dir), cwd=REPO_ROOT, env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)  # Ctrl-C reaches the runner only
+                self._procs.add(proc)
+            rc = proc.wait()
+            with self._lock:
+                self._procs.discard(proc)
+        wall = time.time() - start
+        with open(os.path.join(rd, ATTEMPTS_FILE), "a") as f:
+            f.write(json.dumps({"started": datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
+                                "rc": rc, "wall_time_s": round(wall, 3)}) + "\n")
+        steps = finished_steps(model_dir)
+        if rc == 0 and steps is not None and steps >= s.train_steps:
+            _write_json(os.path.join(rd, DONE_FILE), {"rc": rc, "steps": steps, "wall_time_s": total_wall_time(rd),
+                                                      "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+            self.say(f"done        {s.name} ({wall:.0f}s)")
+            return "done"
+        if rc == 0 or self.stopping.is_set():  # preempted: the trainer saved a checkpoint and returned
+            self.say(f"interrupted {s.name} at step {steps} (rerun to resume)")
+            return "interrupted"
+        _write_json(failed, {"rc": rc, "log_tail": log_tail(os.path.join(rd, LOG_FILE))})
+        self.say(f"FAILED      {s.name} (exit {rc}; see {os.path.join(rd, LOG_FILE)})")
+        return "failed"
+
+
+def total_wall_time(run_directory: str) -> float:
+    """Summed wall time of every attempt of a run."""
+    path = os.path.join(run_directory, ATTEMPTS_FILE)
+    total = 0.0
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    total += float(json.loads(line)["wall_time_s"])
+                except (ValueError, KeyError):
+                    continue
+    return round(total, 3)
+
+
+def log_tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def uses_by_name(specs: Sequence[S.RunSpec]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for s in specs:
+        out.setdefault(s.name, []).append(s.label_dict)
+    return out
+
+
+def run_all(specs: Sequence[S.RunSpec], results_dir: str, *, workers: int = 1, python: Optional[str] = None,
+            quiet: bool = False, install_signals: bool = True) -> dict[str, str]:
+    """Runs every distinct spec not yet DONE; returns {name: outcome}."""
+    python = python or S.python_executable()
+    uses = uses_by_name(specs)
+    distinct = S.dedupe(specs)
+    env = dict(os.environ)
+    if workers > 1:
+        # Several trainers on one accelerator: each takes memory as it needs it.
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    runner = Runner(results_dir, python, env, quiet)
+    for s in distinct:
+        write_spec(runner.results_dir, s, uses[s.name], python)
+    previous = {}
+    if install_signals and threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            runner.say(f"received {signal.Signals(signum).name}: stopping the running trainers (they checkpoint)")
+            runner.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            outcomes = dict(zip([s.name for s in distinct], pool.map(runner.run, distinct)))
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+    return outcomes
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.runner", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
+    ap.add_argument("--backend", default="mini")
+    ap.add_argument("--results-dir", default=None)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--only", default=None, help="run only specs whose name matches this regular expression")
+    ap.add_argument("--print-commands", action="store_true", help="print one shell line per run; run nothing")
+    ap.add_argument("--all", action="store_true", help="with --print-commands: include finished runs")
+    ap.add_argument("--list", action="store_true", help="print each run's name and status; run nothing")
+    ap.add_argument("--python", default=None, help="interpreter for the runs (default: this one; 'python' when printing)")
+    args = ap.parse_args(argv)
+    try:
+        backend = get_backend(args.backend)
+        specs = S.filter_specs(sweeps.get_specs(args.sweep, backend), args.only)
+    except S.SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    results_dir = args.results_dir or default_results_dir(backend.name)
+    distinct = S.dedupe(specs)
+    if args.print_commands:
+        for s in distinct:
+            if args.all or not is_done(results_dir, s.name):
+                print(s.command(S.model_dir(results_dir, s.name), args.python or "python"))
+        return 0
+    if args.list:
+        counts: dict[str, int] = {}
+        for s in distinct:
+            st = status(results_dir, s)
+            counts[st] = counts.get(st, 0) + 1
+            print(f"{st:8s} {s.name}")
+        est = len(distinct) * backend.minutes_per_run
+        print(f"{len(distinct)} distinct runs ({len(specs)} sweep points): "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+              + (f"; ~{est / 60:.1f} h at ~{backend.minutes_per_run:g} min/run on one worker" if est else ""))
+        return 0
+    outcomes = run_all(specs, results_dir, workers=args.workers, python=args.python)
+    bad = {n: o for n, o in outcomes.items() if o not in ("done", "skipped")}
+    print(f"{len(outcomes)} runs: " + ", ".join(
+        f"{sum(1 for o in outcomes.values() if o == k)} {k}" for k in ("done", "skipped", "interrupted", "failed")))
+    if any(o == "interrupted" for o in outcomes.values()):
+        return 130
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Paper Fig 1 ("scale"): task score vs model size for model tuning, prompt tuning and prompt design.
+
+Claim tested: prompt tuning's gap to model tuning shrinks as the frozen model
+grows and closes at the largest size (XXL, 11B, in the paper), while prompt
+design (here: zero-shot, a task description in front of the input) stays far
+below both.
+
+Grid: every size of the backend x {model tuning, prompt tuning at the centre
+point (length 100, class-label init, longest LM adaptation), prompt design}
+x every task x seeds {0, 1, 2}. Prompt design is deterministic (no training),
+so it runs with seed 0 only. The prompt-tuning runs are the same runs as the
+ablations' centre point (shared by name; trained once).
+
+Run it:
+
+    python -m experiments.runner --sweep scale --backend mini --workers 1
+    python -m experiments.collect --sweep scale --backend mini --out experiments/results/mini/scale.csv
+    python -m experiments.plots scale experiments/results/mini/scale.csv --out experiments/results/mini/scale
+
+Runtime here (mini backend, CPU): sizes x tasks x (3 + 3 + 1) runs; with the
+placeholder ladder (4 sizes, 1 task) that is 28 runs at ~2 min each: ~1 h.
+Real scale: `--backend real --print-commands` gives 5 sizes x 8 tasks x 7 =
+280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
+"""
+from __future__ import annotations
+
+from experiments import spec as S
+from experiments.backends import Backend
+
+NAME = "scale"
+METHODS = (S.MODEL_TUNING, S.PROMPT_TUNING, S.PROMPT_DESIGN)
+
+
+def specs(backend: Backend) -> list[S.RunSpec]:
+    out = []
+    centre = backend.centre
+    for method in METHODS:
+        setting = S.Setting(method=method, prompt_length=centre.prompt_length, init=centre.init,
+                            objective=centre.objective, lm_steps=centre.lm_steps)
+        seeds = backend.seeds[:1] if method == S.PROMPT_DESIGN else backend.seeds
+        for size in backend.sizes:
+            for task in backend.tasks:
+                for seed in seeds:
+                    out.append(backend.spec(sweep=NAME, panel="methods", size=size, task=task, setting=setting,
+                                            seed=seed, value=method))
+    return out

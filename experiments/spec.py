@@ -1,0 +1,189 @@
+"""What one run is: a point of a sweep, its gin files, overrides and command line.
+
+A sweep (scale.py, ablations.py, ensemble.py) turns a grid of sizes x
+settings x tasks x seeds into `RunSpec`s. A spec's `name` is derived from
+what the run computes (method, size, task, setting, seed), never from the
+sweep that asked for it, so the centre point shared by every ablation panel
+(and by Fig 1's prompt-tuning line) is trained once: specs with equal names
+are the same run, and the runner executes each name once.
+
+Every value that reaches the trainer is a gin override, written as a gin
+literal (`repr` of the Python value; `GinRef` for an unquoted `@ref`/`%MACRO`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import sys
+from typing import Any, Mapping, Optional, Sequence
+
+PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN = "prompt_tuning", "model_tuning", "prompt_design"
+METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN)
+SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT = "span_corruption", "span_corruption_sentinel", "lm_adapt"
+OBJECTIVES = (SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT)
+INITS = ("random_uniform", "sampled_vocab", "class_labels")
+TRAIN_MODULE = "prompt_tuning.train"
+MODEL_DIR_NAME = "model"  # run_dir/model is the trainer's MODEL_DIR
+
+
+class SpecError(ValueError):
+    """A sweep definition that cannot produce runs (one-line message)."""
+
+
+class GinRef(str):
+    """A gin value written without quotes: '@prompts.class_labels' or '%PROMPT_LENGTH'."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def gin_literal(value: Any) -> str:
+    """A Python value as a gin literal (strings quoted, dicts/lists as Python reprs)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str, GinRef)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(gin_literal(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{gin_literal(k)}: {gin_literal(v)}" for k, v in value.items()) + "}"
+    raise SpecError(f"cannot write {value!r} ({type(value).__name__}) as a gin literal")
+
+
+def steps_label(steps: int) -> str:
+    """100000 -> '100k', 0 -> '0'."""
+    return f"{steps // 1000}k" if steps and steps % 1000 == 0 else str(steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """The knobs the paper's figures vary; the defaults are the paper's centre point."""
+
+    method: str = PROMPT_TUNING
+    prompt_length: int = 100
+    init: str = "class_labels"
+    objective: str = LM_ADAPT
+    lm_steps: int = 100_000
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise SpecError(f"unknown method {self.method!r}; known: {METHODS}")
+        if self.objective not in OBJECTIVES:
+            raise SpecError(f"unknown objective {self.objective!r}; known: {OBJECTIVES}")
+        if self.init not in INITS and self.method == PROMPT_TUNING:
+            raise SpecError(f"unknown prompt init {self.init!r}; known: {INITS}")
+
+    def normalized(self) -> "Setting":
+        """Equal computations get equal settings.
+
+        0 steps of LM adaptation is the span-corruption checkpoint; model
+        tuning has no prompt; prompt design has a fixed text prompt.
+        """
+        s = self
+        if s.objective == LM_ADAPT and s.lm_steps == 0:
+            s = dataclasses.replace(s, objective=SPAN_CORRUPTION)
+        if s.objective != LM_ADAPT:
+            s = dataclasses.replace(s, lm_steps=0)
+        if s.method == MODEL_TUNING:
+            s = dataclasses.replace(s, prompt_length=0, init="none")
+        if s.method == PROMPT_DESIGN:
+            s = dataclasses.replace(s, prompt_length=0, init="text")
+        return s
+
+    def checkpoint_key(self) -> str:
+        """The frozen model's pretraining: 'sc', 'sc' (sentinel targets), 'lm100k'."""
+        s = self.normalized()
+        return f"lm{steps_label(s.lm_steps)}" if s.objective == LM_ADAPT else "sc"
+
+    def key(self) -> str:
+        s = self.normalized()
+        objective = {SPAN_CORRUPTION: "sc", SPAN_CORRUPTION_SENTINEL: "scsent", LM_ADAPT: f"lm{steps_label(s.lm_steps)}"}
+        if s.method == PROMPT_TUNING:
+            return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}"
+        return objective[s.objective]
+
+
+METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd"}
+
+
+def run_name(size: str, task: str, setting: Setting, seed: int) -> str:
+    """A filesystem-safe name that identifies the computation."""
+    name = f"{METHOD_ABBREV[setting.method]}-{size}-{task}-{setting.key()}-s{seed}"
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One run: `python -m module --gin_file=... --gin.K=V ... --gin.MODEL_DIR=...`.
+
+    `labels` are the columns it contributes to the results table (sweep,
+    panel, method, size, task, setting, seed, ...); `train_steps` lets the
+    runner and collector tell a finished run from an interrupted one.
+    """
+
+    name: str
+    gin_files: tuple[str, ...]
+    overrides: tuple[tuple[str, Any], ...]
+    labels: tuple[tuple[str, Any], ...]
+    train_steps: int
+    module: str = TRAIN_MODULE
+
+    @property
+    def label_dict(self) -> dict[str, Any]:
+        return dict(self.labels)
+
+    def args(self, model_dir: str) -> list[str]:
+        """The arguments after `python` (no shell quoting: for subprocess)."""
+        out = ["-m", self.module] + [f"--gin_file={f}" for f in self.gin_files]
+        out += [f"--gin.{k}={gin_literal(v)}" for k, v in self.overrides]
+        out.append(f"--gin.MODEL_DIR={gin_literal(model_dir)}")
+        return out
+
+    def command(self, model_dir: str, python: str = "python") -> str:
+        """One shell line, e.g. for a cluster scheduler."""
+        return " ".join(shell_quote(a) for a in [python] + self.args(model_dir))
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9_./=:,+@%-]+$")
+
+
+def shell_quote(arg: str) -> str:
+    """Readable shell quoting: bare when safe, "..." around gin's single quotes, else shlex."""
+    if _SAFE.match(arg):
+        return arg
+    if not re.search(r'["$`\\!]', arg):
+        return f'"{arg}"'
+    return shlex.quote(arg)
+
+
+def model_dir(results_dir: str, name: str) -> str:
+    return os.path.join(results_dir, "runs", name, MODEL_DIR_NAME)
+
+
+def run_dir(results_dir: str, name: str) -> str:
+    return os.path.join(results_dir, "runs", name)
+
+
+def dedupe(specs: Sequence[RunSpec]) -> list[RunSpec]:
+    """First spec of each name, in order; equal names must describe the same command."""
+    seen: dict[str, RunSpec] = {}
+    for s in specs:
+        other = seen.get(s.name)
+        if other is None:
+            seen[s.name] = s
+        elif (other.gin_files, other.overrides, other.module) != (s.gin_files, s.overrides, s.module):
+            raise SpecError(f"two different runs are both named {s.name!r}")
+    return list(seen.values())
+
+
+def python_executable() -> str:
+    return sys.executable or "python"
+
+
+def filter_specs(specs: Sequence[RunSpec], only: Optional[str]) -> list[RunSpec]:
+    """Specs whose name matches the regular expression `only` (all when None)."""
+    if not only:
+        return list(specs)
+    pattern = re.compile(only)
+    return [s for s in specs if pattern.search(s.name)]
