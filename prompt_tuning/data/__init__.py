@@ -1,1 +1,24 @@
-"""data"""
+"""SeqIO tasks for the paper: SuperGLUE text-to-text, transfer tasks, pretraining objectives, metrics.
+
+Nothing is registered at import; call `register_tasks()` (gin-configurable)
+once, or `register_jsonl_task(...)` for your own data. The name grammar is in
+`prompt_tuning.data.tasks`.
+
+    from prompt_tuning import data
+    data.register_tasks()                       # all names of the grammar
+    task = seqio.get_mixture_or_task('taskless_super_glue_rte_v102')
+    data.class_labels('taskless_super_glue_rte_v102')   # ('entailment', 'not_entailment')
+"""
+from prompt_tuning.data.metrics import superglue_score
+from prompt_tuning.data.superglue import CLASS_LABELS, TASK_WORDS
+from prompt_tuning.data.tasks import (
+    base_task,
+    class_labels,
+    parse_task_name,
+    rank_labels,
+    register_jsonl_task,
+    register_tasks,
+    register_text_pretraining_tasks,
+    superglue_task_name,
+)
+from prompt_tuning.data.vocab import DEFAULT_VOCAB_PATH, get_vocabulary
