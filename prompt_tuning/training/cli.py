@@ -168,7 +168,7 @@ def register_configurables() -> None:
     """Imports every module with gin configurables, and registers the data package's tasks."""
     quiet_import_tensorflow()
     from prompt_tuning import prompts  # noqa: F401  (initializers)
-    from prompt_tuning.training import evaluation, optimizer, partitioning, trainer  # noqa: F401
+    from prompt_tuning.training import evaluation, inference, optimizer, partitioning, trainer  # noqa: F401
 
     try:
         from prompt_tuning import data

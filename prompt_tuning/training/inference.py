@@ -4,7 +4,8 @@ The model is built as for training (trainer.build: the frozen model from
 INITIAL_CHECKPOINT_PATH, the prompt from PROMPT), then CHECKPOINT_PATH, a
 trainer checkpoint (a MODEL_DIR, its checkpoints/ or best/ dir, or one
 <step>/ dir), replaces the prompt (or, for model tuning, every parameter it
-holds). A prompt saved as .npy is evaluated with PROMPT_INIT =
+holds). With INITIAL_CHECKPOINT_PATH = None, the frozen model is the copy a
+randomly initialised run keeps in MODEL_DIR/frozen_model. A prompt saved as .npy is evaluated with PROMPT_INIT =
 @prompts.from_file and no CHECKPOINT_PATH.
 
 Outputs go to OUTPUT_DIR (default: <MODEL_DIR>/eval_<split> or
@@ -42,6 +43,11 @@ def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoi
     overrides, step = None, None
     if checkpoint_path:
         overrides, step = save_restore.read_params(checkpoint_path)
+        if not initial_checkpoint_path and not random_init_frozen_model:
+            # A run whose frozen model was randomly initialised keeps a copy in MODEL_DIR/frozen_model.
+            directory, _ = save_restore.find_state_dir(checkpoint_path)
+            copy = os.path.join(os.path.dirname(directory), trainer.FROZEN_COPY_DIR)
+            initial_checkpoint_path = copy if os.path.isdir(copy) else None
     setup = trainer.build(model_config=model_config, task_name=task_name, prompt=prompt,
                           initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainer.ALL_REGEX,
                           seed=seed, mesh=mesh, random_init_frozen_model=random_init_frozen_model,

@@ -51,6 +51,7 @@ from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, o
 
 PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
 ALL_REGEX = r".*"
+FROZEN_COPY_DIR = "frozen_model"  # MODEL_DIR/frozen_model: a randomly initialised frozen model (native format)
 
 
 class ConfigError(ValueError):
@@ -464,7 +465,7 @@ def train_and_evaluate(
     run_dir.claim(model_dir, fingerprint, gin_files, config_str)
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
     if setup.frozen_host is not None and jax.process_index() == 0 and not resuming:
-        native.save(os.path.join(model_dir, "frozen_model"), setup.frozen_host, setup.config)
+        native.save(os.path.join(model_dir, FROZEN_COPY_DIR), setup.frozen_host, setup.config)
     ckpts = save_restore.TrainCheckpoints(model_dir, keep=keep_checkpoints)
     writer = metrics_writer.MetricsWriter(model_dir)
     replicated = partitioning.replicated(mesh)
