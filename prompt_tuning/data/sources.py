@@ -289,10 +289,26 @@ class PositiveOnlySplits(seqio.DataSource):
         return ds
 
 
+class TfdsSource(seqio.TfdsDataSource):
+    """`seqio.TfdsDataSource` whose size lookup tolerates unknown split sizes.
+
+    seqio asks for the split size to decide on in-memory caching; TFDS raises
+    when the dataset's metadata has no split info (mocked data, or a builder
+    not prepared yet), which would fail `get_dataset` for an optional
+    optimisation. The size is then reported unknown.
+    """
+
+    def num_input_examples(self, split: str) -> Optional[int]:
+        try:
+            return super().num_input_examples(split)
+        except (KeyError, ValueError):
+            return None
+
+
 def tfds_source(task: str, version: str = TFDS_VERSION, tfds_data_dir: Optional[str] = None) -> seqio.DataSource:
     """The TFDS builder of `task` (super_glue/wsc.fixed for WSC)."""
     superglue.check_task(task)
-    src = seqio.TfdsDataSource(
+    src = TfdsSource(
         tfds_name=f"super_glue/{TFDS_CONFIG[task]}:{version}", tfds_data_dir=tfds_data_dir, splits=SPLITS[task]
     )
     return _wrap(task, src)

@@ -330,7 +330,7 @@ def register_tasks(vocabulary: Optional[seqio.Vocabulary] = None, *, default_sou
                          **transfer.mrqa_task_kwargs(mrqa_data_dir)}.items():
         _add(name, features=features, **kwargs)
         names.append(name)
-    c4 = seqio.TfdsDataSource(tfds_name=C4_TFDS_NAME, tfds_data_dir=tfds_data_dir, splits=("train", "validation"))
+    c4 = sources.TfdsSource(tfds_name=C4_TFDS_NAME, tfds_data_dir=tfds_data_dir, splits=("train", "validation"))
     for objective in OBJECTIVES:
         name = f"c4_v301_{objective}"
         add_pretraining_task(name, objective, c4, features,

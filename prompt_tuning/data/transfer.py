@@ -88,7 +88,7 @@ def format_glue(task: str):
 
 def glue_source(task: str, version: str = GLUE_VERSION, tfds_data_dir: Optional[str] = None,
                 splits=("train", "validation", "test")) -> seqio.DataSource:
-    return seqio.TfdsDataSource(tfds_name=f"glue/{task}:{version}", tfds_data_dir=tfds_data_dir, splits=splits)
+    return sources.TfdsSource(tfds_name=f"glue/{task}:{version}", tfds_data_dir=tfds_data_dir, splits=splits)
 
 
 def glue_task_kwargs(version: str = GLUE_VERSION, tfds_data_dir: Optional[str] = None) -> dict[str, dict]:

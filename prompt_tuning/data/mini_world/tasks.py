@@ -1,14 +1,14 @@
 """Mini SuperGLUE: BoolQ-, CB-, COPA-, RTE- and WiC-shaped tasks over a `World`.
 
-Each task writes `<out>/<task>/{train,validation}.jsonl` with the exact SuperGLUE
-jsonl record schema, so the same SeqIO preprocessors, verbalizers and metrics
+Each task writes `<out>/<task>/{train,val}.jsonl` (SuperGLUE's file names;
+splits "train" and "validation") with the exact SuperGLUE jsonl record schema, so the same SeqIO preprocessors, verbalizers and metrics
 as real SuperGLUE apply:
 
-  mini_boolq  {question, passage, idx, label: bool}
-  mini_cb     {premise, hypothesis, idx, label: entailment|contradiction|neutral}
-  mini_copa   {premise, choice1, choice2, question: cause|effect, idx, label: 0|1}
-  mini_rte    {premise, hypothesis, idx, label: entailment|not_entailment}
-  mini_wic    {word, sentence1, sentence2, idx, label: bool, start1, end1, start2, end2}
+  boolq  {question, passage, idx, label: bool}
+  cb     {premise, hypothesis, idx, label: entailment|contradiction|neutral}
+  copa   {premise, choice1, choice2, question: cause|effect, idx, label: 0|1}
+  rte    {premise, hypothesis, idx, label: entailment|not_entailment}
+  wic    {word, sentence1, sentence2, idx, label: bool, start1, end1, start2, end2}
 
 What each needs from pretraining: BoolQ, CB and RTE read a passage of person
 facts and compare a question or hypothesis with it, partly through a one-hop
@@ -147,14 +147,16 @@ def wic_example(rng: random.Random, world: World) -> dict:
             "start1": a1, "end1": b1, "start2": a2, "end2": b2}
 
 
+# SuperGLUE task name -> example builder; the SeqIO tasks are named mini_world_<task> (registry.py).
 TASKS: dict[str, Callable[[random.Random, World], dict]] = {
-    "mini_boolq": boolq_example,
-    "mini_cb": cb_example,
-    "mini_copa": copa_example,
-    "mini_rte": rte_example,
-    "mini_wic": wic_example,
+    "boolq": boolq_example,
+    "cb": cb_example,
+    "copa": copa_example,
+    "rte": rte_example,
+    "wic": wic_example,
 }
 SPLIT_SIZES = {"train": 1000, "validation": 300}
+SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}
 
 
 def _key(ex: dict) -> str:
@@ -190,7 +192,7 @@ def write_tasks(out_dir: str, world: World, tasks=None, split_sizes: dict | None
         task_dir = os.path.join(out_dir, task)
         os.makedirs(task_dir, exist_ok=True)
         for split, records in generate(task, world, split_sizes).items():
-            path = os.path.join(task_dir, f"{split}.jsonl")
+            path = os.path.join(task_dir, SPLIT_FILES.get(split, f"{split}.jsonl"))
             with open(path + ".tmp", "w") as f:
                 for r in records:
                     f.write(json.dumps(r) + "\n")
