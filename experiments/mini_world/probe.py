@@ -64,7 +64,7 @@ def build_assets(out_dir: str, seed: int = 0, vocab_docs: int = 20000):
         corpus_path = corpus_lib.write_corpus(os.path.join(out_dir, "corpus_vocab.txt"), world, vocab_docs)
         vocab_lib.train_vocab(corpus_path, vocab_path)
     task_dir = os.path.join(out_dir, "tasks")
-    if not os.path.exists(os.path.join(task_dir, "mini_wic", "validation.jsonl")):
+    if not os.path.exists(os.path.join(task_dir, "wic", "val.jsonl")):
         tasks_lib.write_tasks(task_dir, world)
     return world, vocab_path, task_dir
 
@@ -285,14 +285,14 @@ def recall(args):
 # ----------------------------------------------------------------------------- prompt tuning
 def _fmt(task, ex):
     """T5 SuperGLUE text-to-text (benchmark name removed) -> (input, target, label strings)."""
-    if task == "mini_wic":
+    if task == "wic":
         inp = f"sentence1: {ex['sentence1']} sentence2: {ex['sentence2']} word: {ex['word']}"
     else:
         keys = [k for k in sorted(ex) if k not in ("idx", "label", "start1", "start2", "end1", "end2")]
         inp = " ".join(f"{k}: {ex[k]}" for k in keys)
-    labels = {"mini_boolq": ["False", "True"], "mini_wic": ["False", "True"],
-              "mini_cb": ["entailment", "contradiction", "neutral"], "mini_copa": ["choice1", "choice2"],
-              "mini_rte": ["entailment", "not_entailment"]}[task]
+    labels = {"boolq": ["False", "True"], "wic": ["False", "True"],
+              "cb": ["entailment", "contradiction", "neutral"], "copa": ["choice1", "choice2"],
+              "rte": ["entailment", "not_entailment"]}[task]
     lab = ex["label"]
     idx = int(lab) if isinstance(lab, (bool, int)) else labels.index(lab)
     return inp, idx, labels
@@ -301,7 +301,7 @@ def _fmt(task, ex):
 def load_task(task_dir, task, tok, in_len):
     out = {}
     for split in ("train", "validation"):
-        with open(os.path.join(task_dir, task, f"{split}.jsonl")) as f:
+        with open(os.path.join(task_dir, task, tasks_lib.SPLIT_FILES[split])) as f:
             recs = [json.loads(l) for l in f]
         fm = [_fmt(task, r) for r in recs]
         ins = [tok.encode(i) + [1] for i, _, _ in fm]
@@ -400,7 +400,7 @@ def main(argv=None):
     ap.add_argument("--lm_steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--task", default="mini_boolq")
+    ap.add_argument("--task", default="boolq")
     ap.add_argument("--checkpoints", default="lm,untrained")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval_every", type=int, default=100)
