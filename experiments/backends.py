@@ -47,7 +47,7 @@ class Backend:
     seeds: tuple[int, ...]
     lm_budgets: tuple[int, ...]            # LM-adaptation steps for Fig 3(d); the last one is the centre
     size_gin: str                          # '{size}' template
-    checkpoints: Mapping[str, str]         # Setting.checkpoint_key() -> '{size}' template
+    checkpoints: Mapping[str, Optional[str]]   # Setting.checkpoint_key() -> '{size}' template (None: no file)
     task_template: str                     # '{task}' template of MIXTURE_OR_TASK_NAME
     sentinel_task_template: str            # the same task with a sentinel before every target
     feature_lengths: Mapping[str, Mapping[str, int]]   # task -> TASK_FEATURE_LENGTHS ('*' = default)
@@ -77,11 +77,12 @@ class Backend:
         """The paper's defaults: prompt length 100, class-label init, the longest LM adaptation."""
         return S.Setting(lm_steps=self.lm_budgets[-1])
 
-    def checkpoint(self, size: str, setting: S.Setting) -> str:
+    def checkpoint(self, size: str, setting: S.Setting) -> Optional[str]:
         key = setting.checkpoint_key()
         if key not in self.checkpoints:
             raise S.SpecError(f"backend {self.name!r} has no checkpoint for {key!r}; known: {sorted(self.checkpoints)}")
-        return self.checkpoints[key].format(size=size)
+        path = self.checkpoints[key]
+        return None if path is None else path.format(size=size)
 
     def task_name(self, task: str, setting: S.Setting) -> str:
         sentinel = setting.normalized().objective == S.SPAN_CORRUPTION_SENTINEL

@@ -120,7 +120,7 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
     elif mode == "generate":
         for chunk, real in _chunks(enc, examples_per_batch):
             tokens, scores = ensembling.ensemble_generate(model, params, chunk, max_decode_length=target_len)
-            texts = [[_decode(vocab, tokens[b, j]).strip() for j in range(k)] for b in range(real)]
+            texts = [[_decode(vocab, tokens[b, j]) for j in range(k)] for b in range(real)]
             answers += texts
             voted += ensembling.majority_vote(texts, scores[:real], abstain="")
     else:
@@ -166,7 +166,8 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
         overrides = dict(task_specs[0].overrides)
         result = evaluate_task(config, params, prompt_list, overrides["MIXTURE_OR_TASK_NAME"],
                                overrides["TASK_FEATURE_LENGTHS"], mode=mode, split=split,
-                               examples_per_batch=examples_per_batch, max_examples=max_examples)
+                               labels=backend.class_labels.get(task), examples_per_batch=examples_per_batch,
+                               max_examples=max_examples)
         summaries[task] = result["summary"]
     rows = ensembling.summary_rows(summaries)
     os.makedirs(out_dir, exist_ok=True)

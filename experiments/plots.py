@@ -157,7 +157,7 @@ def plot_ablations(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = 
     fig = Figure(figsize=(10, 7.5))
     axes = fig.subplots(2, 2, sharey=True).ravel()
     legend_titles = {"a_prompt_length": "prompt length", "d_lm_steps": "steps"}
-    for ax, panel in zip(axes, PANEL_TITLES):
+    for i, (ax, panel) in enumerate(zip(axes, PANEL_TITLES)):
         sub = [s for s in stats if s["panel"] == panel]
         ax.set_title(PANEL_TITLES[panel], fontsize=10)
         if not sub:
@@ -168,7 +168,8 @@ def plot_ablations(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = 
         for setting, color in zip(settings, colors):
             _line(ax, [s for s in sub if s["setting"] == setting], _setting_label(panel, setting), color)
         _size_axis(ax, sub)
-        ax.set_ylabel("Score (mean over tasks)")
+        if i % 2 == 0:  # the y axis is shared along each row
+            ax.set_ylabel("Score (mean over tasks)")
         ax.legend(fontsize=7, title=legend_titles.get(panel), title_fontsize=7)
     fig.suptitle(f"Fig 3: ablations vs model size ({_seeds_note(stats)})", fontsize=11)
     fig.tight_layout()

@@ -405,7 +405,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--eval_every", type=int, default=100)
     ap.add_argument("--prompt_len", type=int, default=20)
-    ap.add_argument("--in_len", type=int, default=96)
+    ap.add_argument("--in_len", type=int, default=64)
     ap.add_argument("--init", default="class_labels", choices=["class_labels", "sampled_vocab", "random"])
     args = ap.parse_args(argv)
     if args.lr is None:

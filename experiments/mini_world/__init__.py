@@ -1,0 +1,1 @@
+"""The mini world: probes, the default model and the ladder builder."""

@@ -1,0 +1,77 @@
+"""The runner: skip finished runs, resume interrupted ones, record failures, stop cleanly, print commands."""
+import json
+import os
+import threading
+import time
+
+from experiments import runner
+from experiments import spec as S
+
+FAKE = "tests.experiments.fake_trainer"
+
+
+def _spec(name, mode="ok", steps=3, panel="p"):
+    return S.RunSpec(name=name, gin_files=("gin/runs/prompt_finetune.gin",),
+                     overrides=(("TRAIN_STEPS", steps), ("FAKE_MODE", mode)),
+                     labels=(("sweep", "t"), ("panel", panel), ("size", "s")), train_steps=steps, module=FAKE)
+
+
+def _attempts(results, name):
+    with open(os.path.join(S.run_dir(results, name), runner.ATTEMPTS_FILE)) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_runs_skips_done_and_resumes_interrupted_runs(tmp_path):
+    results = str(tmp_path)
+    specs = [_spec("a"), _spec("b", "preempt_once"), _spec("a", panel="q"), _spec("c", "fail")]
+    out = runner.run_all(specs, results, workers=2, quiet=True)
+    assert out == {"a": "done", "b": "interrupted", "c": "failed"}
+    assert runner.is_done(results, "a") and not runner.is_done(results, "b")
+    failed = json.loads((tmp_path / "runs" / "c" / runner.FAILED_FILE).read_text())
+    assert failed["rc"] == 2 and "something is wrong" in failed["log_tail"]
+    spec_json = json.loads((tmp_path / "runs" / "a" / runner.SPEC_FILE).read_text())
+    assert [u["panel"] for u in spec_json["uses"]] == ["p", "q"]  # one run, two sweep points
+    assert "--gin.MODEL_DIR=" in spec_json["command"]
+    assert {runner.status(results, s) for s in specs} == {"done", "partial", "failed"}
+
+    # Second invocation: 'a' is not started again, 'b' resumes from its logged step 1.
+    out = runner.run_all(specs[:2], results, workers=1, quiet=True)
+    assert out == {"a": "skipped", "b": "done"}
+    assert len(_attempts(results, "a")) == 1 and len(_attempts(results, "b")) == 2
+    steps = [json.loads(x)["step"] for x in (tmp_path / "runs" / "b" / "model" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    done = json.loads((tmp_path / "runs" / "b" / runner.DONE_FILE).read_text())
+    assert done["steps"] == 3 and done["wall_time_s"] == runner.total_wall_time(str(tmp_path / "runs" / "b"))
+
+
+def test_stop_forwards_sigterm_and_leaves_the_run_resumable(tmp_path):
+    r = runner.Runner(str(tmp_path), S.python_executable(), quiet=True)
+    s = _spec("w", "wait_for_term", steps=2)
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("out", r.run(s)))
+    t.start()
+    log = tmp_path / "runs" / "w" / runner.LOG_FILE
+    deadline = time.time() + 20
+    while time.time() < deadline and "resuming" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    r.stop()
+    t.join(20)
+    assert result["out"] == "interrupted"
+    assert not runner.is_done(str(tmp_path), "w")
+    assert r.run(s) == "interrupted"  # a stopped runner starts nothing new
+
+
+def test_print_commands_lists_pending_runs_only(tmp_path, capsys):
+    results = str(tmp_path)
+    assert runner.main(["--sweep", "ablations", "--backend", "real", "--results-dir", results,
+                        "--print-commands", "--only", "^pt-small-rte-p5-"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("python -m prompt_tuning.train ") for line in lines)
+    assert all(f"--gin.MODEL_DIR='{results}/runs/pt-small-rte-p5-" in line for line in lines)
+    done_dir = tmp_path / "runs" / "pt-small-rte-p5-class_labels-lm100k-s0"
+    done_dir.mkdir(parents=True)
+    (done_dir / runner.DONE_FILE).write_text("{}")
+    runner.main(["--sweep", "ablations", "--backend", "real", "--results-dir", results, "--print-commands",
+                 "--only", "^pt-small-rte-p5-"])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert runner.main(["--sweep", "ablations", "--backend", "nope"]) == 2
