@@ -196,8 +196,9 @@ def superglue_score(results: Mapping[str, Any], task_of: Optional[Any] = None) -
     tasks = list(per_task)
     missing = [t for t in SUPERGLUE_TASKS if t not in per_task]
     score = float(np.mean(list(per_task.values()))) if per_task else float("nan")
-    what = "all 8 SuperGLUE tasks" if not missing else f"{len(tasks)} of 8 tasks ({', '.join(tasks) or 'none'}; " \
-                                                       f"missing {', '.join(missing)})"
+    named = ", ".join(tasks) or "none"
+    what = f"all 8 SuperGLUE tasks ({named})" if not missing else \
+        f"{len(tasks)} of 8 tasks ({named}; missing {', '.join(missing)})"
     report = f"SuperGLUE score {score:.2f}: mean of per-task metric means over {what}"
     return {"score": score, "tasks": tasks, "missing": missing, "complete": not missing,
             "per_task": per_task, "report": report}

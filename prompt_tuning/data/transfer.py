@@ -12,7 +12,9 @@ MRQA 2019 (local files in the MRQA jsonl format: a header line, then one
 line per context: {"context", "qas": [{"qid", "question", "answers": [...]}]}),
 SQuAD (train + dev) and the six out-of-domain dev sets. Format of T5's
 `squad` preprocessor: punctuation padded with spaces, `question: Q context: C`,
-target the first answer; metrics EM and F1, max over all answers.
+target the first answer; metrics EM and F1, max over all answers. The gold
+answers are padded the same way, so scores compare the model's padded output
+style (as in T5: '2 . 1' matches, an unpadded '2.1' normalises to '21' and does not).
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ words, and on it the unigram trainer stops at ~450 pieces that split common
 words ("work" "s"), while BPE reaches whole-word pieces (~1,800 with
 vocab_size=2000), which keeps sequences short and makes every label word
 ("True", "entailment") a single piece. `hard_vocab_limit=False` makes
-`vocab_size` an upper bound: the result is what the corpus supports. Training is single-threaded and seeded, so the model file is
-deterministic for a given corpus.
+`vocab_size` an upper bound: the result is what the corpus supports. Training is single-threaded and seeded, and the input paths are
+cleared from the model proto, so the file is byte-identical for a given corpus.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import io
 import os
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 EXTRA_IDS = 100
 
@@ -31,9 +32,13 @@ def train_vocab(corpus_path: str, model_path: str, vocab_size: int = 2000) -> st
         hard_vocab_limit=False, character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
         num_threads=1, shuffle_input_sentence=False, minloglevel=2,
     )
+    # The proto records the input file names; clear them so the file depends on the corpus only.
+    proto = sp_model.ModelProto()
+    proto.ParseFromString(buf.getvalue())
+    del proto.trainer_spec.input[:]
     tmp = model_path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
+        f.write(proto.SerializeToString())
     os.replace(tmp, model_path)
     return model_path
 
