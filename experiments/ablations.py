@@ -28,8 +28,9 @@ Run it:
     python -m experiments.plots ablations experiments/results/mini/ablations.csv --out experiments/results/mini/ablations
 
 Runtime here (mini backend, CPU): distinct runs = sizes x tasks x seeds x
-(5 + 2 + 1 + budgets - 1) = 4 x 1 x 3 x 11 = 132 with the placeholder ladder,
-~2 min each: ~4.5 h on one worker. Real scale: `--backend real
+(5 + 2 + 2 + budgets - 2) = 4 x 5 x 3 x 11 = 660 with the placeholder ladder,
+~2 min each (placeholder cost): ~22 h on one worker; `--list` prints the count and
+estimate, `--only REGEX` selects a subset (e.g. one task). Real scale: `--backend real
 --print-commands` gives 5 x 8 x 3 x 11 = 1,320 command lines.
 """
 from __future__ import annotations

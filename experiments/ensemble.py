@@ -131,9 +131,13 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
             "summary": ensembling.summarize(per_prompt, ensemble)}
 
 
-def import_task_modules(backend: Backend) -> None:
-    for module in backend.task_modules:
-        importlib.import_module(module)
+def setup_tasks(backend: Backend) -> None:
+    """Registers the backend's tasks in this process ('module' imports it, 'module:function' also calls it)."""
+    for entry in backend.task_setup:
+        module, _, function = entry.partition(":")
+        obj = importlib.import_module(module)
+        if function:
+            getattr(obj, function)()
 
 
 def frozen_model(backend: Backend, results_dir: str, task_specs: Sequence[S.RunSpec]):
@@ -154,7 +158,7 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
         examples_per_batch: int = 8, max_examples: Optional[int] = None) -> list[dict]:
     from prompt_tuning import ensembling
 
-    import_task_modules(backend)
+    setup_tasks(backend)
     all_specs = specs(backend)
     summaries = {}
     config = params = None

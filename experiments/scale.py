@@ -18,7 +18,10 @@ Run it:
     python -m experiments.plots scale experiments/results/mini/scale.csv --out experiments/results/mini/scale
 
 Runtime here (mini backend, CPU): sizes x tasks x (3 + 3 + 1) runs; with the
-placeholder ladder (4 sizes, 1 task) that is 28 runs at ~2 min each: ~1 h.
+placeholder ladder (4 sizes, 5 tasks) that is 140 runs at ~2 min each (a
+placeholder per-run cost until the ladder exists): ~4.7 h on one worker, less
+the centre runs already trained by the ablations. `--list` prints the count
+and the estimate.
 Real scale: `--backend real --print-commands` gives 5 sizes x 8 tasks x 7 =
 280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
 """

@@ -17,7 +17,7 @@ TINY = backends.Backend(
     size_config=lambda size: t5.get_config("test", vocab_size=320),
     train_steps={S.PROMPT_TUNING: 2, S.MODEL_TUNING: 2, S.PROMPT_DESIGN: 0},
     batch_size={S.PROMPT_TUNING: 8, S.MODEL_TUNING: 8, S.PROMPT_DESIGN: 8},
-    task_gin=("tests/experiments/tiny.gin",), task_modules=("tests.experiments.tiny_task",),
+    task_gin=("tests/experiments/tiny.gin",), task_setup=("tests.experiments.tiny_task",),
     # Rank classification: a random model scores ~50%, so comparing accuracies below means something.
     extra_overrides=(("t5_config.vocab_size", 320), ("train_and_evaluate.random_init_frozen_model", True),
                      ("EVAL_MODE", "rank"), ("train_and_evaluate.class_labels", {"pt_exp_yesno": ["yes", "no"]})),

@@ -133,3 +133,14 @@ def test_the_mini_backend_builds_every_sweep():
         specs = sweeps.get_specs(name, backends.MINI)
         assert specs and all(s.name.split("-")[1] in backends.MINI.sizes for s in specs)
     assert os.path.basename(backends.MINI.size_gin)  # placeholder paths are kept in one place
+
+
+def test_real_backend_agrees_with_the_data_package():
+    from prompt_tuning import data
+
+    for task in REAL.tasks:
+        assert REAL.task_name(task, REAL.centre) == data.superglue_task_name(task)
+        sentinel = dataclasses.replace(REAL.centre, objective=S.SPAN_CORRUPTION_SENTINEL)
+        assert REAL.task_name(task, sentinel) == data.superglue_task_name(task, sentinel="_sentinel")
+        assert tuple(REAL.class_labels.get(task, ())) == tuple(data.CLASS_LABELS.get(task, ()))
+        assert tuple(REAL.label_words_override.get(task, ())) == tuple(data.TASK_WORDS.get(task, ()))
