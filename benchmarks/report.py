@@ -1,0 +1,258 @@
+"""Turning worker results into ratios, goals, a text table and RESULTS.md.
+
+`summarize` derives every ratio from figures of the same run; a figure whose
+worker failed or was skipped is None and shows as '-'.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+MiB = 1024 ** 2
+STEP_ROWS = (
+    ("prompt", "prompt tuning (ours)"),
+    ("model", "model tuning, T tokens"),
+    ("model_pt", "model tuning, P+T tokens"),
+    ("peft", "prompt tuning (HF PEFT)"),
+)
+
+
+def _get(d: Optional[Mapping], *path, default=None):
+    for key in path:
+        if not isinstance(d, Mapping) or key not in d or d[key] is None:
+            return default
+        d = d[key]
+    return d
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def _rss_growth(r: Optional[Mapping]) -> Optional[float]:
+    """Peak RSS while stepping above the RSS once the libraries were imported (MiB)."""
+    peak, start = _get(r, "rss_mb", "peak_steps"), _get(r, "rss_mb", "start")
+    return peak - start if peak is not None and start is not None else None
+
+
+def summarize(results: Mapping[str, Any]) -> dict:
+    """The headline ratios and the issue's goals, each {'value', 'target', 'met'}."""
+    pt, mt, mt_pt, peft = (results.get(k) for k in ("prompt", "model", "model_pt", "peft"))
+    ev, peak = results.get("eval"), _get(results, "peak", "peak_flops")
+    s = {
+        "ours_over_peft_examples_per_s": _ratio(_get(pt, "examples_per_s"), _get(peft, "examples_per_s")),
+        "pt_over_mt_time": _ratio(_get(pt, "median_step_s"), _get(mt, "median_step_s")),
+        "pt_over_mt_pt_time": _ratio(_get(pt, "median_step_s"), _get(mt_pt, "median_step_s")),
+        "pt_over_mt_pt_time_ideal": _ratio(_get(pt, "flops_analytic", "total"),
+                                           _get(mt_pt, "flops_analytic", "total")),
+        "pt_over_mt_time_ideal": _ratio(_get(pt, "flops_analytic", "total"), _get(mt, "flops_analytic", "total")),
+        "pt_over_mt_xla_memory": _ratio(_get(pt, "xla_memory", "total"), _get(mt, "xla_memory", "total")),
+        "pt_over_mt_pt_xla_memory": _ratio(_get(pt, "xla_memory", "total"), _get(mt_pt, "xla_memory", "total")),
+        "pt_over_mt_peak_rss": _ratio(_get(pt, "rss_mb", "peak_steps"), _get(mt, "rss_mb", "peak_steps")),
+        "pt_over_mt_rss_growth": _ratio(_rss_growth(pt), _rss_growth(mt)),
+        "pt_fraction_of_peak": _ratio(_get(pt, "achieved_flops"), peak),
+        "mt_fraction_of_peak": _ratio(_get(mt, "achieved_flops"), peak),
+        "peft_fraction_of_peak": _ratio(_get(peft, "achieved_flops"), peak),
+        "rank_mixed_over_single": _get(ev, "rank_mixed_over_single"),
+        "decode_mixed_over_single": _get(ev, "decode_mixed_over_single"),
+        "pt_weight_gradient_matmuls": _get(pt, "hlo", "weight_gradient_matmuls"),
+        "mt_weight_gradient_matmuls": _get(mt_pt, "hlo", "weight_gradient_matmuls"),
+    }
+    goals = [
+        ("ours/PEFT prompt-tuning examples/s", s["ours_over_peft_examples_per_s"], ">=", 2.0),
+        ("PT/MT step time (same P+T shapes)", s["pt_over_mt_pt_time"], "<=", 0.70),
+        ("PT/MT peak memory (XLA, same P+T shapes)", s["pt_over_mt_pt_xla_memory"], "<=", 0.6),
+        ("PT achieved FLOP/s / matmul peak", s["pt_fraction_of_peak"], ">=", 0.5),
+        ("5-prompt / 1-prompt rank throughput", s["rank_mixed_over_single"], ">=", 0.9),
+        ("5-prompt / 1-prompt decode throughput", s["decode_mixed_over_single"], ">=", 0.9),
+        ("weight-gradient matmuls in the PT step", s["pt_weight_gradient_matmuls"], "==", 0),
+    ]
+    s["goals"] = [
+        {"goal": name, "value": value, "target": f"{op} {target}",
+         "met": None if value is None else {">=": value >= target, "<=": value <= target, "==": value == target}[op]}
+        for name, value, op, target in goals
+    ]
+    return s
+
+
+def _fmt(x, spec: str = ".3g", scale: float = 1.0) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        return format(x * scale if scale != 1.0 else x, spec)
+    return str(x)
+
+
+def step_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    peak = _get(results, "peak", "peak_flops")
+    rows = []
+    for key, label in STEP_ROWS:
+        r = results.get(key)
+        if not isinstance(r, Mapping) or "median_step_s" not in r:
+            why = _get(r, "skipped") or _get(r, "error") or "not run"
+            rows.append([label, f"({str(why).splitlines()[0][:60]})"] + [""] * (len(STEP_HEADER) - 2))
+            continue
+        xla_mem = _get(r, "xla_memory", "total")
+        peak_rss = _get(r, "rss_mb", "peak_steps", default=_get(r, "rss_mb", "peak"))
+        rows.append([
+            label,
+            _fmt(r["median_step_s"], ".3f"),
+            _fmt(r["examples_per_s"], ".2f"),
+            _fmt(_get(r, "flops_analytic", "total"), ".4g", 1e-9),
+            _fmt(_get(r, "flops_hlo_dots"), ".4g", 1e-9),
+            _fmt(_get(r, "flops_xla"), ".4g", 1e-9),
+            _fmt(r.get("achieved_flops"), ".1f", 1e-9),
+            _fmt(_ratio(r.get("achieved_flops"), peak), ".0%"),
+            _fmt(xla_mem, ".0f", 1 / MiB),
+            _fmt(peak_rss, ".0f"),
+            _fmt(_rss_growth(r), ".0f"),
+            _fmt(r.get("host_s_median"), ".1f", 1e3),
+        ])
+    return rows
+
+
+STEP_HEADER = ["train step", "s/step", "ex/s", "matmul GFLOP", "HLO dot GFLOP", "XLA GFLOP", "GFLOP/s", "% peak",
+               "XLA mem MiB", "peak RSS MiB", "RSS growth MiB", "host ms"]
+
+
+def eval_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    ev = results.get("eval")
+    if not isinstance(ev, Mapping) or "rank_single" not in ev:
+        why = _get(ev, "error") or "not run"
+        return [["eval", f"({str(why).splitlines()[0][:60]})", "", "", ""]]
+    rows = []
+    for task, label in (("rank", f"rank classification ({ev['labels']} labels)"),
+                        ("decode", f"greedy decode ({ev['decode_len']} tokens)")):
+        single, mixed = ev[f"{task}_single"], ev[f"{task}_mixed"]
+        rows.append([label, _fmt(single["examples_per_s"], ".1f"), _fmt(mixed["examples_per_s"], ".1f"),
+                     _fmt(ev[f"{task}_mixed_over_single"], ".2f"), str(ev["eval_batch"])])
+    return rows
+
+
+EVAL_HEADER = ["eval", "1 prompt ex/s", "mixed ex/s", "mixed/1", "batch"]
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    line = lambda row: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def headline(summary: Mapping[str, Any]) -> list[str]:
+    """The lines every report ends with (RESULTS.md's required `ours/PEFT ...: N.NNx` among them)."""
+    f = lambda key, spec=".2f": _fmt(summary.get(key), spec)
+    return [
+        f"ours/PEFT prompt-tuning examples/s: {f('ours_over_peft_examples_per_s')}x",
+        f"PT/MT step time: {f('pt_over_mt_pt_time')}x at the same P+T shapes (analytic ideal "
+        f"{f('pt_over_mt_pt_time_ideal')}x); {f('pt_over_mt_time')}x against model tuning on T tokens "
+        f"(analytic ideal {f('pt_over_mt_time_ideal')}x)",
+        f"PT/MT peak memory (XLA compiled): {f('pt_over_mt_pt_xla_memory')}x at the same P+T shapes, "
+        f"{f('pt_over_mt_xla_memory')}x against T tokens; peak RSS while stepping {f('pt_over_mt_peak_rss')}x, "
+        f"RSS growth {f('pt_over_mt_rss_growth')}x (T tokens)",
+        f"achieved FLOP/s / measured matmul peak: prompt tuning {f('pt_fraction_of_peak', '.0%')}, "
+        f"model tuning {f('mt_fraction_of_peak', '.0%')}, PEFT {f('peft_fraction_of_peak', '.0%')}",
+        f"5-prompt mixed / single-prompt eval throughput: rank {f('rank_mixed_over_single')}x, "
+        f"decode {f('decode_mixed_over_single')}x",
+        f"weight-gradient matmuls in the compiled step: prompt tuning {f('pt_weight_gradient_matmuls', 'd')}, "
+        f"model tuning {f('mt_weight_gradient_matmuls', 'd')} (the check finds them when they are there)",
+    ]
+
+
+def goal_rows(summary: Mapping[str, Any]) -> list[list[str]]:
+    return [[g["goal"], _fmt(g["value"], ".3g"), g["target"], _fmt(g["met"])] for g in summary["goals"]]
+
+
+def text_report(spec, machine: Mapping, results: Mapping, summary: Mapping) -> str:
+    peak = results.get("peak") or {}
+    lines = [
+        f"machine: {machine.get('cpu')} ({machine.get('cpus_usable')} usable CPUs), backend "
+        f"{machine.get('backend')} {machine.get('devices')}, load average before/after "
+        f"{machine.get('load_before')} / {machine.get('load_after')}",
+        f"shapes: {_shape_line(spec)}",
+        f"float32 matmul peak ({peak.get('n', '-')}^3): {_fmt(peak.get('peak_flops'), '.1f', 1e-9)} GFLOP/s"
+        + (f"; torch's: {_fmt(_get(results, 'peft', 'torch_matmul_peak_flops'), '.1f', 1e-9)} GFLOP/s"
+           if _get(results, "peft", "torch_matmul_peak_flops") else ""),
+        "",
+        text_table(STEP_HEADER, step_rows(results)),
+        "",
+        text_table(EVAL_HEADER, eval_rows(results)),
+        "",
+        *headline(summary),
+        "",
+        text_table(["goal", "value", "target", "met"], goal_rows(summary)),
+    ]
+    return "\n".join(lines)
+
+
+def _shape_line(spec) -> str:
+    d = dataclasses.asdict(spec)
+    return (f"T5 1.1 {d['size']}{' (' + str(d['num_layers']) + ' layers)' if d['num_layers'] else ''}, "
+            f"random weights, batch {d['batch']}, {d['input_len']} input tokens, {d['target_len']} target tokens, "
+            f"prompt {d['prompt_len']}, dropout {d['dropout_rate']}, {d['dtype']} activations, "
+            f"{d['frozen_dtype']} frozen params; {d['warmup']} warm-up + {d['steps']} timed steps "
+            f"(PEFT {d['peft_warmup']} + {d['peft_steps']})")
+
+
+def markdown_report(payload: Mapping[str, Any], spec) -> str:
+    """RESULTS.md: the machine, the command, the tables, the ratios and the goals of one run."""
+    m, results, summary = payload["machine"], payload["results"], payload["summary"]
+    peak = results.get("peak") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{payload['command']}` on {payload['date']} ({payload['wall_s']:.0f} s).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m.get('cpu')}, {m.get('cpus_usable')} usable of {m.get('cpu_count')} CPUs "
+        f"({', '.join(m.get('cpu_flags') or [])}); memory {m.get('memory_gb')} GB",
+        f"- JAX backend: {m.get('backend')} {m.get('devices')}; XLA_FLAGS={m.get('xla_flags') or '(unset)'}",
+        f"- {m.get('platform')}, Python {m.get('python')}; {versions}",
+        f"- load average (1, 5, 15 min) before: {m.get('load_before')}, after: {m.get('load_after')}",
+        f"- measured float32 matmul peak (JAX, {peak.get('n', '-')}^3, best of 5): "
+        f"{_fmt(peak.get('peak_flops'), '.1f', 1e-9)} GFLOP/s (median {_fmt(peak.get('median_flops'), '.1f', 1e-9)})"
+        + (f"; torch: {_fmt(_get(results, 'peft', 'torch_matmul_peak_flops'), '.1f', 1e-9)} GFLOP/s"
+           if _get(results, "peft", "torch_matmul_peak_flops") else ""),
+        "",
+        "## Shapes",
+        "",
+        _shape_line(spec),
+        "",
+        "## Train steps",
+        "",
+        markdown_table(STEP_HEADER, step_rows(results)),
+        "",
+        "matmul GFLOP: analytic 2mnk count (benchmarks/flops.py); HLO dot GFLOP: the same count read off "
+        "the compiled program's dot instructions; XLA GFLOP: `compiled.cost_analysis()` (elementwise work "
+        "included); % peak: achieved analytic FLOP/s over the measured matmul peak; "
+        "XLA mem: arguments + outputs - donated aliases + temporaries of `compiled.memory_analysis()`; "
+        "peak RSS: high-water mark while stepping (compilation excluded); RSS growth: that peak minus the "
+        "RSS after imports; host ms: input pipeline (batch + transfer) per step.",
+        "",
+        "## Eval throughput",
+        "",
+        markdown_table(EVAL_HEADER, eval_rows(results)),
+        "",
+        "## Ratios",
+        "",
+        *[f"- {line}" for line in headline(summary)],
+        "",
+        "## Goals",
+        "",
+        markdown_table(["goal", "value", "target", "met"], goal_rows(summary)),
+        "",
+    ]
+    skipped = [f"- {k}: {v.get('skipped') or v.get('error')}" for k, v in results.items()
+               if isinstance(v, Mapping) and ("skipped" in v or "error" in v)]
+    if skipped:
+        lines += ["## Not measured", "", *skipped, ""]
+    return "\n".join(lines)
