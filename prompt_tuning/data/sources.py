@@ -4,8 +4,8 @@ Both sources yield the TFDS `super_glue/*:1.0.2` schema (FEATURE_SPECS: the
 same keys, dtypes and shapes), so every task runs the same preprocessors
 whichever source it reads:
 
-- TFDS: `seqio.TfdsDataSource('super_glue/<config>:1.0.2')`, config `wsc.fixed`
-  for WSC as in T5 (prepared TFDS data; `tfds_data_dir` optional).
+- TFDS: `TfdsSource('super_glue/<config>:1.0.2')` (a `seqio.TfdsDataSource`), config
+  `wsc.fixed` for WSC as in T5 (prepared TFDS data; `tfds_data_dir` optional).
 - jsonl: the official SuperGLUE download, one directory per task
   (`<superglue_dir>/RTE/train.jsonl`, `.../RTE/val.jsonl`, `AX-b/AX-b.jsonl`),
   or any directory of files in a task's schema (synthetic data). The file of

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -74,18 +75,10 @@ def test_diagnostic_fixtures_convert(tmp_path):
     assert ex["label"] == 1 and "pair_id" not in ex
 
 
-def _tasks_for(source, vocab, names=superglue.TASKS):
-    registered = tasks.register_tasks(vocab)
-    return {t: tasks.superglue_task_name(t, source) for t in names if tasks.superglue_task_name(t, source) in registered}
-
-
 @pytest.mark.parametrize("task", superglue.TASKS)
 def test_tfds_tasks_run_on_mock_data(task, vocab):
-    name = tasks.superglue_task_name(task, "tfds")
     tasks.register_tasks(vocab)
-    import seqio
-
-    t = seqio.get_mixture_or_task(name)
+    t = seqio.get_mixture_or_task(tasks.superglue_task_name(task, "tfds"))
     split = sources.SPLITS[task][-1] if task in superglue.DIAGNOSTIC_TASKS else "validation"
     with tfds.testing.mock_data(**MOCK):
         exs = examples(t, split)
@@ -117,8 +110,6 @@ def test_tfds_and_jsonl_tasks_give_identical_examples(task, vocab, shared_task):
     rows = list(sources.convert_rows(task, sources.read_jsonl(str(data_dir / "train32.jsonl"))))
     jsonl_exs = examples(shared_task(task), "train")
     tasks.register_tasks(vocab)
-    import seqio
-
     t = seqio.get_mixture_or_task(tasks.superglue_task_name(task, "tfds"))
     with _mock_from_rows({sources.TFDS_CONFIG[task]: rows}):
         tfds_exs = examples(t, "train")

@@ -7,7 +7,6 @@ reading the raw jsonl rows quoted in each test.
 import json
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from prompt_tuning.data import superglue
