@@ -9,9 +9,10 @@ hyperparameters a sweep runs with. Two exist:
   1.0.2, prompt length 100, class-label init, 30K steps at batch 32 with
   Adafactor at constant learning rate 0.3 (gin/runs/prompt_finetune.gin);
   model tuning through gin/runs/model_finetune.gin (lr 0.001, batch 128 =
-  2^16 tokens at 512 input tokens). Other LM-adaptation budgets (10K, 50K)
-  were not released: produce them with the LM-adaptation objective and put
-  them under `lm_adapted/` (paths below).
+  2^16 tokens at 512 input tokens). The checkpoints are read from a local
+  copy (T5X_ROOT below). Other LM-adaptation budgets (10K, 50K) were not
+  released: produce them with the LM-adaptation objective (prefix LM on C4)
+  and put them under LM_ADAPT_ROOT.
 - "mini": the mini world's model ladder and tasks (experiments/mini_world/).
   PLACEHOLDER until that ladder exists: every name and path in MINI below is
   an expectation, kept here and nowhere else.
@@ -30,13 +31,19 @@ front of the input, as if the text were written there.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Mapping, Optional
 
 from experiments import spec as S
 from prompt_tuning.models import t5
 
+# The public T5X checkpoints live in gs://t5-data/pretrained_models/t5x/<name>/checkpoint_<step>. The
+# project's loader reads local files, so copy them first, keeping the layout, e.g.
+#   gsutil -m cp -r gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_base checkpoints/t5x/
+# and point $PT_T5X_CHECKPOINTS at another root if needed (it is read when the commands are made).
 T5X_BUCKET = "gs://t5-data/pretrained_models/t5x"
-LM_ADAPT_ROOT = "lm_adapted"  # where self-made LM-adapted checkpoints go (real backend)
+T5X_ROOT = os.environ.get("PT_T5X_CHECKPOINTS", "checkpoints/t5x")
+LM_ADAPT_ROOT = os.environ.get("PT_LM_ADAPTED_CHECKPOINTS", "checkpoints/lm_adapted")  # self-made budgets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +157,8 @@ REAL = Backend(
     lm_budgets=(0, 10_000, 50_000, 100_000),
     size_gin="gin/models/t5_1_1_{size}.gin",
     checkpoints={
-        "sc": T5X_BUCKET + "/t5_1_1_{size}/checkpoint_1000000",
-        "lm100k": T5X_BUCKET + "/t5_1_1_lm100k_{size}/checkpoint_1100000",
+        "sc": T5X_ROOT + "/t5_1_1_{size}/checkpoint_1000000",
+        "lm100k": T5X_ROOT + "/t5_1_1_lm100k_{size}/checkpoint_1100000",
         "lm10k": LM_ADAPT_ROOT + "/t5_1_1_lm10k_{size}/checkpoint_1010000",
         "lm50k": LM_ADAPT_ROOT + "/t5_1_1_lm50k_{size}/checkpoint_1050000",
     },

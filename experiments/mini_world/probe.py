@@ -252,11 +252,26 @@ def rank_classify(score, params, inputs, cand_targets, batch=64):
 
 
 def recall(args):
-    """Closed-book recall of each person fact, ranked over the relation's values."""
+    """Closed-book recall, ranked over each relation's values (chance = 1 / #values).
+
+    Person facts (24 people x city/job/pet) and the encyclopedia facts the tasks' one-hop
+    inferences need (city -> country, job -> workplace, animal -> kind).
+    """
     world, vocab_path, _ = build_assets(args.out_dir, args.seed)
     tok = Tok(vocab_path)
     run = os.path.join(args.out_dir, f"model_{args.size}")
-    prefix = {"city": "{n} lives in", "job": "{n} works as", "pet": "{n} has a pet"}
+    names = [p.name for p in world.people]
+    probes = {  # relation -> (prompts, gold values, candidate values)
+        "city": ([f"{n} lives in" for n in names], [world.person(n).city for n in names], world.cities),
+        "job": ([f"{n} works as a" for n in names], [world.person(n).job for n in names], world.jobs),
+        "pet": ([f"{n} has a pet" for n in names], [world.person(n).pet for n in names], world.animals),
+        "country": ([f"{c} is a city in" for c in world.cities], [world.city_country[c] for c in world.cities],
+                    world.countries),
+        "place": ([f"every {j} goes to the" for j in world.jobs], [world.job_place[j] for j in world.jobs],
+                  world.values("place")),
+        "kind": ([f"the {a} is a kind of" for a in world.animals], [world.animal_kind[a] for a in world.animals],
+                 world.values("kind")),
+    }
     results = {}
     for ckpt in args.checkpoints.split(","):
         path = os.path.join(run, ckpt)
@@ -265,20 +280,22 @@ def recall(args):
         config, params = native.load_config(path), native.load(path)
         score = score_fn(t5.T5(config), 0)
         res = {}
-        for rel, pre in prefix.items():
-            values = world.values(rel)
-            names = [p.name for p in world.people]
-            gold = np.array([values.index(world.value(world.person(n), rel)) for n in names])
-            if ckpt == "sc" or ckpt == "untrained":  # span-corruption form: "X lives in <x0>." -> "<x0> value"
-                ins = _pad([tok.encode(pre.format(n=n)) + [tok.sentinel(0)] + tok.encode(".") + [1] for n in names], 24)
-                vals = [[tok.sentinel(0)] + tok.encode(("a " if rel == "job" else "") + v) for v in values]
-            else:  # prefix-LM form: "X lives in" -> "value ."
-                ins = _pad([tok.encode(pre.format(n=n)) + [1] for n in names], 24)
-                vals = [tok.encode(("a " if rel == "job" else "") + v) for v in values]
+        for rel, (texts, gold, values) in probes.items():
+            texts = [world_lib.capitalize(t) for t in texts]
+            gold = np.array([values.index(g) for g in gold])
+            if ckpt in ("sc", "untrained"):  # span-corruption form: "X lives in <x0>." -> "<x0> value"
+                ins = _pad([tok.encode(t) + [tok.sentinel(0), tok.encode(".")[-1], 1] for t in texts], 24)
+                vals = [[tok.sentinel(0)] + tok.encode(v) for v in values]
+            else:  # prefix-LM form: "X lives in" -> "value ..."
+                ins = _pad([tok.encode(t) + [1] for t in texts], 24)
+                vals = [tok.encode(v) for v in values]
             pred = rank_classify(score, params, ins, _pad(vals, 8))
-            res[rel] = dict(acc=float((pred == gold).mean()), chance=1 / len(values))
+            res[rel] = dict(acc=round(float((pred == gold).mean()), 3), chance=round(1 / len(values), 3), n=len(gold))
         results[ckpt] = res
         print(ckpt, json.dumps(res), flush=True)
+    os.makedirs(os.path.join(args.out_dir, "results"), exist_ok=True)
+    with open(os.path.join(args.out_dir, "results", f"recall_{args.size}.json"), "w") as f:
+        json.dump(results, f, indent=1)
     return results
 
 

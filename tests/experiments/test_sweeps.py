@@ -58,7 +58,7 @@ def test_real_specs_use_the_paper_checkpoints_hyperparameters_and_the_trainers_g
         for f in s.gin_files:
             assert (REPO / f).exists(), f"{s.name} references a gin file that does not exist: {f}"
     centre = dict(_spec(specs, "pt-xl-cb-p100-class_labels-lm100k-s0").overrides)
-    assert centre["INITIAL_CHECKPOINT_PATH"] == "gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_xl/checkpoint_1100000"
+    assert centre["INITIAL_CHECKPOINT_PATH"] == backends.T5X_ROOT + "/t5_1_1_lm100k_xl/checkpoint_1100000"
     assert (centre["TRAIN_STEPS"], centre["BATCH_SIZE"], centre["PROMPT_LENGTH"]) == (30000, 32, 100)
     assert "class_labels.labels" not in centre  # the data package's verbalizers apply
     sc = dict(_spec(specs, "pt-small-cb-p100-class_labels-scsent-s2").overrides)
