@@ -99,6 +99,20 @@ def param_shardings(boxed_params, mesh: Mesh, rules=None):
     return jax.tree.map(one, boxed_params, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
 
 
+def optimizer_state_shardings(tx, params, param_shardings, mesh: Mesh):
+    """Shardings for `tx.init(params)`: a parameter's sharding for its same-shaped statistics
+    (e.g. Adafactor's unfactored v), replicated for the rest (counters, factored row/column
+    vectors, which are small)."""
+    import optax
+
+    rep = replicated(mesh)
+    abstract = jax.eval_shape(tx.init, params)
+    return optax.tree_map_params(
+        tx, lambda leaf, sharding, p: sharding if tuple(leaf.shape) == tuple(np.shape(p)) else rep,
+        abstract, param_shardings, params, transform_non_params=lambda _: rep,
+    )
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -469,8 +469,10 @@ def train_and_evaluate(
     ckpts = save_restore.TrainCheckpoints(model_dir, keep=keep_checkpoints)
     writer = metrics_writer.MetricsWriter(model_dir)
     replicated = partitioning.replicated(mesh)
-    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": setup.trainable,
-             "opt_state": jax.jit(tx.init)(setup.trainable)}
+    trainable_shardings = jax.tree.map(lambda x: x.sharding, setup.trainable)
+    opt_shardings = partitioning.optimizer_state_shardings(tx, setup.trainable, trainable_shardings, mesh)
+    state = {"step": jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)(),
+             "params": setup.trainable, "opt_state": jax.jit(tx.init, out_shardings=opt_shardings)(setup.trainable)}
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
     if ckpts.latest_step() is not None:
         abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
