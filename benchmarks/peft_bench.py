@@ -33,16 +33,25 @@ def missing() -> list[str]:
     return [m for m in REQUIRED if importlib.util.find_spec(m) is None]
 
 
-def _torch_matmul_peak(n: int, repeats: int = 5) -> float:
+def _sync(device) -> None:
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _torch_matmul_peak(n: int, device, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     for _ in range(2):
         a @ b
+    _sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return 2.0 * n ** 3 / min(times)
 
@@ -55,6 +64,7 @@ def run(spec: Spec) -> dict:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     torch.manual_seed(0)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rss_start = machine.rss_mb()
     cfg = model_config(spec)
     if cfg.mlp_activations != ("gelu", "linear"):
@@ -73,31 +83,33 @@ def run(spec: Spec) -> dict:
         token_dim=cfg.emb_dim, num_attention_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
         prompt_tuning_init=PromptTuningInit.RANDOM,
     )
-    model = get_peft_model(model, peft_config)
+    model = get_peft_model(model, peft_config).to(device)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = Adafactor(trainable, lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False,
                     clip_threshold=1.0, decay_rate=-0.8, weight_decay=1e-5)
 
     rng = np.random.default_rng(0)
-    inputs = torch.as_tensor(rng.integers(3, cfg.vocab_size, (DATA_POOL, spec.input_len)), dtype=torch.long)
+    inputs = torch.as_tensor(rng.integers(3, cfg.vocab_size, (DATA_POOL, spec.input_len)), dtype=torch.long,
+                             device=device)
     targets = rng.integers(3, cfg.vocab_size, (DATA_POOL, spec.target_len))
     targets[:, -1] = 1
-    labels = torch.as_tensor(targets, dtype=torch.long)
-    dec_in = torch.as_tensor(np.concatenate([np.zeros((DATA_POOL, 1), int), targets[:, :-1]], 1), dtype=torch.long)
+    labels = torch.as_tensor(targets, dtype=torch.long, device=device)
+    dec_in = torch.as_tensor(np.concatenate([np.zeros((DATA_POOL, 1), int), targets[:, :-1]], 1), dtype=torch.long,
+                             device=device)
     mask = torch.ones_like(inputs)
     rss_setup = machine.rss_mb()
 
     times, losses = [], []
     for i in range(spec.peft_warmup + spec.peft_steps):
-        idx = torch.as_tensor(np.random.default_rng([0, i]).permutation(DATA_POOL)[: spec.batch])
+        idx = torch.as_tensor(np.random.default_rng([0, i]).permutation(DATA_POOL)[: spec.batch], device=device)
         t0 = time.perf_counter()
         out = model(input_ids=inputs[idx], attention_mask=mask[idx], decoder_input_ids=dec_in[idx],
                     labels=labels[idx])
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(out.loss.detach()))
+        losses.append(float(out.loss.detach()))  # waits for the step (a CUDA sync too)
         if i >= spec.peft_warmup:
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)
@@ -107,6 +119,7 @@ def run(spec: Spec) -> dict:
         "trainable_params": int(sum(p.numel() for p in trainable)),
         "frozen_params": int(sum(p.numel() for p in model.parameters() if not p.requires_grad)),
         "torch_threads": torch.get_num_threads(),
+        "device": str(device),
         "step_s": times,
         "median_step_s": median,
         "examples_per_s": spec.batch / median,
@@ -115,6 +128,6 @@ def run(spec: Spec) -> dict:
         "finite": bool(np.all(np.isfinite(losses))),
         "flops_analytic": analytic,
         "achieved_flops": analytic["total"] / median,
-        "torch_matmul_peak_flops": _torch_matmul_peak(spec.matmul_size),
+        "torch_matmul_peak_flops": _torch_matmul_peak(spec.matmul_size, device),
         "rss_mb": {"start": rss_start, "after_setup": rss_setup, "peak": machine.peak_rss_mb()},
     }

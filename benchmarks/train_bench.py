@@ -191,6 +191,7 @@ def run(spec: Spec, mode: str) -> dict:
             times.append(te - ts)
             host.append(th - ts)
     peak_steps = machine.peak_rss_mb()
+    device_stats = jax.local_devices()[0].memory_stats() or {}  # accelerators only; None on CPU
 
     analytic = flops.step_flops(config, flops.MODEL if mode != PROMPT else flops.PROMPT, batch=spec.batch,
                                 encoder_len=encoder_len, target_len=spec.target_len)
@@ -217,6 +218,7 @@ def run(spec: Spec, mode: str) -> dict:
         "xla_memory": _memory(compiled),
         "rss_mb": {"start": rss_start, "after_setup": rss_params, "peak_compile": peak_compile,
                    "peak_steps": peak_steps, "peak_reset_ok": reset_ok},
+        "device_peak_bytes": device_stats.get("peak_bytes_in_use"),
         "hlo": {"matmuls": len(mm_ops), "backward_matmuls": sum(op.backward for op in mm_ops),
                 "weight_gradient_matmuls": len(wgrad), "weight_shapes": len(set(weights.values())),
                 "host_transfers": len(hlo.host_transfer_ops(hlo_text)),
