@@ -21,6 +21,8 @@ from typing import Callable, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import gin  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USAGE_ERROR, NONFINITE_ERROR = 2, 3
 
@@ -128,8 +130,6 @@ def _gin_error(e: BaseException) -> str:
 
 def setup_gin(gin_files: Sequence[str], gin_bindings: Sequence[str], search_paths: Optional[Sequence[str]]) -> None:
     """Parses gin files and bindings (later wins) and checks required macros; UsageError on any problem."""
-    import gin
-
     gin.clear_config()
     paths = list(search_paths) if search_paths else list(dict.fromkeys([os.getcwd(), REPO_ROOT]))
     for p in paths:
@@ -165,18 +165,35 @@ def quiet_import_tensorflow() -> None:
 
 
 def register_configurables() -> None:
-    """Imports every module with gin configurables, and registers the data package's tasks."""
+    """Imports every module with gin configurables (before gin parses the files)."""
     quiet_import_tensorflow()
     from prompt_tuning import prompts  # noqa: F401  (initializers)
     from prompt_tuning.training import evaluation, inference, optimizer, partitioning, trainer  # noqa: F401
 
     try:
+        from prompt_tuning import data  # noqa: F401  (register_tasks, get_vocabulary)
+    except ImportError:
+        pass
+
+
+@gin.configurable
+def startup(hooks: Sequence[Callable[[], object]] = ()) -> None:
+    """`startup.hooks = [@fn, ...]`: called with no arguments after gin is parsed and the data
+    package's tasks are registered, before the run (e.g. to write a default world's files or
+    register extra tasks)."""
+    for hook in hooks:
+        hook()
+
+
+def register_tasks() -> None:
+    """After gin is parsed: the data package's tasks (with their gin settings), then startup hooks."""
+    try:
         from prompt_tuning import data
     except ImportError:
-        return
-    register = getattr(data, "register_tasks", None)
-    if callable(register):
-        register()
+        data = None
+    if data is not None and callable(getattr(data, "register_tasks", None)):
+        data.register_tasks()
+    startup()
 
 
 def known_errors() -> tuple:
@@ -200,6 +217,7 @@ def main(run: Callable[[dict], int], argv: Sequence[str], prog: str) -> int:
                                             flags["process_index"])
         register_configurables()
         setup_gin(flags["gin_files"], flags["gin_bindings"], flags["gin_search_paths"])
+        register_tasks()
         return run(flags) or 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

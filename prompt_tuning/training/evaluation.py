@@ -11,7 +11,7 @@ and the target (`targets_pretokenized`) go through the task's
 - 'rank': each verbalizer (class label) is scored as a target,
   log p(label + EOS | input), and the best one is the prediction. It can never
   produce an invalid label. Labels come from `class_labels` (gin), else from
-  the data package's per-task CLASS_LABELS.
+  the data package (`data.rank_labels`).
 
 Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 
@@ -21,10 +21,8 @@ unless `early_stopping_metric` names one ('task/metric').
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
-import jax
 import numpy as np
 
 from prompt_tuning.models import decoding
@@ -46,26 +44,25 @@ def _scalar(value) -> float:
     return float(np.asarray(value))
 
 
-def task_class_labels(task_name: str) -> Optional[list[str]]:
-    """The data package's verbalizers for a task, if it declares them."""
+def task_class_labels(task_name: str, purpose: str = "rank") -> Optional[list[str]]:
+    """The data package's words for a task, if it declares them.
+
+    purpose 'rank': the verbalizers to score (`data.rank_labels`; None for tasks
+    that generate free text). 'init': the words for class-label prompt init
+    (`data.class_labels`: the verbalizers, or the paper's task words for ReCoRD/WSC).
+    """
     try:
         from prompt_tuning import data
     except ImportError:
         return None
-    lookup = getattr(data, "class_labels", None)
-    if callable(lookup):
-        try:
-            labels = lookup(task_name)
-        except (KeyError, ValueError):
-            labels = None
-        if labels:
-            return list(labels)
-    table = getattr(data, "CLASS_LABELS", None)
-    if isinstance(table, Mapping):
-        for key in (task_name, task_name.split(".")[0]):
-            if key in table:
-                return list(table[key])
-    return None
+    lookup = getattr(data, "rank_labels" if purpose == "rank" else "class_labels", None)
+    if not callable(lookup):
+        return None
+    try:
+        labels = lookup(task_name)
+    except (KeyError, ValueError):
+        return None
+    return list(labels) if labels else None
 
 
 def _decode_predictions(vocab, tokens: np.ndarray) -> list[str]:

@@ -224,11 +224,13 @@ def _gin_bound(fn, param: str) -> bool:
         return False
 
 
-def labels_for(task_name: str, class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> Optional[list]:
-    """Verbalizers of a task: the `class_labels` argument first, then the data package's."""
+def labels_for(task_name: str, class_labels: Optional[Mapping[str, Sequence[str]]] = None,
+               purpose: str = "rank") -> Optional[list]:
+    """Label words of a task: the `class_labels` argument first, then the data package's
+    (purpose 'rank': the verbalizers; 'init': the words for class-label prompt init)."""
     if class_labels and class_labels.get(task_name):
         return list(class_labels[task_name])
-    return evaluation.task_class_labels(task_name)
+    return evaluation.task_class_labels(task_name, purpose)
 
 
 def _prompt_init(spec: PromptSpec, embeddings, vocabulary, task_name: str,
@@ -240,7 +242,7 @@ def _prompt_init(spec: PromptSpec, embeddings, vocabulary, task_name: str,
     except (TypeError, ValueError):
         accepts_labels = False
     if accepts_labels and not _gin_bound(spec.init, "labels"):
-        labels = labels_for(task_name, class_labels)
+        labels = labels_for(task_name, class_labels, purpose="init")
         if not labels:
             raise ConfigError(
                 f"the class-label prompt init needs labels and task {task_name!r} declares none; "
