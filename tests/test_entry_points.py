@@ -144,3 +144,39 @@ def test_default_model_dir_is_created_under_runs(tmp_path, capsys, monkeypatch):
     runs = os.listdir(tmp_path / "runs")
     assert len(runs) == 1 and runs[0].startswith("synthetic-")
     assert f"MODEL_DIR: runs/{runs[0]}" in out
+
+
+def test_main_command_runs_as_written(tmp_path, capsys):
+    """`python -m prompt_tuning.train --gin_file=gin/prompt_len_20.gin`, shortened to 2 steps."""
+    from tests.conftest import shared_path
+
+    shared_path("superglue", "RTE", "train.jsonl")
+    shared_path("t5", "spiece.model")
+    model_dir = tmp_path / "main"
+    try:
+        rc, out, err = _run(train_main, capsys, "--gin_file=gin/prompt_len_20.gin", _model_dir(model_dir),
+                            "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8")
+    finally:
+        from prompt_tuning import data
+
+        gin.clear_config()
+        data.register_tasks()  # the default world re-registered the SuperGLUE tasks with its paths
+    assert rc == 0, err
+    assert "validation before training" in out and "validation after training" in out
+    assert np.load(model_dir / "prompts" / "best.npy").shape == (20, 32)
+    assert os.path.exists(model_dir / "frozen_model" / "params.safetensors")
+
+
+def test_model_finetune_run_file_trains_and_checkpoints_everything(tmp_path, capsys):
+    import orbax.checkpoint as ocp
+
+    model_dir = tmp_path / "model_tuning"
+    rc, out, err = _run(train_main, capsys, "--gin_file=gin/runs/model_finetune.gin",
+                        "--gin_file=tests/training/synthetic_world.gin", _model_dir(model_dir),
+                        "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.EVAL_SPLIT=None")
+    assert rc == 0, err
+    with ocp.CheckpointManager(str(model_dir / "checkpoints")) as mngr:
+        state = mngr.restore(2, args=ocp.args.StandardRestore())
+    assert {"token_embedder", "encoder", "decoder"} <= set(state["params"])
+    assert "prompt" not in state["params"]["encoder"]
+    assert not (model_dir / "prompts").exists()

@@ -458,6 +458,9 @@ def train_and_evaluate(
                 raise ConfigError(f"eval_mode 'rank' needs class labels for task {es.name!r}")
     initial_step = 0
     if adafactor_step_from_checkpoint:
+        if setup.checkpoint_step is None:
+            _say("note: adafactor_step_from_checkpoint is set but the initial checkpoint records no step; "
+                 "Adafactor's counter starts at 0")
         initial_step = int(setup.checkpoint_step or 0)
     tx = optimizer_factory(initial_step=initial_step)
     data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
