@@ -31,20 +31,23 @@ from benchmarks.train_bench import model_config
 NEVER = -1  # an EOS id no token equals: greedy decoding runs all L steps
 
 
-def _time(fn, steps: int) -> tuple[float, float]:
-    """(first call incl. compilation, median of `steps` further calls) in seconds."""
+def _time_pair(fns: dict, steps: int) -> dict:
+    """{name: (first call incl. compilation, median of `steps` calls)}; the calls alternate between
+    the functions, so a load change on a shared machine hits both sides of a ratio alike."""
     import jax
 
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    jax.block_until_ready(fn())  # warm-up
-    times = []
-    for _ in range(steps):
+    first, times = {}, {name: [] for name in fns}
+    for name, fn in fns.items():
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+        first[name] = time.perf_counter() - t0
+        jax.block_until_ready(fn())  # warm-up
+    for _ in range(steps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - t0)
+    return {name: (first[name], statistics.median(times[name])) for name in fns}
 
 
 def run(spec: Spec) -> dict:
@@ -88,9 +91,10 @@ def run(spec: Spec) -> dict:
             mixed, mixed_params, inputs, max_decode_length=length, prompt_index=mixed_index, eos_id=NEVER),
     }
     out = {"eval_batch": b, "labels": c, "prompts": k, "decode_len": length}
-    for (task, variant), fn in cases.items():
-        first, median = _time(fn, spec.eval_steps)
-        out[f"{task}_{variant}"] = {"first_call_s": first, "median_s": median, "examples_per_s": b / median}
+    for task in ("rank", "decode"):
+        timed = _time_pair({v: cases[(task, v)] for v in ("single", "mixed")}, spec.eval_steps)
+        for variant, (first, median) in timed.items():
+            out[f"{task}_{variant}"] = {"first_call_s": first, "median_s": median, "examples_per_s": b / median}
     rank_flops = flops.step_flops(config, flops.FORWARD, batch=b * c, encoder_len=spec.encoder_len,
                                   target_len=length)["total"]
     out["rank_flops_analytic"] = rank_flops

@@ -1,7 +1,7 @@
 """The same prompt-tuning step in Hugging Face transformers + peft (PyTorch, CPU).
 
 A `T5ForConditionalGeneration` with the T5 1.1 shape of the spec (gated GELU,
-untied logits, random weights) wrapped by `peft.get_peft_model` with
+untied logits without output scaling, random weights: the same parameter count as ours) wrapped by `peft.get_peft_model` with
 `PromptTuningConfig(task_type=SEQ_2_SEQ_LM, num_virtual_tokens=P,
 num_transformer_submodules=1)`: one prompt, on the encoder only, as ours.
 The step is forward with labels (HF's cross entropy), backward, and
@@ -78,6 +78,10 @@ def run(spec: Spec) -> dict:
         pad_token_id=0, eos_token_id=1,
     )
     model = transformers.T5ForConditionalGeneration(hf_config)
+    if not cfg.logits_via_embedding and model.lm_head.weight is model.shared.weight:
+        # transformers 5 always ties T5's output layer to the embedding (the config keeps only
+        # "no output scaling" from tie_word_embeddings=False); T5 1.1 has its own [H, V] layer.
+        model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
     peft_config = PromptTuningConfig(
         task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=spec.prompt_len, num_transformer_submodules=1,
         token_dim=cfg.emb_dim, num_attention_heads=cfg.num_heads, num_layers=cfg.num_encoder_layers,
