@@ -146,6 +146,7 @@ def test_default_model_dir_is_created_under_runs(tmp_path, capsys, monkeypatch):
     assert f"MODEL_DIR: runs/{runs[0]}" in out
 
 
+@pytest.mark.slow
 def test_main_command_runs_as_written(tmp_path, capsys):
     """`python -m prompt_tuning.train --gin_file=gin/prompt_len_20.gin`, shortened to 2 steps."""
     from tests.conftest import shared_path
