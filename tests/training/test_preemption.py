@@ -56,8 +56,8 @@ def _wait_for_checkpoint(proc, model_dir, after: int, timeout=300):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_sigkill_resume_equals_uninterrupted(tmp_path):
-    cache = tmp_path / "jax_cache"
+def test_sigterm_saves_and_sigkill_resume_equals_uninterrupted(tmp_path, compilation_cache_dir):
+    cache = compilation_cache_dir  # the subprocesses reuse the in-process run's executables
     a, b = tmp_path / "uninterrupted", tmp_path / "interrupted"
     gin.clear_config()
     assert train_main.main([*FLAGS, f"--gin.MODEL_DIR='{a}'"]) == 0
