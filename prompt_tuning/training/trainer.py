@@ -452,6 +452,8 @@ def train_and_evaluate(
     setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                   initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
                   mesh=mesh, random_init_frozen_model=random_init_frozen_model, class_labels=class_labels)
+    if eval_mode not in (evaluation.GENERATE, evaluation.RANK):
+        raise ConfigError(f"EVAL_MODE must be {evaluation.GENERATE!r} or {evaluation.RANK!r}, got {eval_mode!r}")
     if eval_mode == evaluation.RANK:
         for es in eval_sets:
             if not labels_for(es.name, class_labels):
@@ -493,7 +495,12 @@ def train_and_evaluate(
     )
     loss_fn = jax.jit(functools.partial(eval_step, model=setup.model, z_loss=z_loss), out_shardings=replicated)
 
+    # Kept in memory: every process computes the same metrics and so takes the same decision
+    # (a process reading best.json while process 0 rewrites it could disagree and deadlock a save).
+    best_value = (ckpts.best_info() or {}).get("value")
+
     def run_eval(step: int) -> dict:
+        nonlocal best_value
         if not eval_sets:
             return {}
         params = merge_params(frozen, state["params"])
@@ -508,9 +515,9 @@ def train_and_evaluate(
         writer.write(step, "eval", metrics)
         scored = {k: v for k, v in metrics.items() if not k.endswith("/loss")}
         value = evaluation.early_stopping_value(scored, early_stopping_metric)
-        best = ckpts.best_info()
-        if value is not None and (best is None or value > best["value"]):
+        if value is not None and (best_value is None or value > best_value):
             ckpts.save_best(state, value, metrics, prompt_array(state["params"]))
+            best_value = value
         _say(f"eval at step {step} ({time.time() - t0:.1f}s): {_format_metrics(metrics)}")
         return metrics
 
