@@ -22,7 +22,6 @@ from typing import Mapping, Optional, Sequence
 
 import gin
 import jax
-import numpy as np
 
 from prompt_tuning.checkpoints import save_restore
 from prompt_tuning.models import t5

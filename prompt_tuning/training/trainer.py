@@ -31,7 +31,6 @@ import math
 import os
 import re
 import signal
-import threading
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -45,9 +44,9 @@ from flax import traverse_util
 
 from prompt_tuning import prompts
 from prompt_tuning.checkpoints import native, save_restore
-from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.models import t5
-from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, optimizer, partitioning, run_dir
+from prompt_tuning.training import (evaluation, input_pipeline, metrics_writer, optimizer, partitioning, preemption,
+                                    run_dir)
 
 PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
 ALL_REGEX = r".*"
@@ -335,35 +334,6 @@ def prompt_array(trainable: Mapping) -> Optional[np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-class _StopSignal:
-    """SIGTERM (and SIGINT) set a flag; the loop saves a checkpoint and returns at the next step."""
-
-    def __init__(self):
-        self.signum: Optional[int] = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def requested(self) -> bool:
-        flag = self.signum is not None
-        if jax.process_count() > 1:  # every process must stop at the same step
-            from jax.experimental import multihost_utils
-
-            flag = bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
-        return flag
-
-
 def _say(*args) -> None:
     if jax.process_index() == 0:
         print(*args, flush=True)
@@ -539,7 +509,7 @@ def train_and_evaluate(
     bar = tqdm(total=train_steps, initial=min(start, train_steps), unit="step", dynamic_ncols=True,
                disable=jax.process_index() != 0 or start >= train_steps, mininterval=1.0)
     batches = data.iterate(start)
-    with _StopSignal() as stop:
+    with preemption.StopSignal() as stop:
         try:
             for step in range(start, train_steps):
                 batch = partitioning.global_batch(next(batches), mesh)
