@@ -23,7 +23,9 @@ import numpy as np
 
 from benchmarks import flops, machine
 from benchmarks.spec import Spec
-from benchmarks.train_bench import DATA_POOL, model_config
+from benchmarks.train_bench import model_config
+
+POOL = 256  # examples held as tensors; each step takes B of them
 
 REQUIRED = ("torch", "transformers", "peft")
 
@@ -94,19 +96,19 @@ def run(spec: Spec) -> dict:
                     clip_threshold=1.0, decay_rate=-0.8, weight_decay=1e-5)
 
     rng = np.random.default_rng(0)
-    inputs = torch.as_tensor(rng.integers(3, cfg.vocab_size, (DATA_POOL, spec.input_len)), dtype=torch.long,
+    inputs = torch.as_tensor(rng.integers(3, cfg.vocab_size, (POOL, spec.input_len)), dtype=torch.long,
                              device=device)
-    targets = rng.integers(3, cfg.vocab_size, (DATA_POOL, spec.target_len))
+    targets = rng.integers(3, cfg.vocab_size, (POOL, spec.target_len))
     targets[:, -1] = 1
     labels = torch.as_tensor(targets, dtype=torch.long, device=device)
-    dec_in = torch.as_tensor(np.concatenate([np.zeros((DATA_POOL, 1), int), targets[:, :-1]], 1), dtype=torch.long,
+    dec_in = torch.as_tensor(np.concatenate([np.zeros((POOL, 1), int), targets[:, :-1]], 1), dtype=torch.long,
                              device=device)
     mask = torch.ones_like(inputs)
     rss_setup = machine.rss_mb()
 
     times, losses = [], []
     for i in range(spec.peft_warmup + spec.peft_steps):
-        idx = torch.as_tensor(np.random.default_rng([0, i]).permutation(DATA_POOL)[: spec.batch], device=device)
+        idx = torch.as_tensor(np.random.default_rng([0, i]).permutation(POOL)[: spec.batch], device=device)
         t0 = time.perf_counter()
         out = model(input_ids=inputs[idx], attention_mask=mask[idx], decoder_input_ids=dec_in[idx],
                     labels=labels[idx])

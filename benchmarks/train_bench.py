@@ -31,7 +31,7 @@ from benchmarks.spec import Spec
 
 PROMPT, MODEL, MODEL_PT = "prompt", "model", "model_pt"
 MODES = (PROMPT, MODEL, MODEL_PT)
-DATA_POOL = 256  # examples held in host memory, as TrainData's 'memory' mode holds a split
+DATA_POOL = 10_000  # examples of the synthetic training split (BoolQ-sized)
 
 
 def model_config(spec: Spec):
@@ -49,32 +49,33 @@ def input_len(spec: Spec, mode: str) -> int:
     return spec.encoder_len if mode == MODEL_PT else spec.input_len
 
 
-class HostData:
-    """A stand-in for `input_pipeline.TrainData` in 'memory' mode: uint16 arrays, a permutation per epoch.
+def host_data(spec: Spec, vocab_size: int, inputs: int, seed: int = 0):
+    """The trainer's own `input_pipeline.TrainData` ('memory' mode) over a synthetic split.
 
-    Tokens are random ids >= 3 (no padding: every position costs), targets
-    end with EOS (1); the loss weights are targets > 0.
+    DATA_POOL examples held as uint16 arrays, as `convert_split` holds a real
+    split (BoolQ's train split is ~9.4k examples); `batch(step)` is the
+    pipeline's real code: the epoch's permutation, the gather, the cast.
+    Tokens are random ids >= 3 (no padding: every position costs), targets end
+    with EOS (1); the loss weights are targets > 0.
     """
+    from prompt_tuning.training import input_pipeline
 
-    def __init__(self, spec: Spec, vocab_size: int, inputs: int, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        dtype = np.uint16 if vocab_size <= 65535 else np.int32
-        targets = rng.integers(3, vocab_size, (DATA_POOL, spec.target_len))
-        targets[:, -1] = 1
-        self.arrays = {
-            "encoder_input_tokens": rng.integers(3, vocab_size, (DATA_POOL, inputs)).astype(dtype),
-            "decoder_input_tokens": np.concatenate([np.zeros((DATA_POOL, 1), int), targets[:, :-1]], 1).astype(dtype),
-            "decoder_target_tokens": targets.astype(dtype),
-            "decoder_loss_weights": (targets > 0).astype(dtype),
-        }
-        self.batch_size, self.seed = spec.batch, seed
+    class Preloaded(input_pipeline.TrainData):
+        def __post_init__(self):  # the arrays are given, not converted from a seqio task
+            self.mode = "memory"
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        per_epoch = DATA_POOL // self.batch_size
-        epoch, offset = divmod(step, per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(DATA_POOL)
-        idx = order[offset * self.batch_size:(offset + 1) * self.batch_size]
-        return {k: v[idx].astype(np.int32) for k, v in self.arrays.items()}
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if vocab_size <= 65535 else np.int32
+    targets = rng.integers(3, vocab_size, (DATA_POOL, spec.target_len))
+    targets[:, -1] = 1
+    data = Preloaded("benchmark", {"inputs": inputs, "targets": spec.target_len}, spec.batch, seed=seed)
+    data._arrays = {
+        "encoder_input_tokens": rng.integers(3, vocab_size, (DATA_POOL, inputs)).astype(dtype),
+        "decoder_input_tokens": np.concatenate([np.zeros((DATA_POOL, 1), int), targets[:, :-1]], 1).astype(dtype),
+        "decoder_target_tokens": targets.astype(dtype),
+        "decoder_loss_weights": (targets > 0).astype(dtype),
+    }
+    return data
 
 
 def build(spec: Spec, mode: str):
@@ -114,7 +115,7 @@ def build(spec: Spec, mode: str):
         functools.partial(trainer.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None),
         donate_argnums=(0,),
     )
-    data = HostData(spec, config.vocab_size, input_len(spec, mode))
+    data = host_data(spec, config.vocab_size, input_len(spec, mode))
     return step, state, frozen, model, config, data, mesh
 
 
