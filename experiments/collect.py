@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from experiments import spec as S
+from prompt_tuning.training import metrics_writer
 
 METRICS_FILE = "metrics.jsonl"
 BEST_FILE = os.path.join("best", "best.json")
@@ -46,19 +47,7 @@ LOSS_SUFFIX = "/loss"
 
 def parse_metrics_jsonl(lines: Iterable[str]) -> list[dict]:
     """The trainer's metrics.jsonl lines -> records sorted by (step, kind), last duplicate kept."""
-    latest: dict[tuple, dict] = {}
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:  # a line cut by a kill
-            continue
-        if not isinstance(rec, dict) or "step" not in rec:
-            continue
-        latest[(int(rec["step"]), str(rec.get("kind", "eval")))] = rec
-    return [latest[k] for k in sorted(latest)]
+    return metrics_writer.parse_jsonl(lines)
 
 
 def read_metrics(model_dir: str) -> list[dict]:

@@ -59,21 +59,33 @@ class MetricsWriter:
             w.close()
 
 
+def parse_jsonl(lines, kind: Optional[str] = None) -> list[dict]:
+    """metrics.jsonl lines -> records sorted by (step, kind), the last record per (step, kind) kept.
+
+    A resumed run rewrites the records of steps it repeats, and a killed run can leave a cut
+    last line: both are expected, so duplicates collapse and unparsable lines are skipped.
+    """
+    latest = {}
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:  # a line cut by a kill
+            continue
+        if not isinstance(rec, dict) or "step" not in rec:
+            continue
+        rec_kind = str(rec.get("kind", "eval"))
+        if kind is None or rec_kind == kind:
+            latest[(int(rec["step"]), rec_kind)] = rec
+    return [latest[k] for k in sorted(latest)]
+
+
 def read(model_dir: str, kind: Optional[str] = None) -> list[dict]:
-    """The records of metrics.jsonl (of one kind), last record per (step, kind) kept."""
+    """The records of MODEL_DIR/metrics.jsonl (of one kind); see `parse_jsonl`."""
     path = os.path.join(model_dir, JSONL)
     if not os.path.exists(path):
         return []
-    latest = {}
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:  # a line cut by a kill
-                continue
-            if kind is None or rec.get("kind") == kind:
-                latest[(rec["step"], rec["kind"])] = rec
-    return [latest[k] for k in sorted(latest)]
+        return parse_jsonl(f, kind)
