@@ -21,7 +21,25 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from experiments.mini_world import probe  # noqa: E402
 from prompt_tuning.data.mini_world import default  # noqa: E402
 
-DEFAULT_ARGS = dict(size="s", sc_steps=1500, lm_steps=1500, batch=32, lr=3e-3, seed=0)
+DEFAULT_ARGS = dict(size="s", sc_steps=1000, lm_steps=2000, batch=32, lr=3e-3, seed=0)
+
+
+README = """# assets/mini_world: the main command's embedded default
+
+Built by project code from seed 0, nothing downloaded. Reproduce (overwrites these files):
+
+    python experiments/mini_world/build_default.py
+
+| file | what |
+|---|---|
+| `spm.model` | SentencePiece (BPE) vocabulary trained on the mini world's corpus; pad 0, EOS 1, unk 2, no BOS; seqio adds 100 extra ids |
+| `default/params.safetensors`, `default/config.json` | the default frozen model (native format: T5X names), size `{size}`, {params:,} parameters, {mb:.1f} MB |
+| `default/pretrain.json` | how it was trained |
+
+Pretraining: {sc_steps} steps of span corruption then {lm_steps} steps of prefix-LM adaptation, batch {batch},
+{documents:,} corpus documents, {wall_s} s wall time on the shared 2-core build machine
+(`experiments/mini_world/probe.py pretrain`). Loaded by `prompt_tuning.data.mini_world.default.ensure_default_assets()`.
+"""
 
 
 def main(argv=None):
@@ -43,6 +61,8 @@ def main(argv=None):
         info = json.load(f)
     with open(os.path.join(dst, "pretrain.json"), "w") as f:
         json.dump({**info, "command": "python experiments/mini_world/build_default.py"}, f, indent=1)
+    with open(os.path.join(args.assets_dir, "README.md"), "w") as f:
+        f.write(README.format(**info, mb=sum(os.path.getsize(os.path.join(dst, n)) for n in os.listdir(dst)) / 2**20))
     print(f"wrote {args.assets_dir}: {json.dumps(info)}")
 
 

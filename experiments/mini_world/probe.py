@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import sentencepiece as spm
+import tqdm
 from flax.linen import meta
 
 from prompt_tuning import prompts
@@ -197,8 +198,10 @@ def pretrain(args):
     rng = np.random.default_rng(args.seed)
     stream = Stream(world, tok, start=10_000_000)  # disjoint from the vocabulary's documents
     t0, losses = time.time(), []
-    lm_saves = {int(round(f * args.lm_steps)) for f in (0.1, 0.5)}
-    for i in range(total):
+    # LM-adaptation checkpoints at 0 (= "sc"), 10%, 50% and 100% (= "lm") of the adaptation steps.
+    lm_saves = {int(round(f * args.lm_steps)) for f in (0.1, 0.5)} - {0, args.lm_steps}
+    bar = tqdm.tqdm(range(total), desc=f"pretrain {args.size}", mininterval=5, disable=getattr(args, "quiet", False))
+    for i in bar:
         if i < args.sc_steps:
             x, y = sc_batch(rng, stream, tok, args.batch)
         else:
@@ -211,6 +214,7 @@ def pretrain(args):
         if j in lm_saves:
             native.save(os.path.join(run, f"lm_{j}"), params, config)
         if (i + 1) % 100 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-100:]):.3f}", stage="sc" if i < args.sc_steps else "lm")
             print(f"step {i+1}/{total} {'sc' if i < args.sc_steps else 'lm'} loss {np.mean(losses[-100:]):.3f} "
                   f"{time.time()-t0:.0f}s", flush=True)
     native.save(os.path.join(run, "lm"), params, config)
@@ -343,8 +347,8 @@ def prompt_tune(params_frozen, config, data, cands, args, seed=0, log=""):
             init[k] = table[ids].mean(0)
     elif args.init == "random":
         init = rng.uniform(-0.5, 0.5, init.shape).astype(np.float32)
-    model = t5.T5(config, functools.partial(prompts.Prompt, length=p_len))
-    score = score_fn(model, p_len)
+    model = t5.T5(config.replace(dropout_rate=args.dropout), functools.partial(prompts.Prompt, length=p_len))
+    score = score_fn(model, p_len)  # deterministic: no dropout at evaluation
 
     def full(prompt):
         return {**params_frozen, "encoder": {**params_frozen["encoder"], "prompt": {"prompt": prompt}}}
@@ -354,10 +358,12 @@ def prompt_tune(params_frozen, config, data, cands, args, seed=0, log=""):
     state = opt.init(prompt)
 
     @jax.jit
-    def step(prompt, state, x, y):
+    def step(prompt, state, x, y, key):
         def loss_fn(pr):
             dec_in = jnp.concatenate([jnp.zeros_like(y[:, :1]), y[:, :-1]], 1)
-            return xent(model.apply({"params": full(pr)}, x, dec_in, y), y)
+            logits = model.apply({"params": full(pr)}, x, dec_in, y, enable_dropout=args.dropout > 0,
+                                 rngs={"dropout": key})
+            return xent(logits, y)
         loss, g = jax.value_and_grad(loss_fn)(prompt)
         u, state = opt.update(g, state, prompt)
         return optax.apply_updates(prompt, u), state, loss
@@ -368,7 +374,8 @@ def prompt_tune(params_frozen, config, data, cands, args, seed=0, log=""):
     best, hist, losses = before, [], []
     for i in range(args.steps):
         b = rng.integers(0, len(xtr), args.batch)
-        prompt, state, loss = step(prompt, state, jnp.asarray(xtr[b]), jnp.asarray(cands[ytr[b]]))
+        prompt, state, loss = step(prompt, state, jnp.asarray(xtr[b]), jnp.asarray(cands[ytr[b]]),
+                                   jax.random.PRNGKey(seed * 100003 + i))
         losses.append(float(loss))
         if (i + 1) % args.eval_every == 0 or i + 1 == args.steps:
             a = acc(prompt)
@@ -423,6 +430,7 @@ def main(argv=None):
     ap.add_argument("--eval_every", type=int, default=100)
     ap.add_argument("--prompt_len", type=int, default=20)
     ap.add_argument("--in_len", type=int, default=64)
+    ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--init", default="class_labels", choices=["class_labels", "sampled_vocab", "random"])
     args = ap.parse_args(argv)
     if args.lr is None:

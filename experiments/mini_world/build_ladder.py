@@ -1,0 +1,62 @@
+"""Builds the mini world's model ladder: every size pretrained with span corruption, then LM-adapted.
+
+    python experiments/mini_world/build_ladder.py                       # all sizes
+    python experiments/mini_world/build_ladder.py --sizes xs,s --sc_steps 20 --lm_steps 20   # smoke
+
+Per size, under <out_dir>/model_<size>/: untrained/ (the random init),
+sc/ (span corruption only = LM adaptation step 0), lm_<k>/ at 10% and 50% of
+the adaptation steps, lm/ (100%), and pretrain.json (parameters, steps,
+documents seen, wall time). Resumable at size granularity: a size whose
+pretrain.json exists is skipped. Progress bars per size.
+
+TEMPORARY: the loops are probe.py's compact ones; when the project trainer
+can pretrain (span corruption / prefix-LM tasks `mini_world_span_corruption`
+and `mini_world_prefix_lm` are registered by
+prompt_tuning.data.mini_world.registry) this script should call it instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from experiments.mini_world import probe  # noqa: E402
+
+LADDER = ("xs", "s", "m", "l")
+
+
+def build(out_dir: str, sizes=LADDER, sc_steps: int = 1000, lm_steps: int = 2000, batch: int = 32,
+          lr: float = 3e-3, seed: int = 0, quiet: bool = False) -> dict:
+    summary = {}
+    for size in sizes:
+        done = os.path.join(out_dir, f"model_{size}", "pretrain.json")
+        if not os.path.exists(done):
+            args = argparse.Namespace(out_dir=out_dir, size=size, sc_steps=sc_steps, lm_steps=lm_steps,
+                                      batch=batch, lr=lr, seed=seed, quiet=quiet)
+            probe.pretrain(args)
+        with open(done) as f:
+            summary[size] = json.load(f)
+    with open(os.path.join(out_dir, "ladder.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out_dir", default="experiments/mini_world/ladder")
+    ap.add_argument("--sizes", default=",".join(LADDER))
+    ap.add_argument("--sc_steps", type=int, default=1000)
+    ap.add_argument("--lm_steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    summary = build(args.out_dir, args.sizes.split(","), args.sc_steps, args.lm_steps, args.batch, seed=args.seed)
+    for size, info in summary.items():
+        print(f"{size}: {info['params']:,} params, {info['wall_s']} s, final loss {info['final_loss']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
