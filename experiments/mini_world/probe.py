@@ -2,7 +2,7 @@
 
     python experiments/mini_world/probe.py pretrain --size m --sc_steps 1500 --lm_steps 1500
     python experiments/mini_world/probe.py recall   --size m
-    python experiments/mini_world/probe.py tune     --size m --task mini_boolq --steps 300
+    python experiments/mini_world/probe.py tune     --size m --task boolq --steps 300
 
 Answers the three questions the issue asks before a ladder is built:
   (a) recall: does pretraining store the facts the tasks need? (cloze / prefix
