@@ -13,9 +13,13 @@ hyperparameters a sweep runs with. Two exist:
   copy (T5X_ROOT below). Other LM-adaptation budgets (10K, 50K) were not
   released: produce them with the LM-adaptation objective (prefix LM on C4)
   and put them under LM_ADAPT_ROOT.
-- "mini": the mini world's model ladder and tasks (experiments/mini_world/).
-  PLACEHOLDER until that ladder exists: every name and path in MINI below is
-  an expectation, kept here and nowhere else.
+- "mini": the mini world's model ladder (runs/mini_world/ladder/model_<size>/,
+  built by experiments/mini_world/build_ladder.py; sizes xs s m l, gin files
+  gin/models/mini_<size>.gin) and its SeqIO tasks mini_world_<task>[_sentinel]
+  (registered by gin/mini_world_tasks.gin with assets/mini_world/spm.model).
+  Chosen task: record (exact match / F1, generate eval); LM-adaptation
+  budgets 0 / 150 / 750 / 1500 steps; 300 steps at batch 32 per run (about a
+  minute on 's' on the 2-core CPU; see experiments/README.md, mini section).
 
 Gin file order (the trainer's headers): gin/runs/<method>.gin,
 gin/models/<size>.gin, gin/prompts/<init>.gin, the backend's task gin files,
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Mapping, Optional
 
 from experiments import spec as S
@@ -194,43 +199,76 @@ REAL = Backend(
 )
 
 # ---------------------------------------------------------------------------- mini
-# PLACEHOLDER until the mini world's ladder exists. Known now (prompt_tuning/data/mini_world/):
-# task names mini_world_<task>[_sentinel] for boolq cb copa rte wic, registered by
-# registry.register_mini_world_tasks(data_dir, vocab_path); ladder candidates xs s m l
-# (experiments/mini_world/probe.py). Expected, to be replaced: the per-size gin files and
-# checkpoint paths below, the LM-adaptation budgets, the gin file that registers the tasks.
-# Nothing else in experiments/ needs to change.
-MINI_ROOT = "experiments/mini_world"
+# The mini world's ladder, built by `python experiments/mini_world/build_ladder.py` (not committed):
+# runs/mini_world/ladder/model_<size>/{untrained,sc,lm_150,lm_750,lm}/ in the native format
+# (params.safetensors + config.json), each size pretrained with 1500 span-corruption steps then
+# 1500 LM-adaptation steps; sc = 0 LM steps, lm_150 / lm_750 at 10% / 50%, lm = all 1500.
+MINI_LADDER = os.environ.get("PT_MINI_LADDER", "runs/mini_world/ladder")
+MINI_TASKS = ("boolq", "cb", "copa", "record", "rte", "wic")  # prompt_tuning.data.mini_world.tasks.TASKS
+MINI_SIZE_GIN = "gin/models/mini_{size}.gin"
+
+
+def mini_size_config(size: str) -> t5.T5Config:
+    """The T5Config gin/models/mini_<size>.gin builds (dropout left at 0, as in the ladder's config.json).
+
+    Read from the gin file's literal `t5_config.<field> = <value>` lines, so
+    the gin file stays the one definition; tests check it equals the ladder.
+    """
+    import ast
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MINI_SIZE_GIN.format(size=size))
+    if not os.path.exists(path):
+        raise S.SpecError(f"no mini size {size!r}: {path} does not exist")
+    fields: dict[str, Any] = {}
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^t5_config\.(\w+)\s*=\s*([^#]+?)\s*(#.*)?$", line)
+            if m and not m.group(2).startswith(("%", "@")):
+                fields[m.group(1)] = ast.literal_eval(m.group(2))
+    return t5.get_config(fields.pop("size"), **fields)
+
 
 MINI = Backend(
     name="mini",
-    sizes=("xs", "s", "m", "l"),
-    tasks=("boolq", "cb", "copa", "rte", "wic"),
+    sizes=("xs", "s", "m", "l"),   # 156,000 / 459,648 / 1,706,368 / 7,345,920 parameters
+    # record (ReCoRD-shaped cloze, answer copied from the passage) is the one task a frozen mini model
+    # can be prompt-tuned on; the classification tasks are near chance at this scale. The others stay
+    # selectable: dataclasses.replace(MINI, tasks=MINI_TASKS).
+    tasks=("record",),
     seeds=(0, 1, 2),
-    lm_budgets=(0, 500, 1_000, 1_500),
-    size_gin=MINI_ROOT + "/gin/models/{size}.gin",
+    lm_budgets=(0, 150, 750, 1_500),
+    size_gin=MINI_SIZE_GIN,
     checkpoints={
-        "sc": MINI_ROOT + "/checkpoints/{size}/sc",
-        "lm500": MINI_ROOT + "/checkpoints/{size}/lm500",
-        "lm1k": MINI_ROOT + "/checkpoints/{size}/lm1k",
-        "lm1500": MINI_ROOT + "/checkpoints/{size}/lm1500",
+        "sc": MINI_LADDER + "/model_{size}/sc",
+        "lm150": MINI_LADDER + "/model_{size}/lm_150",
+        "lm750": MINI_LADDER + "/model_{size}/lm_750",
+        "lm1500": MINI_LADDER + "/model_{size}/lm",
     },
     task_template="mini_world_{task}",
     sentinel_task_template="mini_world_{task}_sentinel",
     feature_lengths={"*": {"inputs": 96, "targets": 8}},
+    # SuperGLUE's verbalizers and ReCoRD's task words, as for the real backend (the mini tasks use the
+    # same schema and preprocessors; checked against prompt_tuning.data by tests/experiments).
     class_labels={"boolq": ("False", "True"), "cb": ("entailment", "contradiction", "neutral"),
                   "copa": ("choice1", "choice2"), "rte": ("entailment", "not_entailment"), "wic": ("False", "True")},
-    label_words_override={},
-    # Lengths are placeholders until the mini vocabulary is fixed (count with its spm.model).
-    prompt_design={t: ("Answer the question about the text.", 8) for t in ("boolq", "cb", "copa", "rte", "wic")},
-    size_config=lambda size: t5.get_config("test"),  # placeholder: the ladder's T5Config per size
-    train_steps={S.PROMPT_TUNING: 1_000, S.MODEL_TUNING: 1_000, S.PROMPT_DESIGN: 0},
+    label_words_override={"record": ("commonsense", "reasoning", "reading", "comprehension")},
+    # The real backend's task descriptions; token counts with the mini vocabulary (assets/mini_world/spm.model,
+    # checked by tests/experiments/test_mini_backend.py). Most words split into several mini pieces.
+    prompt_design={t: (REAL.prompt_design[t][0], n) for t, n in
+                   {"boolq": 19, "cb": 35, "copa": 27, "record": 31, "rte": 22, "wic": 22}.items()},
+    size_config=mini_size_config,
+    # Prompt tuning: PT_STEPS x batch 32 (learning rate 0.3 as in the paper). Model tuning: same steps at
+    # batch 32 (at 96 input tokens the paper's 2^16-token batch would be 680 examples; too slow here).
+    train_steps={S.PROMPT_TUNING: 300, S.MODEL_TUNING: 300, S.PROMPT_DESIGN: 0},
     batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 32, S.PROMPT_DESIGN: 32},
-    task_gin=(MINI_ROOT + "/gin/tasks.gin",),
-    task_setup=(),
-    extra_overrides=(("EVAL_MODE", "rank"),),  # the mini world's probes score by rank classification
-    ensemble_size="l",
-    minutes_per_run=2.0,
+    task_gin=("gin/mini_world_tasks.gin",),
+    task_setup=("prompt_tuning.data.mini_world.default:ensure_default_assets",),
+    # Generate mode (greedy decoding, the tasks' own metrics: exact match / F1 for record, accuracy
+    # for the classification tasks); 'rank' needs class labels, which record has none of.
+    extra_overrides=(("EVAL_MODE", "generate"), ("train_and_evaluate.checkpoint_period", 100),
+                     ("train_and_evaluate.eval_period", 100)),
+    ensemble_size="s",
+    minutes_per_run=1.0,
 )
 
 BACKENDS = {"real": REAL, "mini": MINI}

@@ -1,0 +1,100 @@
+"""The mini backend points at the real ladder, gin files, vocabulary and tasks."""
+import dataclasses
+import os
+
+import pytest
+
+from experiments import ablations, backends, scale
+from experiments import spec as S
+from tests.conftest import REPO
+
+MINI = backends.MINI
+LADDER = REPO / backends.MINI_LADDER
+# The ladder's sizes (experiments/mini_world/probe.py SIZES; build_ladder.py's pretrain.json).
+PARAMS = {"xs": 156_000, "s": 459_648, "m": 1_706_368, "l": 7_345_920}
+
+
+def test_size_config_is_the_gin_files_and_the_shipped_models_shape():
+    from prompt_tuning.checkpoints import native
+
+    assert {s: MINI.params(s) for s in MINI.sizes} == PARAMS
+    # The shipped default model is an 's' rung built the same way (committed, so this always runs).
+    assert native.load_config(str(REPO / "assets" / "mini_world" / "default")) == MINI.size_config("s")
+    with pytest.raises(S.SpecError, match="no mini size"):
+        MINI.size_config("xxl")
+
+
+def test_size_config_equals_every_built_ladder_checkpoint():
+    from prompt_tuning.checkpoints import native
+
+    found = [(size, key) for size in MINI.sizes for key in MINI.checkpoints
+             if os.path.exists(os.path.join(REPO, MINI.checkpoints[key].format(size=size), "config.json"))]
+    if not found:
+        pytest.skip(f"the mini ladder is not built ({LADDER}; python experiments/mini_world/build_ladder.py)")
+    for size, key in found:
+        assert native.load_config(os.path.join(REPO, MINI.checkpoints[key].format(size=size))) == \
+            MINI.size_config(size), (size, key)
+
+
+def test_lm_budgets_map_to_the_ladders_checkpoint_directories():
+    paths = {n: MINI.checkpoint("m", dataclasses.replace(MINI.centre, lm_steps=n)) for n in MINI.lm_budgets}
+    root = backends.MINI_LADDER + "/model_m/"
+    assert paths == {0: root + "sc", 150: root + "lm_150", 750: root + "lm_750", 1500: root + "lm"}
+    sentinel = dataclasses.replace(MINI.centre, objective=S.SPAN_CORRUPTION_SENTINEL)
+    assert MINI.checkpoint("xs", sentinel) == backends.MINI_LADDER + "/model_xs/sc"
+    assert MINI.task_name("record", sentinel) == "mini_world_record_sentinel"
+
+
+def test_tasks_labels_and_prompt_design_agree_with_the_data_package():
+    import sentencepiece as spm
+
+    from prompt_tuning import data
+    from prompt_tuning.data.mini_world import registry
+    from prompt_tuning.data.mini_world import tasks as mini_tasks
+
+    assert set(backends.MINI_TASKS) == set(mini_tasks.TASKS)
+    assert MINI.tasks == ("record",) and set(MINI.tasks) <= set(mini_tasks.TASKS)
+    for task in backends.MINI_TASKS:
+        assert MINI.task_name(task, MINI.centre) == registry.task_name(task)
+        assert tuple(MINI.class_labels.get(task, ())) == tuple(data.CLASS_LABELS.get(task, ()))
+        assert tuple(MINI.label_words_override.get(task, ())) == tuple(data.TASK_WORDS.get(task, ()))
+    sp = spm.SentencePieceProcessor(model_file=str(REPO / "assets" / "mini_world" / "spm.model"))
+    assert set(MINI.prompt_design) == set(backends.MINI_TASKS)
+    for task, (text, length) in MINI.prompt_design.items():
+        assert len(sp.encode(text)) == length, task
+
+
+def test_record_runs_generate_with_task_words_and_existing_gin_files():
+    specs = S.dedupe(ablations.specs(MINI) + scale.specs(MINI))
+    # Fig 1 + Fig 3 on record, 3 seeds: 132 ablation runs + 16 new scale runs (model tuning, prompt design).
+    assert len(specs) == 148
+    for s in specs:
+        for f in s.gin_files:
+            assert (REPO / f).exists(), f"{s.name}: {f}"
+        o = dict(s.overrides)
+        assert o["EVAL_MODE"] == "generate" and o["TASK_FEATURE_LENGTHS"] == {"inputs": 96, "targets": 8}
+    centre = dict(next(s for s in specs if s.name == "pt-s-record-p100-class_labels-lm1500-s0").overrides)
+    assert centre["class_labels.labels"] == ["commonsense", "reasoning", "reading", "comprehension"]
+    assert centre["INITIAL_CHECKPOINT_PATH"] == backends.MINI_LADDER + "/model_s/lm"
+    assert (centre["TRAIN_STEPS"], centre["BATCH_SIZE"]) == (MINI.train_steps[S.PROMPT_TUNING], 32)
+
+
+def test_task_gin_registers_every_mini_task(tmp_path, monkeypatch):
+    import gin
+    import seqio
+
+    from prompt_tuning.training import cli
+
+    monkeypatch.setenv("MINI_WORLD_CACHE", str(tmp_path))
+    cli.register_configurables()
+    try:
+        gin.parse_config_files_and_bindings([str(REPO / f) for f in MINI.task_gin], [])
+        assert gin.query_parameter("get_vocabulary.path") == "assets/mini_world/spm.model"
+        monkeypatch.chdir(REPO)
+        cli.startup()
+    finally:
+        gin.clear_config()
+    for task in backends.MINI_TASKS:
+        for sentinel in (False, True):
+            seqio.get_mixture_or_task(MINI.task_name(task, dataclasses.replace(
+                MINI.centre, objective=S.SPAN_CORRUPTION_SENTINEL if sentinel else S.LM_ADAPT)))
