@@ -1,12 +1,12 @@
 """Rebuilds the shipped default of the main command: assets/mini_world/{spm.model, default/}.
 
-    python experiments/mini_world/build_default.py
+    python experiments/mini_world/build_default.py      # about 8 minutes on 2 CPU cores
 
-Builds the seed-0 world's corpus and vocabulary, pretrains the default size
-with span corruption then LM adaptation (probe.py's loops; same settings as
-the committed model, see assets/mini_world/README.md), and copies the
-vocabulary and the final LM-adapted checkpoint into assets/. Deterministic on
-CPU up to floating-point summation order.
+The default model is the mini ladder's 's' size: this builds (or reuses) that
+one rung with build_ladder.py's settings (seed-0 world, corpus and vocabulary;
+span corruption then LM adaptation) and copies the vocabulary and the final
+LM-adapted checkpoint into assets/. Deterministic on CPU up to floating-point
+summation order.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from experiments.mini_world import probe  # noqa: E402
+from experiments.mini_world import build_ladder  # noqa: E402
 from prompt_tuning.data.mini_world import default  # noqa: E402
 
-DEFAULT_ARGS = dict(size="s", sc_steps=1000, lm_steps=2000, batch=32, lr=3e-3, seed=0)
+DEFAULT_SIZE = "s"
 
 
 README = """# assets/mini_world: the main command's embedded default
@@ -37,28 +37,23 @@ Built by project code from seed 0, nothing downloaded. Reproduce (overwrites the
 | `default/pretrain.json` | how it was trained |
 
 Pretraining: {sc_steps} steps of span corruption then {lm_steps} steps of prefix-LM adaptation, batch {batch},
-{documents:,} corpus documents, {wall_s} s wall time on the shared 2-core build machine
-(`experiments/mini_world/probe.py pretrain`). Loaded by `prompt_tuning.data.mini_world.default.ensure_default_assets()`.
+{documents:,} corpus documents, {wall_s} s wall time on the 2-core build machine
+(the ladder's 's' rung: `experiments/mini_world/build_ladder.py`). Loaded by `prompt_tuning.data.mini_world.default.ensure_default_assets()`.
 """
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--work_dir", default="runs/mini_world/default")
+    ap.add_argument("--ladder_dir", default="runs/mini_world/ladder", help="reuses a finished 's' rung there")
     ap.add_argument("--assets_dir", default=str(default.ASSETS_DIR))
-    for k, v in DEFAULT_ARGS.items():
-        ap.add_argument(f"--{k}", type=type(v), default=v)
     args = ap.parse_args(argv)
-    args.out_dir = args.work_dir
-    probe.pretrain(args)
-    run = os.path.join(args.work_dir, f"model_{args.size}")
+    info = build_ladder.build(args.ladder_dir, sizes=(DEFAULT_SIZE,))[DEFAULT_SIZE]
+    run = os.path.join(args.ladder_dir, f"model_{DEFAULT_SIZE}")
     os.makedirs(args.assets_dir, exist_ok=True)
-    shutil.copyfile(os.path.join(args.work_dir, "spm.model"), os.path.join(args.assets_dir, "spm.model"))
+    shutil.copyfile(os.path.join(args.ladder_dir, "spm.model"), os.path.join(args.assets_dir, "spm.model"))
     dst = os.path.join(args.assets_dir, "default")
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(os.path.join(run, "lm"), dst)
-    with open(os.path.join(run, "pretrain.json")) as f:
-        info = json.load(f)
     with open(os.path.join(dst, "pretrain.json"), "w") as f:
         json.dump({**info, "command": "python experiments/mini_world/build_default.py"}, f, indent=1)
     with open(os.path.join(args.assets_dir, "README.md"), "w") as f:

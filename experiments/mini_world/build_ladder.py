@@ -28,7 +28,7 @@ from experiments.mini_world import probe  # noqa: E402
 LADDER = ("xs", "s", "m", "l")
 
 
-def build(out_dir: str, sizes=LADDER, sc_steps: int = 1000, lm_steps: int = 2000, batch: int = 32,
+def build(out_dir: str, sizes=LADDER, sc_steps: int = 1500, lm_steps: int = 1500, batch: int = 32,
           lr: float = 3e-3, seed: int = 0, quiet: bool = False) -> dict:
     summary = {}
     for size in sizes:
@@ -46,10 +46,10 @@ def build(out_dir: str, sizes=LADDER, sc_steps: int = 1000, lm_steps: int = 2000
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out_dir", default="experiments/mini_world/ladder")
+    ap.add_argument("--out_dir", default="runs/mini_world/ladder")
     ap.add_argument("--sizes", default=",".join(LADDER))
-    ap.add_argument("--sc_steps", type=int, default=1000)
-    ap.add_argument("--lm_steps", type=int, default=2000)
+    ap.add_argument("--sc_steps", type=int, default=1500)
+    ap.add_argument("--lm_steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -14,7 +14,9 @@ when it is missing the error names the command that rebuilds it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
 import os
 import pathlib
 from typing import Optional
@@ -29,7 +31,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 ASSETS_DIR = REPO_ROOT / "assets" / "mini_world"
 CACHE_ENV = "MINI_WORLD_CACHE"
 DEFAULT_SEED = 0
-DEFAULT_TASK = "boolq"
+DEFAULT_TASK = "record"
 REBUILD_COMMAND = "python experiments/mini_world/build_default.py"
 
 
@@ -54,6 +56,19 @@ def ensure_task_files(data_dir: str, seed: int = DEFAULT_SEED) -> str:
     return data_dir
 
 
+def majority_baseline(data_dir: str, task: str, split: str = "validation") -> tuple[str, float]:
+    """(most frequent answer in `split`, the accuracy of always giving it): the floor a prompt must beat."""
+    path = os.path.join(data_dir, task, mini_tasks.SPLIT_FILES[split])
+    with open(path) as f:
+        rows = [json.loads(line) for line in f]
+    if task == "record":  # an example is right if the constant is among its answers
+        golds = [{a["text"] for qa in r["qas"] for a in qa["answers"]} for r in rows]
+    else:
+        golds = [{str(r["label"])} for r in rows]
+    best, hits = collections.Counter(a for g in golds for a in g).most_common(1)[0]
+    return best, hits / len(rows)
+
+
 @gin.configurable
 def ensure_default_assets(task: str = DEFAULT_TASK, assets_dir: Optional[str] = None,
                           data_dir: Optional[str] = None) -> DefaultAssets:
@@ -67,4 +82,7 @@ def ensure_default_assets(task: str = DEFAULT_TASK, assets_dir: Optional[str] = 
             f"mini-world default assets missing: {', '.join(missing)}; rebuild them with `{REBUILD_COMMAND}`")
     data_dir = ensure_task_files(data_dir or os.path.join(cache_dir(DEFAULT_SEED), "tasks"))
     registry.register_mini_world_tasks(data_dir, str(vocab_path))
+    answer, accuracy = majority_baseline(data_dir, task)
+    print(f"mini world: task {registry.task_name(task)}, majority baseline on validation "
+          f"{100 * accuracy:.2f} (always {answer!r})", flush=True)
     return DefaultAssets(str(model_dir), str(vocab_path), registry.task_name(task), data_dir)

@@ -9,12 +9,16 @@ as real SuperGLUE apply:
   copa   {premise, choice1, choice2, question: cause|effect, idx, label: 0|1}
   rte    {premise, hypothesis, idx, label: entailment|not_entailment}
   wic    {word, sentence1, sentence2, idx, label: bool, start1, end1, start2, end2}
+  record {source, passage: {text, entities: [{start, end}]}, qas: [{query, answers: [{start, end, text}], idx}], idx}
 
 What each needs from pretraining: BoolQ, CB and RTE read a passage of person
 facts and compare a question or hypothesis with it, partly through a one-hop
 inference that only the corpus teaches (city -> country, job -> workplace,
 pet -> kind; RTE leans on these). COPA needs the causal pairs, WiC the word
-senses; both are learnt from the corpus only. The pretraining corpus
+senses; both are learnt from the corpus only. ReCoRD is a cloze over the passage: the
+query restates one person's fact with @placeholder for the value, and the answer
+is copied from the passage, where the other people's values of the same relation
+are distractors (the skill the corpus's wh-questions teach). The pretraining corpus
 (`corpus.py`) contains natural-language exercises built by the same example
 builders below, which is what lets a frozen pretrained model be steered to the
 tasks by a prompt at this size.
@@ -92,7 +96,7 @@ def claim(rng, world, people, stated, label: str, hop_prob: float):
 
 
 def boolq_example(rng: random.Random, world: World, hop_prob: float = 0.2) -> dict:
-    text, people, stated = passage(rng, world)
+    text, people, stated = passage(rng, world, num_people=rng.randint(1, 3))
     label = rng.random() < 0.5
     rel, name, value = claim(rng, world, people, stated, "entailment" if label else "contradiction", hop_prob)
     return {"question": world_lib.question(rel, name, value), "passage": text, "label": label}
@@ -154,11 +158,43 @@ def wic_example(rng: random.Random, world: World) -> dict:
             "start1": a1, "end1": b1, "start2": a2, "end2": b2}
 
 
+# Cloze forms of the direct relations; some repeat a corpus template, some do not.
+RECORD_QUERIES = {
+    "city": ("{n} lives in @placeholder.", "The home of {n} is in @placeholder.", "{n} is from @placeholder."),
+    "job": ("The job of {n} is @placeholder.", "{n} has the job of @placeholder."),
+    "pet": ("{n} has a pet @placeholder.", "The pet of {n} is @placeholder."),
+}
+
+
+def _spans(text: str, word: str) -> list[tuple[int, int]]:
+    """Inclusive (start, end) character spans of `word` as a whole word (SuperGLUE ReCoRD's convention)."""
+    out, i = [], text.find(word)
+    while i >= 0:
+        j = i + len(word)
+        if (i == 0 or not text[i - 1].isalnum()) and (j == len(text) or not text[j].isalnum()):
+            out.append((i, j - 1))
+        i = text.find(word, j)
+    return out
+
+
+def record_example(rng: random.Random, world: World) -> dict:
+    text, people, stated = passage(rng, world, num_people=rng.randint(1, 3))
+    name, rel = rng.choice(sorted(stated))
+    answer = world.value(world.person(name), rel)
+    mentions = {p.name for p in people} | {world.value(p, r) for p in people for r in DIRECT}
+    entities = sorted(sp for w in mentions for sp in _spans(text, w))
+    query = rng.choice(RECORD_QUERIES[rel]).format(n=name)
+    answers = [{"start": a, "end": b, "text": answer} for a, b in _spans(text, answer)]
+    return {"source": "mini_world", "passage": {"text": text, "entities": [{"start": a, "end": b} for a, b in entities]},
+            "qas": [{"query": query, "answers": answers, "idx": 0}]}
+
+
 # SuperGLUE task name -> example builder; the SeqIO tasks are named mini_world_<task> (registry.py).
 TASKS: dict[str, Callable[[random.Random, World], dict]] = {
     "boolq": boolq_example,
     "cb": cb_example,
     "copa": copa_example,
+    "record": record_example,
     "rte": rte_example,
     "wic": wic_example,
 }

@@ -117,6 +117,24 @@ def test_wic_offsets_point_at_the_word(generated):
         assert r["sentence2"][r["start2"]:r["end2"]] == r["word"]
 
 
+def test_record_has_superglue_schema_and_the_answer_is_the_persons_fact(world, generated):
+    for split, records in generated["record"].items():
+        assert len(records) == SIZES[split] and [r["idx"] for r in records] == list(range(len(records)))
+        for r in records[:80]:
+            assert set(r) == {"source", "passage", "qas", "idx"} and set(r["passage"]) == {"text", "entities"}
+            text, (qa,) = r["passage"]["text"], r["qas"]
+            assert set(qa) == {"query", "answers", "idx"} and qa["query"].count("@placeholder") == 1
+            spans = {text[e["start"]: e["end"] + 1] for e in r["passage"]["entities"]}  # inclusive ends
+            answers = {text[a["start"]: a["end"] + 1] for a in qa["answers"]}
+            assert answers == {a["text"] for a in qa["answers"]} and len(answers) == 1 and answers <= spans
+            (person,) = [p for p in world.people if f" {p.name} " in f" {qa['query']} "]
+            rel = next(rel for rel, forms in tasks.RECORD_QUERIES.items()
+                       if any(f.format(n=person.name) == qa["query"] for f in forms))
+            assert answers == {world.value(person, rel)}
+            # the passage states this person's fact (the distractors are other people's values)
+            assert any(person.name in sent and world.value(person, rel) in sent for sent in text.split(". "))
+
+
 def test_write_tasks_uses_superglue_file_names(tmp_path, world):
     dirs = tasks.write_tasks(str(tmp_path), world, ["cb"], {"train": 5, "validation": 3})
     assert sorted(p.name for p in (tmp_path / "cb").iterdir()) == ["train.jsonl", "val.jsonl"]
