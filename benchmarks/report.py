@@ -251,6 +251,11 @@ def markdown_report(payload: Mapping[str, Any], spec) -> str:
         markdown_table(["goal", "value", "target", "met"], goal_rows(summary)),
         "",
     ]
+    loads = [f"| {k} | {v.get('measured_at', '-')} | {v.get('load_before', '-')} | {v.get('load_after', '-')} |"
+             for k, v in results.items() if isinstance(v, Mapping) and "load_before" in v]
+    if loads:
+        lines += ["## Load average (1, 5, 15 min) around each measurement", "",
+                  "| task | measured at | before | after |", "|---|---|---|---|", *loads, ""]
     skipped = [f"- {k}: {v.get('skipped') or v.get('error')}" for k, v in results.items()
                if isinstance(v, Mapping) and ("skipped" in v or "error" in v)]
     if skipped:

@@ -71,6 +71,8 @@ def parse_args(argv=None):
     p.add_argument("--frozen-dtype", dest="frozen_dtype", choices=("float32", "bfloat16"),
                    help="storage dtype of the frozen parameters")
     p.add_argument("--matmul-size", dest="matmul_size", type=int)
+    p.add_argument("--update", metavar="JSON", help="start from a previous --json file of the same settings and "
+                   "re-measure only --tasks (e.g. ones a busy machine disturbed); the rest is kept")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
     return p.parse_args(argv)
 
@@ -87,6 +89,14 @@ def main(argv=None) -> int:
     info["load_before"] = machine.load_average()
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     results: dict[str, dict] = {}
+    if args.update:
+        previous = json.loads(pathlib.Path(args.update).read_text())
+        if previous["spec"] != json.loads(spec.to_json()):
+            print(f"--update: {args.update} was measured with other settings; rerun everything", file=sys.stderr)
+            return 2
+        results.update(previous["results"])
+        info["load_before"] = previous["machine"].get("load_before")
+        command = previous["command"] + f"; then {command}"
     t_start = time.time()
     for task in tasks:
         if task == "peft" and args.no_peft:
@@ -95,8 +105,10 @@ def main(argv=None) -> int:
             results[task] = {"skipped": f"PEFT comparison skipped: {', '.join(missing)} not installed "
                                         f"(pip install -e '.[parity]' torch)"}
         else:
-            t0 = time.time()
+            t0, load0 = time.time(), machine.load_average()
             results[task] = run_worker(task, spec, args.timeout)
+            results[task]["load_before"], results[task]["load_after"] = load0, machine.load_average()
+            results[task]["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
             status = "error" if "error" in results[task] else "done"
             print(f"[{task}] {status} in {time.time() - t0:.0f} s (load {machine.load_average()})", flush=True)
         if "skipped" in results[task]:
