@@ -21,11 +21,29 @@ import json
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments.mini_world import probe  # noqa: E402
 
 LADDER = ("xs", "s", "m", "l")
+
+
+def pretraining_tokens(out_dir: str, sc_steps: int, lm_steps: int, batch: int, seed: int = 0) -> dict:
+    """Non-padding tokens (inputs + targets) every rung trains on: the batches depend on the seed only.
+
+    Replays probe.pretrain's data stream without a model (about a minute for the default budget).
+    """
+    world, vocab_path, _ = probe.build_assets(out_dir, seed)
+    tok = probe.Tok(vocab_path)
+    rng, stream = np.random.default_rng(seed), probe.Stream(world, tok, start=probe.STREAM_START)
+    counts = {"span_corruption": 0, "lm_adaptation": 0}
+    for i in range(sc_steps + lm_steps):
+        kind = "span_corruption" if i < sc_steps else "lm_adaptation"
+        x, y = (probe.sc_batch if i < sc_steps else probe.lm_batch)(rng, stream, tok, batch)
+        counts[kind] += int((x > 0).sum() + (y > 0).sum())
+    return counts
 
 
 def build(out_dir: str, sizes=LADDER, sc_steps: int = 1500, lm_steps: int = 1500, batch: int = 32,
@@ -39,6 +57,10 @@ def build(out_dir: str, sizes=LADDER, sc_steps: int = 1500, lm_steps: int = 1500
             probe.pretrain(args)
         with open(done) as f:
             summary[size] = json.load(f)
+    if summary and "tokens" not in next(iter(summary.values())):
+        info = next(iter(summary.values()))
+        tokens = pretraining_tokens(out_dir, info["sc_steps"], info["lm_steps"], info["batch"], seed)
+        summary = {k: {**v, "tokens": tokens} for k, v in summary.items()}
     with open(os.path.join(out_dir, "ladder.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
@@ -55,7 +77,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     summary = build(args.out_dir, args.sizes.split(","), args.sc_steps, args.lm_steps, args.batch, seed=args.seed)
     for size, info in summary.items():
-        print(f"{size}: {info['params']:,} params, {info['wall_s']} s, final loss {info['final_loss']:.3f}")
+        print(f"{size}: {info['params']:,} params, {info['wall_s']} s, final loss {info['final_loss']:.3f}, "
+              f"tokens {info['tokens']}")
 
 
 if __name__ == "__main__":
