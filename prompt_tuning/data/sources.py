@@ -304,6 +304,21 @@ class TfdsSource(seqio.TfdsDataSource):
         except (KeyError, ValueError):
             return None
 
+    def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
+                    shard_info: Optional[seqio.ShardInfo] = None, **kwargs) -> tf.data.Dataset:
+        # seqio's loader calls tfds.load(download=True): offline, an unprepared dataset fails deep
+        # inside TFDS's download code with an unrelated error. Say what is missing instead.
+        try:
+            return super().get_dataset(split=split, shuffle=shuffle, seed=seed, shard_info=shard_info, **kwargs)
+        except Exception as e:  # noqa: BLE001 -- re-raised unless the dataset is simply not there
+            builder = self.tfds_dataset.builder
+            if builder.is_prepared():
+                raise
+            raise DataFileError(
+                f"TFDS dataset {self.tfds_dataset.name} is not prepared in {builder.data_dir!r} and could not be "
+                f"downloaded ({type(e).__name__}); prepare it where there is network (tfds build) and copy it "
+                f"there (or set tfds_data_dir), or use the official jsonl files (the '_jsonl' tasks)") from e
+
 
 def tfds_source(task: str, version: str = TFDS_VERSION, tfds_data_dir: Optional[str] = None) -> seqio.DataSource:
     """The TFDS builder of `task` (super_glue/wsc.fixed for WSC)."""

@@ -199,10 +199,11 @@ def register_tasks() -> None:
 def known_errors() -> tuple:
     from prompt_tuning import prompts
     from prompt_tuning.checkpoints.errors import CheckpointError
+    from prompt_tuning.data.sources import DataFileError
     from prompt_tuning.training import evaluation, input_pipeline, partitioning, run_dir, trainer
 
     return (UsageError, CheckpointError, prompts.PromptError, trainer.ConfigError, input_pipeline.TaskError,
-            run_dir.RunDirError, partitioning.PartitioningError, evaluation.EvaluationError)
+            run_dir.RunDirError, partitioning.PartitioningError, evaluation.EvaluationError, DataFileError)
 
 
 def main(run: Callable[[dict], int], argv: Sequence[str], prog: str) -> int:

@@ -174,3 +174,14 @@ def test_missing_data_dir_and_file_errors(tmp_path, monkeypatch):
         json.dumps({"premise": "p", "hypothesis": "h", "idx": 0, "label": "entailment"}) + "\n")
     src = sources.jsonl_source("rte", sources.benchmark_jsonl_dir("rte", None))
     assert len(list(src.get_dataset("validation"))) == 1
+
+
+def test_unprepared_tfds_dataset_names_what_is_missing(tmp_path, monkeypatch):
+    """Offline, seqio's tfds.load(download=True) would fail inside TFDS with an unrelated error."""
+    def no_network(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds, "load", no_network)
+    src = sources.tfds_source("rte", tfds_data_dir=str(tmp_path))
+    with pytest.raises(sources.DataFileError, match=r"super_glue/rte:1.0.2 is not prepared in .*ConnectionError.*_jsonl"):
+        src.get_dataset("validation")

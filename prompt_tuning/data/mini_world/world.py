@@ -4,8 +4,9 @@ Everything is drawn deterministically from one seed (`build_world(seed)`), so
 the corpus, the vocabulary, the tasks and the models built from them can be
 reproduced anywhere without downloading anything.
 
-Design (experiments/mini_world/RESULTS.md has the measurements; at the compute tried so far the
-models did not learn the tasks' skills, so treat these as hypotheses):
+Design (experiments/mini_world/RESULTS.md has the measurements: at this compute the models learn
+to look a person's fact up in a passage, which mini ReCoRD needs, but not the comparisons and
+closed-book facts the classification tasks need):
 - Few entities, each fact repeated many times in many templates: a tiny model
   stores facts only when it sees each one often and in varied wording.
 - Two levels of knowledge: person facts (person -> city, job, pet; the number
