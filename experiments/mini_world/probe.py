@@ -225,7 +225,7 @@ def pretrain(args):
     if args.lm_steps == 0:
         native.save(os.path.join(run, "sc"), params, config)
     info = dict(size=args.size, params=count_params(params), sc_steps=args.sc_steps, lm_steps=args.lm_steps,
-                batch=args.batch, wall_s=round(time.time() - t0), final_loss=float(np.mean(losses[-100:])),
+                batch=args.batch, lr=args.lr, wall_s=round(time.time() - t0), final_loss=float(np.mean(losses[-100:])),
                 documents=stream.i - STREAM_START)
     with open(os.path.join(run, "pretrain.json"), "w") as f:
         json.dump(info, f, indent=1)
