@@ -18,8 +18,8 @@ hyperparameters a sweep runs with. Two exist:
   gin/models/mini_<size>.gin) and its SeqIO tasks mini_world_<task>[_sentinel]
   (registered by gin/mini_world_tasks.gin with assets/mini_world/spm.model).
   Chosen task: record (exact match / F1, generate eval); LM-adaptation
-  budgets 0 / 150 / 750 / 1500 steps; 300 steps at batch 32 per run (about a
-  minute on 's' on the 2-core CPU; see experiments/README.md, mini section).
+  budgets 0 / 150 / 750 / 1500 steps; 300 steps at batch 32 per run (106 s on
+  's', 320 s on 'm' on the shared 2-core CPU; see experiments/README.md, mini section).
 
 Gin file order (the trainer's headers): gin/runs/<method>.gin,
 gin/models/<size>.gin, gin/prompts/<init>.gin, the backend's task gin files,
@@ -230,7 +230,7 @@ def mini_size_config(size: str) -> t5.T5Config:
 
 MINI = Backend(
     name="mini",
-    sizes=("xs", "s", "m", "l"),   # 156,000 / 459,648 / 1,706,368 / 7,345,920 parameters
+    sizes=("xs", "s", "m", "l"),   # 156,000 / 459,648 / 1,706,368 / 5,509,504 parameters
     # record (ReCoRD-shaped cloze, answer copied from the passage) is the one task a frozen mini model
     # can be prompt-tuned on; the classification tasks are near chance at this scale. The others stay
     # selectable: dataclasses.replace(MINI, tasks=MINI_TASKS).
@@ -268,7 +268,9 @@ MINI = Backend(
     extra_overrides=(("EVAL_MODE", "generate"), ("train_and_evaluate.checkpoint_period", 100),
                      ("train_and_evaluate.eval_period", 100)),
     ensemble_size="s",
-    minutes_per_run=1.0,
+    # Measured (runner, 300 steps, P=100, shared 2-core CPU while the ladder was building): s 106 s, m 320 s;
+    # xs ~70 s and l ~17 min extrapolated. Mean over the 4 sizes ~6 min (experiments/README.md, mini section).
+    minutes_per_run=6.0,
 )
 
 BACKENDS = {"real": REAL, "mini": MINI}

@@ -1,23 +1,28 @@
 """The mini backend points at the real ladder, gin files, vocabulary and tasks."""
 import dataclasses
+import json
 import os
 
 import pytest
 
 from experiments import ablations, backends, scale
 from experiments import spec as S
+from prompt_tuning.models import t5
 from tests.conftest import REPO
 
 MINI = backends.MINI
 LADDER = REPO / backends.MINI_LADDER
-# The ladder's sizes (experiments/mini_world/probe.py SIZES; build_ladder.py's pretrain.json).
-PARAMS = {"xs": 156_000, "s": 459_648, "m": 1_706_368, "l": 7_345_920}
 
 
 def test_size_config_is_the_gin_files_and_the_shipped_models_shape():
     from prompt_tuning.checkpoints import native
 
-    assert {s: MINI.params(s) for s in MINI.sizes} == PARAMS
+    from experiments.mini_world import probe  # the ladder builder's shapes
+
+    assert set(MINI.sizes) == set(probe.SIZES)
+    for size in MINI.sizes:
+        assert MINI.size_config(size) == t5.T5Config(vocab_size=2048, **probe.SIZES[size]), size
+    assert MINI.params("s") == 459_648
     # The shipped default model is an 's' rung built the same way (committed, so this always runs).
     assert native.load_config(str(REPO / "assets" / "mini_world" / "default")) == MINI.size_config("s")
     with pytest.raises(S.SpecError, match="no mini size"):
@@ -27,6 +32,10 @@ def test_size_config_is_the_gin_files_and_the_shipped_models_shape():
 def test_size_config_equals_every_built_ladder_checkpoint():
     from prompt_tuning.checkpoints import native
 
+    for size in MINI.sizes:  # the builder's own parameter count
+        info = LADDER / f"model_{size}" / "pretrain.json"
+        if info.exists():
+            assert json.loads(info.read_text())["params"] == MINI.params(size), size
     found = [(size, key) for size in MINI.sizes for key in MINI.checkpoints
              if os.path.exists(os.path.join(REPO, MINI.checkpoints[key].format(size=size), "config.json"))]
     if not found:
