@@ -21,6 +21,7 @@ from prompt_tuning.models import t5
 from tests.training import synthetic_tasks as st
 
 WORLD = "tests/training/synthetic.gin"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True)
@@ -147,25 +148,24 @@ def test_default_model_dir_is_created_under_runs(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_main_command_runs_as_written(tmp_path, capsys):
-    """`python -m prompt_tuning.train --gin_file=gin/prompt_len_20.gin`, shortened to 2 steps."""
-    from tests.conftest import shared_path
+def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
+    """`python -m prompt_tuning.train --gin_file=gin/prompt_len_20.gin`, shortened to 2 steps: offline, no
+    ../shared, the shipped mini model loaded (not initialised) and frozen."""
+    from prompt_tuning.checkpoints import native
 
-    shared_path("superglue", "RTE", "train.jsonl")
-    shared_path("t5", "spiece.model")
+    monkeypatch.setenv("MINI_WORLD_CACHE", str(tmp_path / "cache"))
     model_dir = tmp_path / "main"
     try:
         rc, out, err = _run(train_main, capsys, "--gin_file=gin/prompt_len_20.gin", _model_dir(model_dir),
                             "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8")
     finally:
-        from prompt_tuning import data
-
         gin.clear_config()
-        data.register_tasks()  # the default world re-registered the SuperGLUE tasks with its paths
     assert rc == 0, err
+    assert "mini world: task mini_world_record, majority baseline on validation 7.67" in out
     assert "validation before training" in out and "validation after training" in out
-    assert np.load(model_dir / "prompts" / "best.npy").shape == (20, 32)
-    assert os.path.exists(model_dir / "frozen_model" / "params.safetensors")
+    shipped = native.load(os.path.join(REPO_ROOT, "assets", "mini_world", "default"))
+    assert np.load(model_dir / "prompts" / "best.npy").shape == (20, shipped["token_embedder"]["embedding"].shape[1])
+    assert not os.path.exists(model_dir / "frozen_model")  # only a randomly initialised model is saved there
 
 
 def test_model_finetune_run_file_trains_and_checkpoints_everything(tmp_path, capsys):
