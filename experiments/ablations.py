@@ -28,9 +28,10 @@ Run it:
     python -m experiments.plots ablations experiments/results/mini/ablations.csv --out experiments/results/mini/ablations
 
 Runtime here (mini backend, CPU): distinct runs = sizes x tasks x seeds x
-(5 + 2 + 2 + budgets - 2) = 4 x 5 x 3 x 11 = 660 with the placeholder ladder,
-~2 min each (placeholder cost): ~22 h on one worker; `--list` prints the count and
-estimate, `--only REGEX` selects a subset (e.g. one task). Real scale: `--backend real
+(5 + 2 + 2 + budgets - 2) = 4 x 1 (mini ReCoRD) x 3 x 11 = 132; at the measured
+s 106 s / m 320 s per run and ~1,000 s estimated for l that is ~13 h on one worker,
+over the issue's ~6 CPU-hour budget (experiments/README.md, mini section);
+`--list` prints the count and estimate, `--only REGEX` selects a subset (e.g. one size). Real scale: `--backend real
 --print-commands` gives 5 x 8 x 3 x 11 = 1,320 command lines.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ Two steps:
 
        python -m experiments.ensemble --backend mini [--mode generate|rank] [--out DIR]
 
-Runtime here (mini backend, CPU): tasks x 2 new runs (~2 min each) + one
+Runtime here (mini backend, CPU): tasks x 2 new runs (ensemble size 's', ~2 min each) + one
 evaluation pass over the validation sets (seconds to minutes).
 """
 from __future__ import annotations

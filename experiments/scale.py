@@ -17,11 +17,11 @@ Run it:
     python -m experiments.collect --sweep scale --backend mini --out experiments/results/mini/scale.csv
     python -m experiments.plots scale experiments/results/mini/scale.csv --out experiments/results/mini/scale
 
-Runtime here (mini backend, CPU): sizes x tasks x (3 + 3 + 1) runs; with the
-placeholder ladder (4 sizes, 5 tasks) that is 140 runs at ~2 min each (a
-placeholder per-run cost until the ladder exists): ~4.7 h on one worker, less
-the centre runs already trained by the ablations. `--list` prints the count
-and the estimate.
+Runtime here (mini backend, CPU): sizes x tasks x (3 + 3 + 1) runs = 4 x 1 (mini
+ReCoRD) x 7 = 28, 12 of them shared with the ablations' centre. Measured per run
+(300 steps, P = 100, while a ladder build shared the 2 cores): s 106 s, m 320 s;
+l is estimated at ~1,000 s, so l dominates. `--list` prints the count and the
+estimate.
 Real scale: `--backend real --print-commands` gives 5 sizes x 8 tasks x 7 =
 280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
 """
