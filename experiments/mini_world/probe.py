@@ -349,8 +349,14 @@ def incontext(args):
             print(f"in-context cloze {size}/{ckpt}: {results[f'{size}/{ckpt}']:.3f} (n={len(hits)}, chance 0.083)",
                   flush=True)
     os.makedirs(os.path.join(args.out_dir, "results"), exist_ok=True)
-    with open(os.path.join(args.out_dir, "results", "incontext.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    path = os.path.join(args.out_dir, "results", "incontext.json")
+    merged = {}
+    if os.path.exists(path):  # sizes probed by earlier invocations stay
+        with open(path) as f:
+            merged = json.load(f)
+    merged.update(results)
+    with open(path, "w") as f:
+        json.dump(merged, f, indent=1)
     return results
 
 

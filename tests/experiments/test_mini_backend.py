@@ -19,8 +19,8 @@ def test_size_config_is_the_gin_files_and_the_shipped_models_shape():
 
     from experiments.mini_world import probe  # the ladder builder's shapes
 
-    assert set(MINI.sizes) == set(probe.SIZES)
-    for size in MINI.sizes:
+    assert set(backends.MINI_LADDER_SIZES) == set(probe.SIZES) and set(MINI.sizes) <= set(probe.SIZES)
+    for size in backends.MINI_LADDER_SIZES:
         assert MINI.size_config(size) == t5.T5Config(vocab_size=2048, **probe.SIZES[size]), size
     assert MINI.params("s") == 459_648
     # The shipped default model is an 's' rung built the same way (committed, so this always runs).
@@ -75,14 +75,17 @@ def test_tasks_labels_and_prompt_design_agree_with_the_data_package():
 
 def test_record_runs_generate_with_task_words_and_existing_gin_files():
     specs = S.dedupe(ablations.specs(MINI) + scale.specs(MINI))
-    # Fig 1 + Fig 3 on record, 3 seeds: 132 ablation runs + 16 new scale runs (model tuning, prompt design).
-    assert len(specs) == 148
+    # Fig 1 + Fig 3 on record, sizes xs s m, 3 seeds: 3 x 3 x 11 = 99 ablation runs + 12 new scale runs
+    # (model tuning x 3 seeds, prompt design x 1, per size).
+    assert len(specs) == 111
     for s in specs:
         for f in s.gin_files:
             assert (REPO / f).exists(), f"{s.name}: {f}"
         o = dict(s.overrides)
         assert o["EVAL_MODE"] == "generate" and o["TASK_FEATURE_LENGTHS"] == {"inputs": 96, "targets": 8}
-    centre = dict(next(s for s in specs if s.name == "pt-s-record-p100-class_labels-lm1500-s0").overrides)
+        assert o["DROPOUT_RATE"] == 0.0  # as the main command (gin/default_world.gin)
+    centre = dict(next(s for s in specs if s.name == "pt-s-record-p20-class_labels-lm1500-s0").overrides)
+    assert centre["PROMPT_LENGTH"] == 20
     assert centre["class_labels.labels"] == ["commonsense", "reasoning", "reading", "comprehension"]
     assert centre["INITIAL_CHECKPOINT_PATH"] == backends.MINI_LADDER + "/model_s/lm"
     assert (centre["TRAIN_STEPS"], centre["BATCH_SIZE"]) == (MINI.train_steps[S.PROMPT_TUNING], 32)

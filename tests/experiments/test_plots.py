@@ -87,3 +87,14 @@ def test_committed_fig4_table_is_current_and_plots_with_a_ladder(tmp_path):
     assert real == committed
     assert {r["size"] for r in rows if r["model_set"] == "ladder"} == {"tiny", "test"}
     assert (tmp_path / "parameters.png").exists() and (tmp_path / "parameters.pdf").exists()
+
+
+
+def test_committed_mini_fig4_table_is_current(tmp_path):
+    from experiments import backends
+
+    assert parameters.main(["--out", str(tmp_path), "--mini"]) == 0
+    rows = plots.read_csv(str(tmp_path / "parameters.csv"))
+    assert rows == plots.read_csv(str(PARAMS_CSV.parents[1] / "mini" / "parameters.csv"))
+    mini = {r["size"]: r["model_params"] for r in rows if r["model_set"] == "mini"}
+    assert mini == {s: backends.MINI.params(s) for s in backends.MINI_LADDER_SIZES}
