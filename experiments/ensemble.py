@@ -7,8 +7,9 @@ on T5-XXL with 5 prompts).
 
 Two steps:
 
-1. Train the N prompts: the centre point (length 100, class-label init,
-   longest LM adaptation) at the backend's ensemble size, seeds 0..N-1 (N = 5);
+1. Train the N prompts: the centre point (length 100 real / 20 mini,
+   class-label init, longest LM adaptation) at the backend's ensemble size
+   (real: xxl, as the paper; mini: s), seeds 0..N-1 (N = 5);
    seeds 0-2 are the ablations' centre runs, so only seeds 3-4 are new.
 
        python -m experiments.runner --sweep ensemble --backend mini
@@ -17,12 +18,13 @@ Two steps:
    row k under prompt k (prompt_tuning.ensembling), and the N answers are
    combined by majority vote (tie rule in prompt_tuning/ensembling.py).
    Writes ensemble.csv (task, metric, average, best, ensemble) and
-   ensemble.md (the same as a Markdown table, values x 100).
+   ensemble.md (the same as a Markdown table, the metrics' own scale: 0-100 for
+   SuperGLUE and the mini tasks).
 
        python -m experiments.ensemble --backend mini [--mode generate|rank] [--out DIR]
 
-Runtime here (mini backend, CPU): tasks x 2 new runs (ensemble size 's', ~2 min each) + one
-evaluation pass over the validation sets (seconds to minutes).
+Runtime here (mini backend, 2-core CPU): 2 new runs (mini ReCoRD on 's', ~45 s each) + one
+evaluation pass over the 300 validation examples x 5 prompts. ENS_RUNTIME
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
     python -m experiments.plots scale      RESULTS.csv --out DIR/scale        # Fig 1
     python -m experiments.plots ablations  RESULTS.csv --out DIR/ablations    # Fig 3 (a)-(d)
     python -m experiments.plots parameters PARAMS.csv  --out DIR/parameters   # Fig 4
+    python -m experiments.plots table      RESULTS.csv --out DIR/scale        # the numbers: DIR/scale.md
 
 Each writes <out>.png and <out>.pdf. Scores: for every (panel, setting, size,
 seed) the task scores (the collector's `score` rows: mean of a task's
@@ -222,14 +223,57 @@ def plot_parameters(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] =
     return fig, (_save(fig, out_stem) if out_stem else [])
 
 
+def stats_table(rows: Iterable[Mapping[str, Any]], metric: str = "score") -> str:
+    """A Markdown table of `seed_stats`: one line per (panel, setting), one column per size.
+
+    Cells: mean ± s.d. over seeds (min-max), the numbers behind the figures' points and error bars.
+    """
+    stats = seed_stats(rows, metric)
+    if not stats:
+        raise ValueError(f"no {metric!r} rows to tabulate")
+    sizes = [n for _, n in sorted({(s["params"], s["size"]) for s in stats})]
+    lines = ["| panel | setting | " + " | ".join(f"{n} ({_human(next(s['params'] for s in stats if s['size'] == n))})"
+                                                  for n in sizes) + " |",
+             "|---|---|" + "---|" * len(sizes)]
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for s in stats:
+        label = s["setting"] if s["method"] == "prompt_tuning" or s["setting"] == s["method"] else s["method"]
+        text = f"{s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}-{s['max']:.1f})" if s["seeds"] > 1 else \
+            f"{s['mean']:.1f} (1 run)"
+        cells.setdefault((s["panel"], label), {})[s["size"]] = text
+    def order(key):
+        panel, label = key
+        known = SETTING_ORDER.get(panel, [])
+        try:
+            return (panel, 0, known.index(label), 0.0, label)
+        except ValueError:
+            try:
+                return (panel, 1, 0, float(label), label)
+            except ValueError:
+                return (panel, 2, 0, 0.0, label)
+    for key in sorted(cells, key=order):
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells[key].get(n, "") for n in sizes) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.plots", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("figure", choices=("scale", "ablations", "parameters"))
+    ap.add_argument("figure", choices=("scale", "ablations", "parameters", "table"))
     ap.add_argument("csv")
     ap.add_argument("--out", required=True, help="output path without extension")
     args = ap.parse_args(argv)
     rows = read_csv(args.csv)
+    if args.figure == "table":
+        try:
+            text = stats_table(rows)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        with open(f"{args.out}.md", "w") as f:
+            f.write(text)
+        print(text, end="")
+        return 0
     fn = {"scale": plot_scale, "ablations": plot_ablations, "parameters": plot_parameters}[args.figure]
     try:
         _, paths = fn(rows, args.out)

@@ -6,22 +6,20 @@ design (here: zero-shot, a task description in front of the input) stays far
 below both.
 
 Grid: every size of the backend x {model tuning, prompt tuning at the centre
-point (length 100, class-label init, longest LM adaptation), prompt design}
+point (the backend's centre length: 100 real, 20 mini; class-label init;
+longest LM adaptation), prompt design}
 x every task x seeds {0, 1, 2}. Prompt design is deterministic (no training),
 so it runs with seed 0 only. The prompt-tuning runs are the same runs as the
 ablations' centre point (shared by name; trained once).
 
 Run it:
 
-    python -m experiments.runner --sweep scale --backend mini --workers 1
+    python -m experiments.runner --sweep scale --backend mini --workers 2
     python -m experiments.collect --sweep scale --backend mini --out experiments/results/mini/scale.csv
     python -m experiments.plots scale experiments/results/mini/scale.csv --out experiments/results/mini/scale
 
-Runtime here (mini backend, CPU): sizes x tasks x (3 + 3 + 1) runs = 4 x 1 (mini
-ReCoRD) x 7 = 28, 12 of them shared with the ablations' centre. Measured per run
-(300 steps, P = 100, while a ladder build shared the 2 cores): s 106 s, m 320 s;
-l is estimated at ~1,000 s, so l dominates. `--list` prints the count and the
-estimate.
+Runtime here (mini backend, 2-core CPU): sizes x tasks x (3 + 3 + 1) runs = 3 (xs s m) x 1 (mini
+ReCoRD) x 7 = 21, 9 of them shared with the ablations' centre. SCALE_RUNTIME
 Real scale: `--backend real --print-commands` gives 5 sizes x 8 tasks x 7 =
 280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
 """

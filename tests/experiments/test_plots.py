@@ -98,3 +98,18 @@ def test_committed_mini_fig4_table_is_current(tmp_path):
     assert rows == plots.read_csv(str(PARAMS_CSV.parents[1] / "mini" / "parameters.csv"))
     mini = {r["size"]: r["model_params"] for r in rows if r["model_set"] == "mini"}
     assert mini == {s: backends.MINI.params(s) for s in backends.MINI_LADDER_SIZES}
+
+
+def test_stats_table_gives_the_plotted_means_per_setting_and_size(tmp_path):
+    rows = plots.read_csv(str(SYNTHETIC / "ablations.csv"))
+    stats = plots.seed_stats(rows)
+    assert plots.main(["table", str(SYNTHETIC / "ablations.csv"), "--out", str(tmp_path / "t")]) == 0
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    sizes = [n for _, n in sorted({(s["params"], s["size"]) for s in stats})]
+    assert len(lines) == 2 + len({(s["panel"], s["setting"]) for s in stats})
+    for s in stats:
+        line = next(l for l in lines if l.startswith(f"| {s['panel']} | {s['setting']} |"))
+        cell = line.split(" | ")[2 + sizes.index(s["size"])].strip(" |")
+        assert cell.startswith(f"{s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}-{s['max']:.1f})"), (line, s)
+    lengths = [l.split(" | ")[1] for l in lines if l.startswith("| a_prompt_length")]
+    assert lengths == sorted(lengths, key=float)  # numeric order, not text order
