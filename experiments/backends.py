@@ -17,9 +17,10 @@ hyperparameters a sweep runs with. Two exist:
   built by experiments/mini_world/build_ladder.py; sizes xs s m l, gin files
   gin/models/mini_<size>.gin) and its SeqIO tasks mini_world_<task>[_sentinel]
   (registered by gin/mini_world_tasks.gin with assets/mini_world/spm.model).
-  Chosen task: record (exact match / F1, generate eval); LM-adaptation
-  budgets 0 / 150 / 750 / 1500 steps; 300 steps at batch 32 per run (106 s on
-  's', 320 s on 'm' on the shared 2-core CPU; see experiments/README.md, mini section).
+  Chosen task: record (exact match / F1, generate eval); sizes xs s m;
+  LM-adaptation budgets 0 / 150 / 750 / 1500 steps; centre prompt length 20;
+  300 steps at batch 32 per run, no dropout (xs ~25 s, s ~45 s, m ~100 s with
+  two workers on the 2-core CPU; results in experiments/results/mini/).
 
 Gin file order (the trainer's headers): gin/runs/<method>.gin,
 gin/models/<size>.gin, gin/prompts/<init>.gin, the backend's task gin files,
@@ -280,9 +281,9 @@ MINI = Backend(
     # tokens, and the centre point is shared by 7 of the 11 ablation settings, so its length sets the cost.
     centre_prompt_length=20,
     ensemble_size="s",
-    # Measured (runner, 300 steps, P=100, shared 2-core CPU while the ladder was building): s 106 s, m 320 s;
-    # xs ~70 s and l ~17 min extrapolated. Mean over the 4 sizes ~6 min (experiments/README.md, mini section).
-    minutes_per_run=6.0,
+    # Measured: the 113 runs of scale + ablations + ensemble took 81 min of wall time on the 2-core CPU, mostly
+    # with --workers 2 (43 s per run; experiments/results/mini/README.md).
+    minutes_per_run=0.75,
 )
 
 BACKENDS = {"real": REAL, "mini": MINI}

@@ -145,8 +145,8 @@ def _setting_label(panel: str, setting: str) -> str:
     if panel == "a_prompt_length":
         return f"{setting}"
     if panel == "d_lm_steps":
-        n = int(float(setting))
-        return f"{n // 1000}K" if n >= 1000 else str(n)
+        n = int(float(setting))  # 100000 -> '100K'; 1500 -> '1500' (never rounded)
+        return f"{n // 1000}K" if n >= 1000 and n % 1000 == 0 else str(n)
     return SETTING_LABELS.get(setting, setting)
 
 

@@ -113,3 +113,8 @@ def test_stats_table_gives_the_plotted_means_per_setting_and_size(tmp_path):
         assert cell.startswith(f"{s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}-{s['max']:.1f})"), (line, s)
     lengths = [l.split(" | ")[1] for l in lines if l.startswith("| a_prompt_length")]
     assert lengths == sorted(lengths, key=float)  # numeric order, not text order
+
+
+def test_lm_steps_legend_is_exact():
+    assert [plots._setting_label("d_lm_steps", v) for v in ("0", "150", "1500", "100000.0")] == \
+        ["0", "150", "1500", "100K"]
