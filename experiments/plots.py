@@ -5,7 +5,7 @@
     python -m experiments.plots parameters PARAMS.csv  --out DIR/parameters   # Fig 4
     python -m experiments.plots table      RESULTS.csv --out DIR/scale        # the numbers: DIR/scale.md
 
-Each writes <out>.png and <out>.pdf. Scores: for every (panel, setting, size,
+The figures write <out>.png and <out>.pdf, the table <out>.md. Scores: for every (panel, setting, size,
 seed) the task scores (the collector's `score` rows: mean of a task's
 metrics) are averaged over tasks (the SuperGLUE score when the tasks are
 SuperGLUE); points are the mean over seeds and error bars one standard
@@ -237,10 +237,10 @@ def stats_table(rows: Iterable[Mapping[str, Any]], metric: str = "score") -> str
              "|---|---|" + "---|" * len(sizes)]
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for s in stats:
-        label = s["setting"] if s["method"] == "prompt_tuning" or s["setting"] == s["method"] else s["method"]
         text = f"{s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}-{s['max']:.1f})" if s["seeds"] > 1 else \
             f"{s['mean']:.1f} (1 run)"
-        cells.setdefault((s["panel"], label), {})[s["size"]] = text
+        cells.setdefault((s["panel"], str(s["setting"])), {})[s["size"]] = text
+
     def order(key):
         panel, label = key
         known = SETTING_ORDER.get(panel, [])
