@@ -1,4 +1,5 @@
 """The mini backend points at the real ladder, gin files, vocabulary and tasks."""
+import csv
 import dataclasses
 import json
 import os
@@ -110,3 +111,25 @@ def test_task_gin_registers_every_mini_task(tmp_path, monkeypatch):
         for sentinel in (False, True):
             seqio.get_mixture_or_task(MINI.task_name(task, dataclasses.replace(
                 MINI.centre, objective=S.SPAN_CORRUPTION_SENTINEL if sentinel else S.LM_ADAPT)))
+
+
+@pytest.mark.parametrize("sweep", ["scale", "ablations"])
+def test_committed_mini_results_hold_every_point_of_the_grid(sweep, tmp_path):
+    """experiments/results/mini/<sweep>.csv: every (panel, setting, size, seed) the sweep defines, complete,
+    and exactly what the collector makes of the committed run directories."""
+    from experiments import collect, sweeps
+
+    results = REPO / "experiments" / "results" / "mini"
+    with open(results / f"{sweep}.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    specs = sweeps.get_specs(sweep, MINI)
+    want = {(s.label_dict["panel"], str(s.label_dict["setting"]), s.label_dict["size"], str(s.label_dict["seed"]))
+            for s in specs}
+    got = {(r["panel"], r["setting"], r["size"], r["seed"]) for r in rows if r["metric"] == "score"}
+    assert got == want and len(want) == len(specs)
+    assert all(r["complete"] == "True" for r in rows)
+    assert collect.main(["--sweep", sweep, "--backend", "mini", "--results-dir", str(results),
+                         "--out", str(tmp_path / "t.csv")]) == 0
+    assert (tmp_path / "t.csv").read_text() == (results / f"{sweep}.csv").read_text()
+    for ext in ("png", "pdf"):
+        assert (results / f"{sweep}.{ext}").exists()
