@@ -231,28 +231,16 @@ def stats_table(rows: Iterable[Mapping[str, Any]], metric: str = "score") -> str
     stats = seed_stats(rows, metric)
     if not stats:
         raise ValueError(f"no {metric!r} rows to tabulate")
-    sizes = [n for _, n in sorted({(s["params"], s["size"]) for s in stats})]
-    lines = ["| panel | setting | " + " | ".join(f"{n} ({_human(next(s['params'] for s in stats if s['size'] == n))})"
-                                                  for n in sizes) + " |",
+    sizes = sorted({(s["params"], s["size"]) for s in stats})
+    lines = ["| panel | setting | " + " | ".join(f"{n} ({_human(p)})" for p, n in sizes) + " |",
              "|---|---|" + "---|" * len(sizes)]
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for s in stats:
         text = f"{s['mean']:.1f} ± {s['std']:.1f} ({s['min']:.1f}-{s['max']:.1f})" if s["seeds"] > 1 else \
             f"{s['mean']:.1f} (1 run)"
         cells.setdefault((s["panel"], str(s["setting"])), {})[s["size"]] = text
-
-    def order(key):
-        panel, label = key
-        known = SETTING_ORDER.get(panel, [])
-        try:
-            return (panel, 0, known.index(label), 0.0, label)
-        except ValueError:
-            try:
-                return (panel, 1, 0, float(label), label)
-            except ValueError:
-                return (panel, 2, 0, 0.0, label)
-    for key in sorted(cells, key=order):
-        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells[key].get(n, "") for n in sizes) + " |")
+    for key in sorted(cells, key=lambda k: (k[0], *_setting_sort(*k), k[1])):
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells[key].get(n, "") for _, n in sizes) + " |")
     return "\n".join(lines) + "\n"
 
 

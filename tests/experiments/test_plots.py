@@ -89,7 +89,6 @@ def test_committed_fig4_table_is_current_and_plots_with_a_ladder(tmp_path):
     assert (tmp_path / "parameters.png").exists() and (tmp_path / "parameters.pdf").exists()
 
 
-
 def test_committed_mini_fig4_table_is_current(tmp_path):
     from experiments import backends
 

@@ -18,10 +18,10 @@ from prompt_tuning import infer as infer_main
 from prompt_tuning import train as train_main
 from prompt_tuning.checkpoints import native
 from prompt_tuning.models import t5
+from tests.conftest import REPO
 from tests.training import synthetic_tasks as st
 
 WORLD = "tests/training/synthetic.gin"
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +163,7 @@ def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     assert "mini world: task mini_world_record, majority baseline on validation 7.67" in out
     assert "validation before training" in out and "validation after training" in out
-    shipped = native.load(os.path.join(REPO_ROOT, "assets", "mini_world", "default"))
+    shipped = native.load(str(REPO / "assets" / "mini_world" / "default"))
     assert np.load(model_dir / "prompts" / "best.npy").shape == (20, shipped["token_embedder"]["embedding"].shape[1])
     assert not os.path.exists(model_dir / "frozen_model")  # only a randomly initialised model is saved there
 
