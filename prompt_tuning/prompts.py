@@ -1,29 +1,45 @@
-"""Soft prompts: the P x H parameter, its initializers, and a per-row prompt bank.
+"""Everything about making a prompt: its spec, its initializers, the modules and the prepend.
 
 A prompt is a [P, H] array prepended to the embedded encoder input
 ([B, T, H] -> [B, P+T, H]); only the encoder is prompted (paper section 2).
 
-Initializers follow the paper (section 3.2). Each factory returns a Flax-style
-`init(rng, shape) -> array`; the ones that need the frozen model's embedding
-table [V, H] or the vocabulary take them as keyword arguments, which the
-trainer fills in from the loaded checkpoint (so gin files name only the
-factory and its own settings, e.g. the class labels):
+Making one, in order:
+
+  PromptSpec        what gin's PROMPT = @make_prompt() builds: the length P, the
+                    initializer factory (PROMPT_INIT) and, for a bank, K
+  PromptContext     what an initializer may use: the frozen model's embedding
+                    table [V, H], the task's vocabulary and the task's label
+                    words (the words a class-label init starts from)
+  spec.initializer(context)   -> init(rng, shape) (Flax's initializer form)
+  spec.module(init)           -> the Prompt / PromptBank factory the T5 encoder calls
+  spec.initialize(init, rng, H) -> the prompt's values, as the module makes them
+
+Every initializer factory takes its own settings (what gin binds, e.g. the
+class labels or the init text) and one keyword, `context`; nothing inspects
+signatures or reads gin back. The factories (paper section 3.2):
 
   random_uniform        U[-scale, scale], scale 0.5 (the paper's range; the
                         reference code's flax `uniform(0.5)` samples [0, 0.5))
   sampled_vocab         rows of the N = min(5000, pieces) most frequent pieces
-  class_labels          one position per label: mean of its sub-token rows,
+  class_labels          one position per label word: mean of its sub-token rows,
                         the rest filled like sampled_vocab
   from_string           a string's token rows, the rest filled like sampled_vocab
   from_file             a .npy [P, H] (prompt transfer; read without pickle)
+  from_array            given values (a prompt restored from a checkpoint)
+
+Initializers are traceable (jax.eval_shape of a prompted model runs them
+abstractly); host-side work (tokenising labels, reading a file) does not
+depend on the key.
 
 Shape letters: B batch, T input length, P prompt length, H hidden, V vocabulary,
 K number of prompts in a bank.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import gin
@@ -40,7 +56,24 @@ SAMPLED_VOCAB_POPULATION = 5000
 
 
 class PromptError(ValueError):
-    """A prompt that cannot be built as asked (bad length, file or labels)."""
+    """A prompt that cannot be built as asked (bad length, file or label words)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptContext:
+    """What an initializer may read, filled in by whoever builds the model (the trainer).
+
+    embeddings   the frozen model's token embedding table [V, H] (host array), or None
+    vocabulary   the task's vocabulary (`encode(text) -> ids`; `base_vocab_size` pieces), or None
+    label_words  the task's label words for a class-label init (`prompt_tuning.data.label_words`),
+                 or None when the task declares none
+    task_name    for error messages
+    """
+
+    embeddings: Any = None
+    vocabulary: Any = None
+    label_words: Optional[tuple[str, ...]] = None
+    task_name: str = ""
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
@@ -54,9 +87,10 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
     return length, hidden
 
 
-def _need(value, what: str, factory: str):
+def _need(context: Optional[PromptContext], what: str, factory: str):
+    value = getattr(context, what, None) if context is not None else None
     if value is None:
-        raise PromptError(f"{factory} needs `{what}`; the trainer passes it from the loaded model")
+        raise PromptError(f"{factory} needs `{what}` in its PromptContext (the trainer fills it from the loaded model)")
     return value
 
 
@@ -73,24 +107,26 @@ def _num_pieces(vocabulary) -> int:
 def sample_vocab_ids(
     rng: Array, count: int, num_pieces: int, *, population: int = SAMPLED_VOCAB_POPULATION,
     include_special: bool = False,
-) -> np.ndarray:
-    """Ids of `count` rows drawn from the first min(population, num_pieces) ids.
+) -> Array:
+    """Ids [count] drawn from the first min(population, num_pieces) ids (paper section 3.2).
 
     Without replacement while count <= the candidates (the paper), with
     replacement beyond. pad/EOS/unk are excluded unless `include_special`
-    (the reference code draws from 0..4999 and so includes them).
+    (the reference code draws from 0..4999 and so includes them). Raises
+    PromptError when no id is left to draw.
     """
     top = min(population, num_pieces)
     candidates = jnp.arange(0 if include_special else len(SPECIAL_IDS), top)
     if candidates.shape[0] == 0:
         raise PromptError(f"no vocabulary ids to sample from (num_pieces={num_pieces})")
     replace = count > candidates.shape[0]
-    return np.asarray(jax.random.choice(rng, candidates, (count,), replace=replace))
+    return jax.random.choice(rng, candidates, (count,), replace=replace)
 
 
 @gin.configurable
-def random_uniform(scale: float = 0.5, **unused) -> PromptInit:
-    """U[-scale, scale]; the paper's random init uses scale 0.5."""
+def random_uniform(scale: float = 0.5, *, context: Optional[PromptContext] = None) -> PromptInit:
+    """U[-scale, scale]; the paper's random init uses scale 0.5. Needs nothing from `context`."""
+    del context
 
     def init(rng, shape, dtype=jnp.float32):
         _check_shape(shape)
@@ -101,72 +137,91 @@ def random_uniform(scale: float = 0.5, **unused) -> PromptInit:
 
 @gin.configurable
 def sampled_vocab(
-    *, embeddings=None, vocabulary=None, population: int = SAMPLED_VOCAB_POPULATION,
-    include_special: bool = False, **unused,
+    *, context: Optional[PromptContext] = None, population: int = SAMPLED_VOCAB_POPULATION,
+    include_special: bool = False,
 ) -> PromptInit:
-    """Each row is the embedding of a piece among the `population` most frequent."""
+    """Each row is the embedding of a piece among the `population` most frequent.
+
+    Needs `context.embeddings` [V, H]; `context.vocabulary` (if given) bounds
+    the draw to the SentencePiece pieces (extra ids excluded).
+    """
 
     def init(rng, shape, dtype=jnp.float32):
         length, hidden = _check_shape(shape)
-        table = _need(embeddings, "embeddings", "sampled_vocab")
+        table = _need(context, "embeddings", "sampled_vocab")
         if table.shape[1] != hidden:
             raise PromptError(f"embedding width {table.shape[1]} != prompt width {hidden}")
+        vocabulary = context.vocabulary
         pieces = _num_pieces(vocabulary) if vocabulary is not None else table.shape[0]
         ids = sample_vocab_ids(rng, length, pieces, population=population, include_special=include_special)
-        return jnp.asarray(np.asarray(table)[ids], dtype)
+        return jnp.take(jnp.asarray(table), ids, axis=0).astype(dtype)
 
     return init
 
 
-def _fill_after(rows: list[np.ndarray], rng, shape, dtype, embeddings, vocabulary, what: str, **fill_kw):
+def _fill_after(rows: list[np.ndarray], rng, shape, dtype, context: PromptContext, what: str, **fill_kw):
     """Stacks fixed `rows` at the start and fills the rest by sampled vocabulary."""
     length, hidden = _check_shape(shape)
     if len(rows) > length:
         raise PromptError(f"{len(rows)} {what} do not fit in a prompt of length {length}")
-    out = np.zeros((length, hidden), np.float32)
-    if rows:
-        out[: len(rows)] = np.stack(rows)
+    parts = [jnp.asarray(np.stack(rows).astype(np.float32))] if rows else []
     if len(rows) < length:
-        fill = sampled_vocab(embeddings=embeddings, vocabulary=vocabulary, **fill_kw)
-        out[len(rows):] = np.asarray(fill(rng, (length - len(rows), hidden), jnp.float32))
-    return jnp.asarray(out, dtype)
+        fill = sampled_vocab(context=context, **fill_kw)
+        parts.append(fill(rng, (length - len(rows), hidden), jnp.float32))
+    return jnp.concatenate(parts, axis=0).astype(dtype)
 
 
 @gin.configurable
 def class_labels(
-    labels: Sequence[str] = gin.REQUIRED, *, embeddings=None, vocabulary=None, **fill_kw
+    labels: Optional[Sequence[str]] = None, *, context: Optional[PromptContext] = None, **fill_kw
 ) -> PromptInit:
-    """Position i is the mean embedding of the sub-tokens of labels[i]."""
+    """Class-label init: position i is the mean embedding of the sub-tokens of label word i.
+
+    `labels` (gin: class_labels.labels) default to `context.label_words`, the
+    task's label words (its verbalizers, or the paper's task words for ReCoRD
+    and WSC). The positions after them are filled like sampled_vocab
+    (`fill_kw`: population, include_special). Raises PromptError when there
+    are no label words, one encodes to no tokens, or they do not fit in P.
+    """
 
     def init(rng, shape, dtype=jnp.float32):
-        table = np.asarray(_need(embeddings, "embeddings", "class_labels"))
-        vocab = _need(vocabulary, "vocabulary", "class_labels")
+        table = np.asarray(_need(context, "embeddings", "class_labels"))
+        vocab = _need(context, "vocabulary", "class_labels")
+        words = labels if labels is not None else context.label_words
+        if not words:
+            raise PromptError(f"the class-label prompt init needs label words and task {context.task_name!r} "
+                              f"declares none; set --gin.class_labels.labels=[...]")
         rows = []
-        for label in labels:
-            ids = list(vocab.encode(label))
+        for word in words:
+            ids = list(vocab.encode(word))
             if not ids:
-                raise PromptError(f"class label {label!r} encodes to no tokens")
+                raise PromptError(f"class label {word!r} encodes to no tokens")
             rows.append(table[ids].mean(axis=0))
-        return _fill_after(rows, rng, shape, dtype, table, vocab, "class labels", **fill_kw)
+        return _fill_after(rows, rng, shape, dtype, context, "class labels", **fill_kw)
 
     return init
 
 
 @gin.configurable
-def from_string(text: str = gin.REQUIRED, *, embeddings=None, vocabulary=None, **fill_kw) -> PromptInit:
-    """The first positions are the token embeddings of `text` (no EOS)."""
+def from_string(text: str = gin.REQUIRED, *, context: Optional[PromptContext] = None, **fill_kw) -> PromptInit:
+    """The first positions are the token embeddings of `text` (no EOS); the rest as sampled_vocab.
+
+    Needs `context.embeddings` and `context.vocabulary`; PromptError when the
+    text's tokens do not fit in P.
+    """
 
     def init(rng, shape, dtype=jnp.float32):
-        table = np.asarray(_need(embeddings, "embeddings", "from_string"))
-        vocab = _need(vocabulary, "vocabulary", "from_string")
+        table = np.asarray(_need(context, "embeddings", "from_string"))
+        vocab = _need(context, "vocabulary", "from_string")
         rows = [table[i] for i in vocab.encode(text)]
-        return _fill_after(rows, rng, shape, dtype, table, vocab, "tokens of the init string", **fill_kw)
+        return _fill_after(rows, rng, shape, dtype, context, "tokens of the init string", **fill_kw)
 
     return init
 
 
 def load_prompt_file(path: str, shape: Sequence[int], dtype=jnp.float32) -> Array:
-    """Reads a [P, H] float .npy without pickle; clear errors for bad files."""
+    """Reads a [P, H] float .npy without pickle; PromptError for a missing, non-float,
+    wrongly shaped or non-finite file."""
     length, hidden = _check_shape(shape)
     if not os.path.exists(path):
         raise PromptError(f"prompt file not found: {path}")
@@ -184,14 +239,79 @@ def load_prompt_file(path: str, shape: Sequence[int], dtype=jnp.float32) -> Arra
 
 
 @gin.configurable
-def from_file(path: str = gin.REQUIRED, **unused) -> PromptInit:
-    """Prompt transfer: a saved prompt, cast to the model's dtype."""
+def from_file(path: str = gin.REQUIRED, *, context: Optional[PromptContext] = None) -> PromptInit:
+    """Prompt transfer: a saved prompt [P, H] (.npy), cast to the model's dtype."""
+    del context
 
     def init(rng, shape, dtype=jnp.float32):
         del rng
         return load_prompt_file(path, shape, dtype)
 
     return init
+
+
+def from_array(values, *, context: Optional[PromptContext] = None) -> PromptInit:
+    """Given values: a prompt [P, H] or bank [K, P, H] restored from a checkpoint.
+
+    For a bank, give it to `PromptSpec.module` whole (it replaces the
+    per-prompt init). PromptError when the shape asked for differs.
+    """
+    del context
+    values = np.asarray(values)
+
+    def init(rng, shape, dtype=jnp.float32):
+        del rng
+        if tuple(shape) != values.shape:
+            raise PromptError(f"the restored prompt has shape {values.shape}, the model asks for {tuple(shape)}")
+        return jnp.asarray(values, dtype)
+
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptSpec:
+    """A prompt of `length` positions made by `init` (an initializer factory of this module).
+
+    `num_prompts` K > 0 makes a PromptBank [K, P, H] instead of one [P, H] prompt.
+    """
+
+    length: int
+    init: Callable[..., PromptInit]
+    num_prompts: Optional[int] = None
+
+    def initializer(self, context: PromptContext) -> PromptInit:
+        """The init function `self.init` makes for this context (gin's bindings apply)."""
+        return self.init(context=context)
+
+    def module(self, prompt_init: PromptInit, *, bank_values: bool = False):
+        """The `(name=...) -> Prompt | PromptBank` factory a `t5.T5` takes as `prompt_factory`.
+
+        `bank_values`: `prompt_init` makes the whole bank [K, P, H] (from_array)
+        instead of one prompt per bank row.
+        """
+        if self.num_prompts:
+            return functools.partial(PromptBank, num_prompts=self.num_prompts, length=self.length,
+                                     prompt_init=prompt_init, init_whole_bank=bank_values)
+        return functools.partial(Prompt, length=self.length, prompt_init=prompt_init)
+
+    def initialize(self, prompt_init: PromptInit, rng: Array, hidden: int) -> np.ndarray:
+        """The prompt's values [P, H] (bank: [K, P, H]) on the host, exactly as the module
+        initialises its `prompt` parameter from `rng` (the key a model init gives it)."""
+        module = self.module(prompt_init)(name=None)
+        dummy = jnp.zeros((1, 1, hidden), jnp.float32)
+        return np.asarray(nn.meta.unbox(module.init(rng, dummy)["params"])["prompt"])
+
+
+@gin.configurable
+def make_prompt(length: int = gin.REQUIRED, init: Callable = gin.REQUIRED,
+                num_prompts: Optional[int] = None) -> PromptSpec:
+    """PROMPT in the gin files: `@make_prompt()` with PROMPT_LENGTH and PROMPT_INIT.
+
+    Raises PromptError when `length` is not a positive int.
+    """
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise PromptError(f"PROMPT_LENGTH must be a positive int, got {length!r}")
+    return PromptSpec(length, init, num_prompts)
 
 
 class Prompt(nn.Module):
@@ -222,6 +342,7 @@ class PromptBank(nn.Module):
     num_prompts: int
     length: int
     prompt_init: PromptInit = random_uniform()
+    init_whole_bank: bool = False  # prompt_init makes [K, P, H] at once (a restored bank)
 
     @nn.compact
     def __call__(self, embedded: Array, prompt_index: Optional[Array] = None) -> Array:
@@ -229,6 +350,8 @@ class PromptBank(nn.Module):
         _check_shape((self.length, embedded.shape[-1]))
 
         def bank_init(rng, shape):
+            if self.init_whole_bank:
+                return self.prompt_init(rng, shape)
             keys = jax.random.split(rng, shape[0])
             return jnp.stack([self.prompt_init(k, shape[1:]) for k in keys])
 

@@ -1,6 +1,7 @@
 """Prompt initializers, the prompt file loader and the prompt modules (paper section 3.2)."""
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,10 @@ def _id_table(rows, width=3):
     return np.repeat(np.arange(rows, dtype=np.float32)[:, None], width, axis=1)
 
 
+def _ctx(table, vocab, label_words=None):
+    return prompts.PromptContext(embeddings=table, vocabulary=vocab, label_words=label_words, task_name="t")
+
+
 def _ids(prompt):
     prompt = np.asarray(prompt)
     assert (prompt == prompt[:, :1]).all()
@@ -43,7 +48,7 @@ def test_random_uniform_range_and_scale():
 
 def test_sampled_vocab_draws_distinct_frequent_non_special_rows():
     table = _id_table(6000)  # 5900 pieces + 100 extra ids
-    init = prompts.sampled_vocab(embeddings=table, vocabulary=FakeVocab(5900))
+    init = prompts.sampled_vocab(context=_ctx(table, FakeVocab(5900)))
     ids = _ids(init(jax.random.PRNGKey(1), (150, 3)))
     assert len(set(ids)) == 150, "without replacement while P <= N"
     assert ids.min() >= 3, "pad, EOS and unk are excluded by default"
@@ -53,17 +58,17 @@ def test_sampled_vocab_draws_distinct_frequent_non_special_rows():
 def test_sampled_vocab_small_vocab_never_draws_extra_ids_and_include_special():
     table = _id_table(60)  # 50 pieces + 10 extra ids
     vocab = FakeVocab(50)
-    ids = _ids(prompts.sampled_vocab(embeddings=table, vocabulary=vocab, include_special=True)(
+    ids = _ids(prompts.sampled_vocab(context=_ctx(table, vocab), include_special=True)(
         jax.random.PRNGKey(2), (50, 3)))
     assert sorted(ids) == list(range(50)), "P == N with specials included: every piece once, no extra id"
-    ids = _ids(prompts.sampled_vocab(embeddings=table, vocabulary=vocab)(jax.random.PRNGKey(2), (80, 3)))
+    ids = _ids(prompts.sampled_vocab(context=_ctx(table, vocab))(jax.random.PRNGKey(2), (80, 3)))
     assert ids.min() >= 3 and ids.max() < 50, "P > N falls back to sampling with replacement"
 
 
 def test_class_labels_are_sub_token_means_then_sampled_fill():
     table = np.random.RandomState(0).normal(size=(200, 4)).astype(np.float32)
     vocab = FakeVocab(150, {"entailment": [10], "not_entailment": [20, 21, 22]})
-    init = prompts.class_labels(["entailment", "not_entailment"], embeddings=table, vocabulary=vocab)
+    init = prompts.class_labels(["entailment", "not_entailment"], context=_ctx(table, vocab))
     p = np.asarray(init(jax.random.PRNGKey(0), (5, 4)))
     np.testing.assert_allclose(p[0], table[10], rtol=1e-6)
     np.testing.assert_allclose(p[1], table[[20, 21, 22]].mean(0), rtol=1e-6)
@@ -77,7 +82,7 @@ def test_class_labels_with_real_t5_vocabulary():
 
     vocab = seqio.SentencePieceVocabulary(str(shared_path("t5", "spiece.model")))
     table = np.random.RandomState(0).normal(size=(32128, 4)).astype(np.float32)
-    p = np.asarray(prompts.class_labels(["not_entailment"], embeddings=table, vocabulary=vocab)(
+    p = np.asarray(prompts.class_labels(["not_entailment"], context=_ctx(table, vocab))(
         jax.random.PRNGKey(0), (3, 4)))
     ids = vocab.encode("not_entailment")
     assert len(ids) > 1, "a multi-piece label exercises the mean"
@@ -86,14 +91,46 @@ def test_class_labels_with_real_t5_vocabulary():
 
 def test_class_labels_that_do_not_fit_raise():
     vocab = FakeVocab(50, {"a": [5], "b": [6], "c": [7]})
-    init = prompts.class_labels(["a", "b", "c"], embeddings=_id_table(60), vocabulary=vocab)
+    init = prompts.class_labels(["a", "b", "c"], context=_ctx(_id_table(60), vocab))
     with pytest.raises(prompts.PromptError, match="3 class labels do not fit in a prompt of length 2"):
         init(jax.random.PRNGKey(0), (2, 3))
 
 
+def test_class_labels_default_to_the_context_label_words_and_explicit_labels_win():
+    vocab = FakeVocab(50, {"a": [5], "b": [6], "c": [7]})
+    ctx = _ctx(_id_table(60), vocab, label_words=("a", "b"))
+    assert list(_ids(prompts.class_labels(context=ctx)(jax.random.PRNGKey(0), (3, 3)))[:2]) == [5, 6]
+    assert list(_ids(prompts.class_labels(["c"], context=ctx)(jax.random.PRNGKey(0), (3, 3)))[:1]) == [7]
+    with pytest.raises(prompts.PromptError, match="needs label words and task 't' declares none"):
+        prompts.class_labels(context=_ctx(_id_table(60), vocab))(jax.random.PRNGKey(0), (3, 3))
+
+
+def test_initializers_without_context_say_what_they_need():
+    with pytest.raises(prompts.PromptError, match="sampled_vocab needs `embeddings`"):
+        prompts.sampled_vocab()(jax.random.PRNGKey(0), (3, 3))
+
+
+def test_spec_module_and_initialize_agree_and_from_array_restores():
+    spec = prompts.make_prompt(4, prompts.random_uniform)
+    init = spec.initializer(prompts.PromptContext())
+    values = spec.initialize(init, jax.random.PRNGKey(1), 6)
+    params = spec.module(init)(name=None).init(jax.random.PRNGKey(1), jnp.zeros((1, 2, 6)))["params"]
+    np.testing.assert_array_equal(values, np.asarray(nn.meta.unbox(params)["prompt"]))
+    restored = spec.module(prompts.from_array(values))(name=None).init(jax.random.PRNGKey(9), jnp.zeros((1, 2, 6)))
+    np.testing.assert_array_equal(np.asarray(nn.meta.unbox(restored["params"])["prompt"]), values)
+    bank = prompts.make_prompt(4, prompts.random_uniform, num_prompts=2)
+    bank_values = bank.initialize(bank.initializer(prompts.PromptContext()), jax.random.PRNGKey(1), 6)
+    assert bank_values.shape == (2, 4, 6)
+    got = bank.module(prompts.from_array(bank_values), bank_values=True)(name=None).init(
+        jax.random.PRNGKey(5), jnp.zeros((1, 2, 6)))
+    np.testing.assert_array_equal(np.asarray(nn.meta.unbox(got["params"])["prompt"]), bank_values)
+    with pytest.raises(prompts.PromptError, match="positive int"):
+        prompts.make_prompt(0, prompts.random_uniform)
+
+
 def test_from_string_places_tokens_first():
     vocab = FakeVocab(50, {"hello": [7], "world": [8, 9]})
-    p = prompts.from_string("hello world", embeddings=_id_table(60), vocabulary=vocab)(jax.random.PRNGKey(0), (5, 3))
+    p = prompts.from_string("hello world", context=_ctx(_id_table(60), vocab))(jax.random.PRNGKey(0), (5, 3))
     assert list(_ids(p)[:3]) == [7, 8, 9]
 
 

@@ -7,15 +7,16 @@ once, or `register_jsonl_task(...)` for your own data. The name grammar is in
     from prompt_tuning import data
     data.register_tasks()                       # all names of the grammar
     task = seqio.get_mixture_or_task('taskless_super_glue_rte_v102')
-    data.class_labels('taskless_super_glue_rte_v102')   # ('entailment', 'not_entailment')
+    data.verbalizers('taskless_super_glue_rte_v102')    # ('entailment', 'not_entailment')
+    data.label_words('taskless_super_glue_record_v102') # ('commonsense', 'reasoning', ...)
 """
 from prompt_tuning.data.metrics import superglue_score
-from prompt_tuning.data.superglue import CLASS_LABELS, TASK_WORDS
+from prompt_tuning.data.superglue import TASK_WORDS, VERBALIZERS
 from prompt_tuning.data.tasks import (
     base_task,
-    class_labels,
+    label_words,
     parse_task_name,
-    rank_labels,
+    verbalizers,
     register_jsonl_task,
     register_tasks,
     register_text_pretraining_tasks,

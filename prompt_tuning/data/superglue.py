@@ -27,10 +27,10 @@ simply not added; `prefix='rte'` reproduces T5's string exactly, and
 
 An example without a label (-1, test splits) gets the target '<unk>', as in T5.
 
-Verbalizers: `CLASS_LABELS[task]` are the target strings of the
+Verbalizers: `VERBALIZERS[task]` are the target strings of the
 classification tasks (TFDS label names, index = class id). ReCoRD and WSC
-generate text, so they have no labels; `TASK_WORDS` holds the paper's words
-for their class-label prompt init (section 3.2).
+generate text, so they have no verbalizers; `TASK_WORDS` holds the paper's
+label words for their class-label prompt init (section 3.2).
 """
 from __future__ import annotations
 
@@ -57,10 +57,10 @@ LABEL_NAMES: Mapping[str, tuple[str, ...]] = {
     "axg": ("entailment", "not_entailment"),
 }
 
-# What the model generates for each class (the targets) of the classification tasks.
-CLASS_LABELS: Mapping[str, tuple[str, ...]] = {t: LABEL_NAMES[t] for t in TASKS if t not in ("record", "wsc")}
+# The verbalizers: what the model generates for each class (the targets) of the classification tasks.
+VERBALIZERS: Mapping[str, tuple[str, ...]] = {t: LABEL_NAMES[t] for t in TASKS if t not in ("record", "wsc")}
 
-# The paper's "task words" used instead of class labels to initialise prompts.
+# The paper's "task words": the label words that initialise prompts for tasks without verbalizers.
 TASK_WORDS: Mapping[str, tuple[str, ...]] = {
     "record": ("commonsense", "reasoning", "reading", "comprehension"),
     "wsc": ("commonsense", "pronoun", "resolution"),

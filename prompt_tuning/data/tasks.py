@@ -51,7 +51,7 @@ Your own data in a SuperGLUE schema (e.g. synthetic data)::
                              vocabulary=data.get_vocabulary('/path/spiece.model'))
 
 gives task 'my_rte' with RTE's preprocessors, postprocessor and metrics over
-rows in the official RTE jsonl schema; `class_labels('my_rte')` works too.
+rows in the official RTE jsonl schema; `label_words('my_rte')` and `verbalizers('my_rte')` work too.
 """
 from __future__ import annotations
 
@@ -144,8 +144,9 @@ def base_task(name: str) -> str:
     return parse_task_name(name)["task"]
 
 
-def class_labels(name: str) -> tuple[str, ...]:
-    """Words for class-label prompt init: the verbalizers, or the paper's task words for ReCoRD / WSC.
+def label_words(name: str) -> tuple[str, ...]:
+    """The label words of a class-label prompt init: the verbalizers, or the paper's task words
+    for ReCoRD / WSC (section 3.2).
 
     For a transfer task (`..._mrpc_from_qqp_...`) these are the training task's
     words, which the model produces. KeyError for tasks without either.
@@ -156,20 +157,20 @@ def class_labels(name: str) -> tuple[str, ...]:
         raise KeyError(name) from None
     if info["family"] == "superglue":
         task = info["task"]
-        return tuple(superglue.CLASS_LABELS.get(task) or superglue.TASK_WORDS[task])
+        return tuple(superglue.VERBALIZERS.get(task) or superglue.TASK_WORDS[task])
     if info["family"] == "glue":
         return transfer.GLUE_LABEL_NAMES[info["train_task"]]
-    raise KeyError(f"task {name!r} generates free text and has no class labels")
+    raise KeyError(f"task {name!r} generates free text and has no label words")
 
 
-def rank_labels(name: str) -> Optional[tuple[str, ...]]:
+def verbalizers(name: str) -> Optional[tuple[str, ...]]:
     """The verbalizers to score in rank classification, or None for tasks that generate free text."""
     try:
         info = parse_task_name(name) if name not in superglue.TASKS else {"family": "superglue", "task": name}
     except ValueError:
         return None
     if info["family"] == "superglue":
-        return superglue.CLASS_LABELS.get(info["task"])
+        return superglue.VERBALIZERS.get(info["task"])
     if info["family"] == "glue":
         return transfer.GLUE_LABEL_NAMES[info["train_task"]]
     return None

@@ -8,10 +8,11 @@ and the target (`targets_pretokenized`) go through the task's
 - 'generate': `decoding.greedy_decode` with a key/value cache, up to
   `max_decode_length` tokens (default: the targets feature length), decoded
   with the task's vocabulary up to the first EOS.
-- 'rank': each verbalizer (class label) is scored as a target,
-  log p(label + EOS | input), and the best one is the prediction. It can never
-  produce an invalid label. Labels come from `class_labels` (gin), else from
-  the data package (`data.rank_labels`).
+- 'rank': each verbalizer is scored as a target, log p(verbalizer + EOS |
+  input), and the best one is the prediction. It can never produce an invalid
+  label. Verbalizers come from `verbalizers` (gin:
+  train_and_evaluate.verbalizers), else from the data package
+  (`data.verbalizers`).
 
 Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 
@@ -25,6 +26,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from prompt_tuning import data
 from prompt_tuning.models import decoding
 from prompt_tuning.training import input_pipeline, partitioning
 
@@ -44,25 +46,13 @@ def _scalar(value) -> float:
     return float(np.asarray(value))
 
 
-def task_class_labels(task_name: str, purpose: str = "rank") -> Optional[list[str]]:
-    """The data package's words for a task, if it declares them.
-
-    purpose 'rank': the verbalizers to score (`data.rank_labels`; None for tasks
-    that generate free text). 'init': the words for class-label prompt init
-    (`data.class_labels`: the verbalizers, or the paper's task words for ReCoRD/WSC).
-    """
-    try:
-        from prompt_tuning import data
-    except ImportError:
-        return None
-    lookup = getattr(data, "rank_labels" if purpose == "rank" else "class_labels", None)
-    if not callable(lookup):
-        return None
-    try:
-        labels = lookup(task_name)
-    except (KeyError, ValueError):
-        return None
-    return list(labels) if labels else None
+def verbalizers_of(task_name: str, verbalizers: Optional[Mapping[str, Sequence[str]]] = None) -> Optional[list[str]]:
+    """The verbalizers rank classification scores for a task: `verbalizers[task_name]` if given,
+    else the data package's (`data.verbalizers`); None for a task that generates free text."""
+    if verbalizers and verbalizers.get(task_name):
+        return list(verbalizers[task_name])
+    found = data.verbalizers(task_name)
+    return list(found) if found else None
 
 
 def _decode_predictions(vocab, tokens: np.ndarray) -> list[str]:
@@ -161,18 +151,23 @@ def task_metrics(task, examples: Sequence[dict], predictions: Sequence[str], sco
 
 def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int, mesh,
              max_decode_length: Optional[int] = None,
-             class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[dict[str, float], dict[str, list]]:
-    """({'task/metric': value}, {'task': predictions}) over every eval set."""
+             verbalizers: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[dict[str, float], dict[str, list]]:
+    """({'task/metric': value}, {'task': predictions}) over every eval set.
+
+    mode GENERATE or RANK; `verbalizers` {task: [...]} overrides the data
+    package's for RANK. Raises EvaluationError for an unknown mode or a rank
+    evaluation of a task without verbalizers.
+    """
     if mode not in (GENERATE, RANK):
         raise EvaluationError(f"eval mode must be {GENERATE!r} or {RANK!r}, got {mode!r}")
     metrics, predictions = {}, {}
     for es in eval_sets:
         if mode == RANK:
-            labels = (class_labels or {}).get(es.name) or task_class_labels(es.name)
+            labels = verbalizers_of(es.name, verbalizers)
             if not labels:
                 raise EvaluationError(
-                    f"rank classification needs class labels for task {es.name!r}; set "
-                    f"evaluation class_labels in gin or use eval mode 'generate'"
+                    f"rank classification needs verbalizers for task {es.name!r}; set "
+                    f"train_and_evaluate.verbalizers in gin or use eval mode 'generate'"
                 )
             preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh)
         else:

@@ -23,6 +23,7 @@ from typing import Mapping, Optional, Sequence
 import gin
 import jax
 
+from prompt_tuning import prompts
 from prompt_tuning.checkpoints import save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, partitioning, trainer
@@ -83,14 +84,14 @@ def evaluate_checkpoint(
     task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
     model_config: t5.T5Config = gin.REQUIRED,
     initial_checkpoint_path: Optional[str] = gin.REQUIRED,
-    prompt: Optional[trainer.PromptSpec] = None,
+    prompt: Optional[prompts.PromptSpec] = None,
     checkpoint_path: Optional[str] = None,
     split: str = "validation",
     mode: str = evaluation.GENERATE,
     batch_size: int = 32,
     max_examples: Optional[int] = None,
     output_dir: Optional[str] = None,
-    class_labels: Optional[Mapping[str, Sequence[str]]] = None,
+    verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     seed: int = 0,
     random_init_frozen_model: bool = False,
     mesh=None,
@@ -104,7 +105,7 @@ def evaluate_checkpoint(
                          seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh)
     out = _output_dir(output_dir, checkpoint_path, "eval", split)
     metrics, predictions = evaluation.evaluate(setup.model, setup.params, sets, mode=mode, batch_size=batch_size,
-                                               mesh=mesh, class_labels=class_labels)
+                                               mesh=mesh, verbalizers=verbalizers)
     if jax.process_index() == 0:
         os.makedirs(out, exist_ok=True)
     writer = metrics_writer.MetricsWriter(out)
@@ -126,7 +127,7 @@ def infer(
     task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
     model_config: t5.T5Config = gin.REQUIRED,
     initial_checkpoint_path: Optional[str] = gin.REQUIRED,
-    prompt: Optional[trainer.PromptSpec] = None,
+    prompt: Optional[prompts.PromptSpec] = None,
     checkpoint_path: Optional[str] = None,
     split: str = "validation",
     batch_size: int = 32,

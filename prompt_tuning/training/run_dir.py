@@ -20,7 +20,7 @@ import json
 import os
 from typing import Optional, Sequence
 
-import gin
+from prompt_tuning.training import gin_bindings
 import jax
 
 RUN_FILE, CONFIG_FILE = "run.json", "config.gin"
@@ -35,12 +35,8 @@ class RunDirError(ValueError):
 
 def fingerprint(exclude_macros: Sequence[str] = UNFINGERPRINTED_MACROS) -> str:
     """sha256 of the parsed gin bindings (canonical order), minus `exclude_macros`."""
-    items = []
-    for (scope, selector), params in gin.config._CONFIG.items():  # gin has no public iterator
-        if selector == "gin.macro" and scope in exclude_macros:
-            continue
-        for name, value in params.items():
-            items.append(f"{scope}/{selector}.{name}={value!r}")
+    items = [f"{b.scope}/{b.selector}.{b.arg_name}={b.value!r}" for b in gin_bindings.bindings()
+             if not (b.selector == "gin.macro" and b.scope in exclude_macros)]
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
 
 

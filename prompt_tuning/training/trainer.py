@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import math
 import os
 import re
@@ -42,7 +41,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from prompt_tuning import prompts
+from prompt_tuning import data, prompts
 from prompt_tuning.checkpoints import native, save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import (evaluation, input_pipeline, metrics_writer, optimizer, partitioning, preemption,
@@ -73,33 +72,6 @@ def t5_config(size: str = gin.REQUIRED, **overrides) -> t5.T5Config:
         return t5.get_config(size, **overrides)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model config: {e}") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptSpec:
-    """A prompt of `length` positions made by `init` (a prompts.py initializer factory).
-
-    `num_prompts` K > 0 makes a PromptBank [K, P, H] instead of one [P, H] prompt.
-    """
-
-    length: int
-    init: Callable[..., prompts.PromptInit]
-    num_prompts: Optional[int] = None
-
-    def factory(self, init_fn: prompts.PromptInit):
-        if self.num_prompts:
-            return functools.partial(prompts.PromptBank, num_prompts=self.num_prompts, length=self.length,
-                                     prompt_init=init_fn)
-        return functools.partial(prompts.Prompt, length=self.length, prompt_init=init_fn)
-
-
-@gin.configurable
-def make_prompt(length: int = gin.REQUIRED, init: Callable = gin.REQUIRED,
-                num_prompts: Optional[int] = None) -> PromptSpec:
-    """PROMPT in the gin files: `@make_prompt()` with PROMPT_LENGTH and PROMPT_INIT."""
-    if not isinstance(length, int) or length < 1:
-        raise ConfigError(f"PROMPT_LENGTH must be a positive int, got {length!r}")
-    return PromptSpec(length, init, num_prompts)
 
 
 # ---------------------------------------------------------------------------
@@ -212,43 +184,17 @@ class Setup:
         return merge_params(self.frozen, self.trainable)
 
 
-def _gin_bound(fn, param: str) -> bool:
-    name = getattr(fn, "__name__", None)
-    if not name:
-        return False
+def _label_words(task_name: str) -> Optional[tuple[str, ...]]:
     try:
-        gin.query_parameter(f"{name}.{param}")
-        return True
-    except ValueError:
-        return False
+        return data.label_words(task_name)
+    except KeyError:
+        return None
 
 
-def labels_for(task_name: str, class_labels: Optional[Mapping[str, Sequence[str]]] = None,
-               purpose: str = "rank") -> Optional[list]:
-    """Label words of a task: the `class_labels` argument first, then the data package's
-    (purpose 'rank': the verbalizers; 'init': the words for class-label prompt init)."""
-    if class_labels and class_labels.get(task_name):
-        return list(class_labels[task_name])
-    return evaluation.task_class_labels(task_name, purpose)
-
-
-def _prompt_init(spec: PromptSpec, embeddings, vocabulary, task_name: str,
-                 class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> prompts.PromptInit:
-    """Calls the initializer factory with the frozen embeddings, vocabulary and (if needed) class labels."""
-    kwargs = {"embeddings": embeddings, "vocabulary": vocabulary}
-    try:
-        accepts_labels = "labels" in inspect.signature(spec.init).parameters
-    except (TypeError, ValueError):
-        accepts_labels = False
-    if accepts_labels and not _gin_bound(spec.init, "labels"):
-        labels = labels_for(task_name, class_labels, purpose="init")
-        if not labels:
-            raise ConfigError(
-                f"the class-label prompt init needs labels and task {task_name!r} declares none; "
-                f"set --gin.class_labels.labels=[...]"
-            )
-        kwargs["labels"] = labels
-    return spec.init(**kwargs)
+def _prompt_context(task_name: str, embeddings, vocabulary) -> prompts.PromptContext:
+    """What the prompt initializer may use: the frozen embeddings, the vocabulary, the task's label words."""
+    return prompts.PromptContext(embeddings=embeddings, vocabulary=vocabulary,
+                                 label_words=_label_words(task_name), task_name=task_name)
 
 
 def _abstract_params(model: t5.T5):
@@ -269,16 +215,17 @@ def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, se
     return jax.tree.map(np.asarray, nn.meta.unbox(variables["params"])), None
 
 
-def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[PromptSpec],
+def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts.PromptSpec],
           initial_checkpoint_path: Optional[str], trainable_regex: str, seed: int, mesh,
-          random_init_frozen_model: bool = False, overrides: Optional[Mapping] = None,
-          class_labels: Optional[Mapping[str, Sequence[str]]] = None) -> Setup:
-    """Loads the frozen model, makes the prompt, splits and places both trees.
+          random_init_frozen_model: bool = False, overrides: Optional[Mapping] = None) -> Setup:
+    """Loads the frozen model, makes the prompt, builds the model once, splits and places both trees.
 
-    `overrides` (a nested tree, e.g. a trainer checkpoint's params) replaces
-    leaves after loading; a prompt found there is used instead of the
-    initializer. Raises ConfigError / CheckpointError / prompts.PromptError
-    with one-line messages.
+    The prompt is made in prompts.py: `prompt.initializer(context)` with a
+    PromptContext of the frozen embeddings, the task's vocabulary and label
+    words. `overrides` (a nested tree, e.g. a trainer checkpoint's params)
+    replaces leaves after loading; a prompt found there is used instead of the
+    initializer (prompts.from_array). Raises ConfigError / CheckpointError /
+    prompts.PromptError with one-line messages.
     """
     if not isinstance(model_config, t5.T5Config):
         raise ConfigError(f"MODEL_CONFIG must be a T5Config (e.g. @t5_config()), got {type(model_config).__name__}")
@@ -290,16 +237,16 @@ def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[PromptS
     params = frozen_np
     factory = None
     if prompt is not None:
-        embeddings = params["token_embedder"]["embedding"]
-        prompt_params = (overrides or {}).get("encoder", {}).get("prompt")
-        if prompt_params is None:
-            init_fn = _prompt_init(prompt, embeddings, vocabulary, task_name, class_labels)
-            module = prompt.factory(init_fn)(name=None)
-            dummy = jnp.zeros((1, 1, model_config.emb_dim), jnp.float32)
-            prompt_params = nn.meta.unbox(module.init(jax.random.PRNGKey(seed + 1), dummy)["params"])
-        prompt_params = jax.tree.map(np.asarray, prompt_params)
-        factory = prompt.factory(prompts.random_uniform())  # the structure; values come from prompt_params
-        params = merge_params(params, {"encoder": {"prompt": prompt_params}})
+        restored = (overrides or {}).get("encoder", {}).get("prompt", {}).get("prompt")
+        if restored is None:
+            context = _prompt_context(task_name, params["token_embedder"]["embedding"], vocabulary)
+            init_fn = prompt.initializer(context)
+            factory = prompt.module(init_fn)
+            values = prompt.initialize(init_fn, jax.random.PRNGKey(seed + 1), model_config.emb_dim)
+        else:
+            values = np.asarray(restored)
+            factory = prompt.module(prompts.from_array(values), bank_values=bool(prompt.num_prompts))
+        params = merge_params(params, {"encoder": {"prompt": {"prompt": values}}})
     if overrides:
         params = merge_params(params, jax.tree.map(np.asarray, dict(overrides)))
     model = t5.T5(model_config, factory)
@@ -366,7 +313,7 @@ def train_and_evaluate(
     batch_size: int = gin.REQUIRED,
     model_config: t5.T5Config = gin.REQUIRED,
     initial_checkpoint_path: Optional[str] = gin.REQUIRED,
-    prompt: Optional[PromptSpec] = None,
+    prompt: Optional[prompts.PromptSpec] = None,
     trainable_regex: str = PROMPT_REGEX,
     optimizer_factory: Callable[..., optax.GradientTransformation] = optimizer.adafactor,
     adafactor_step_from_checkpoint: bool = False,
@@ -382,7 +329,7 @@ def train_and_evaluate(
     eval_max_examples: Optional[int] = None,
     eval_before_training: bool = True,
     early_stopping_metric: Optional[str] = None,
-    class_labels: Optional[Mapping[str, Sequence[str]]] = None,
+    verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     train_split: str = "train",
     data_mode: str = "auto",
     log_period: int = 10,
@@ -421,13 +368,14 @@ def train_and_evaluate(
             eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
     setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                   initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
-                  mesh=mesh, random_init_frozen_model=random_init_frozen_model, class_labels=class_labels)
+                  mesh=mesh, random_init_frozen_model=random_init_frozen_model)
     if eval_mode not in (evaluation.GENERATE, evaluation.RANK):
         raise ConfigError(f"EVAL_MODE must be {evaluation.GENERATE!r} or {evaluation.RANK!r}, got {eval_mode!r}")
     if eval_mode == evaluation.RANK:
         for es in eval_sets:
-            if not labels_for(es.name, class_labels):
-                raise ConfigError(f"eval_mode 'rank' needs class labels for task {es.name!r}")
+            if not evaluation.verbalizers_of(es.name, verbalizers):
+                raise ConfigError(f"eval_mode 'rank' needs verbalizers for task {es.name!r}; set "
+                                  f"train_and_evaluate.verbalizers = {{{es.name!r}: [...]}}")
     initial_step = 0
     if adafactor_step_from_checkpoint:
         if setup.checkpoint_step is None:
@@ -476,7 +424,7 @@ def train_and_evaluate(
         params = merge_params(frozen, state["params"])
         t0 = time.time()
         metrics, _ = evaluation.evaluate(setup.model, params, eval_sets, mode=eval_mode, batch_size=eval_batch_size,
-                                         mesh=mesh, class_labels=class_labels)
+                                         mesh=mesh, verbalizers=verbalizers)
         for es in eval_sets:
             sums = [partitioning.fetch(loss_fn(params, partitioning.global_batch(chunk, mesh)))
                     for chunk, _ in input_pipeline.eval_batches(es.features, eval_batch_size)]

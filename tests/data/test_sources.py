@@ -85,8 +85,8 @@ def test_tfds_tasks_run_on_mock_data(task, vocab):
     assert exs
     for ex in exs:
         assert ex["inputs"][-1] == 1 and ex["targets"][-1] == 1
-        if task in superglue.CLASS_LABELS:
-            assert ex["targets_pretokenized"] in superglue.CLASS_LABELS[task]
+        if task in superglue.VERBALIZERS:
+            assert ex["targets_pretokenized"] in superglue.VERBALIZERS[task]
             assert ex["inputs_pretokenized"].startswith(superglue.FEATURE_ORDER[task][0] + ": ")
     if task == "record":
         assert exs[0]["inputs_pretokenized"].startswith("query: ")

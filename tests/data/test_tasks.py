@@ -78,27 +78,29 @@ def test_bad_names_and_arguments():
 
 
 def test_class_labels_for_prompt_init_and_rank():
-    assert data.superglue.CLASS_LABELS["rte"] == ("entailment", "not_entailment")
-    assert data.class_labels("taskless_super_glue_rte_v102") == ("entailment", "not_entailment")
-    assert data.class_labels("taskless_super_glue_boolq_v102_jsonl_sentinel") == ("False", "True")
-    assert data.class_labels("taskless_super_glue_cb_v102") == ("entailment", "contradiction", "neutral")
-    assert data.class_labels("taskless_super_glue_record_v102") == (
+    assert data.superglue.VERBALIZERS["rte"] == ("entailment", "not_entailment")
+    assert data.label_words("taskless_super_glue_rte_v102") == ("entailment", "not_entailment")
+    assert data.label_words("taskless_super_glue_boolq_v102_jsonl_sentinel") == ("False", "True")
+    assert data.label_words("taskless_super_glue_cb_v102") == ("entailment", "contradiction", "neutral")
+    assert data.label_words("taskless_super_glue_record_v102") == (
         "commonsense", "reasoning", "reading", "comprehension")
-    assert data.class_labels("taskless_super_glue_wsc_v102") == ("commonsense", "pronoun", "resolution")
-    assert data.class_labels("taskless_glue_mrpc_from_qqp_v100") == ("not_duplicate", "duplicate")
-    assert data.rank_labels("taskless_super_glue_wsc_v102") is None
-    assert data.rank_labels("taskless_super_glue_copa_v102") == ("choice1", "choice2")
+    assert data.label_words("taskless_super_glue_wsc_v102") == ("commonsense", "pronoun", "resolution")
+    assert data.label_words("taskless_glue_mrpc_from_qqp_v100") == ("not_duplicate", "duplicate")
+    assert data.verbalizers("taskless_super_glue_wsc_v102") is None
+    assert data.verbalizers("taskless_super_glue_copa_v102") == ("choice1", "choice2")
     with pytest.raises(KeyError):
-        data.class_labels("mrqa_squad")
+        data.label_words("mrqa_squad")
     with pytest.raises(KeyError):
-        data.class_labels("no_such_task")
+        data.label_words("no_such_task")
 
 
-def test_trainer_label_lookup_uses_the_package_api():
-    evaluation = pytest.importorskip("prompt_tuning.training.evaluation")
-    if not hasattr(evaluation, "task_class_labels"):
-        pytest.skip("the trainer's label lookup moved")
-    assert evaluation.task_class_labels("taskless_super_glue_rte_v102") == ["entailment", "not_entailment"]
+def test_rank_evaluation_reads_the_package_verbalizers_unless_overridden():
+    from prompt_tuning.training import evaluation
+
+    assert evaluation.verbalizers_of("taskless_super_glue_rte_v102") == ["entailment", "not_entailment"]
+    assert evaluation.verbalizers_of("taskless_super_glue_rte_v102", {"taskless_super_glue_rte_v102": ["y", "n"]}) == [
+        "y", "n"]
+    assert evaluation.verbalizers_of("taskless_super_glue_record_v102") is None
 
 
 def test_features_convert_for_the_encoder_decoder(shared_task):

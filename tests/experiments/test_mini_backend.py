@@ -99,7 +99,6 @@ def test_task_gin_registers_every_mini_task(tmp_path, monkeypatch):
     from prompt_tuning.training import cli
 
     monkeypatch.setenv("MINI_WORLD_CACHE", str(tmp_path))
-    cli.register_configurables()
     try:
         gin.parse_config_files_and_bindings([str(REPO / f) for f in MINI.task_gin], [])
         assert gin.query_parameter("get_vocabulary.path") == "assets/mini_world/spm.model"

@@ -28,7 +28,7 @@ out_dir = sys.argv[1]
 config = trainer.t5_config("test", vocab_size=st.VOCAB_SIZE, dropout_rate=0.1)
 meshes = {"4x2": partitioning.make_mesh(num_partitions=2), "1": partitioning.make_mesh(devices=jax.devices()[:1])}
 modes = {
-    "prompt": dict(prompt=trainer.make_prompt(4, prompts.random_uniform)),
+    "prompt": dict(prompt=prompts.make_prompt(4, prompts.random_uniform)),
     "model": dict(prompt=None, trainable_regex=trainer.ALL_REGEX, optimizer_factory=functools.partial(
         optimizer.adafactor, learning_rate=1e-3, multiply_by_parameter_scale=True, weight_decay_rate=None)),
 }

@@ -43,7 +43,7 @@ def _kwargs(tmp_path, frozen_ckpt, **over):
     kw = dict(
         model_dir=str(tmp_path / "run"), mixture_or_task_name=st.TASK, task_feature_lengths=st.LENGTHS,
         train_steps=3, batch_size=8, model_config=CONFIG, initial_checkpoint_path=frozen_ckpt,
-        prompt=trainer.make_prompt(4, prompts.random_uniform), checkpoint_period=100, log_period=1,
+        prompt=prompts.make_prompt(4, prompts.random_uniform), checkpoint_period=100, log_period=1,
         eval_split=None,
     )
     kw.update(over)
@@ -89,7 +89,7 @@ def test_model_tuning_changes_the_weights(tmp_path, frozen_ckpt):
 
 
 def _count_dots(regex, prompt):
-    model = t5.T5(CONFIG, prompt.factory(prompts.random_uniform()) if prompt else None)
+    model = t5.T5(CONFIG, prompt.module(prompts.random_uniform()) if prompt else None)
     tokens = jnp.ones((2, 5), jnp.int32)
     params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), tokens, tokens, tokens)["params"])
     trainable, frozen = trainer.split_params(params, regex)
@@ -102,7 +102,7 @@ def _count_dots(regex, prompt):
 
 
 def test_no_weight_gradients_are_computed_in_prompt_mode():
-    spec = trainer.make_prompt(3, prompts.random_uniform)
+    spec = prompts.make_prompt(3, prompts.random_uniform)
     prompt_dots = _count_dots(trainer.PROMPT_REGEX, spec)
     model_dots = _count_dots(trainer.ALL_REGEX, None)
     # Every dense layer costs 3 matmuls when its weight is trained (forward, input and weight
@@ -139,7 +139,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, froz
 
 def test_eval_generate_and_rank_keep_best_checkpoint(tmp_path, frozen_ckpt):
     labels = {st.TASK: list(st.LABELS)}
-    kw = _kwargs(tmp_path, frozen_ckpt, eval_split="validation", eval_mode="rank", class_labels=labels,
+    kw = _kwargs(tmp_path, frozen_ckpt, eval_split="validation", eval_mode="rank", verbalizers=labels,
                  eval_period=2, train_steps=4, batch_size=4)
     out = trainer.train_and_evaluate(**kw)
     assert set(out["metrics_before"]) == {f"{st.TASK}/accuracy", f"{st.TASK}/loss"}
