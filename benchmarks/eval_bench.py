@@ -74,7 +74,7 @@ def run(spec: Spec) -> dict:
     inputs = jnp.asarray(rng.integers(3, config.vocab_size, (b, spec.input_len)), jnp.int32)
     labels = rng.integers(3, config.vocab_size, (c, length))
     labels[:, 1:] = 0
-    labels[:, 1] = decoding.EOS_ID  # one-token verbalizers + EOS, 0-padded, as evaluation._label_targets
+    labels[:, 1] = decoding.EOS_ID  # one-token verbalizers + EOS, 0-padded, as evaluation.verbalizer_targets
     dec_in = np.concatenate([np.zeros((c, 1), np.int64), labels[:, :-1]], axis=1)
     rank_inputs = jnp.repeat(inputs, c, axis=0)
     rank_dec_in = jnp.asarray(np.tile(dec_in, (b, 1)), jnp.int32)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 
 from benchmarks import machine, report
 from benchmarks.spec import FULL, QUICK, Spec

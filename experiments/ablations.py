@@ -44,9 +44,6 @@ from experiments.backends import Backend
 
 NAME = "ablations"
 PROMPT_LENGTHS = (1, 5, 20, 100, 150)
-INITS = ("random_uniform", "sampled_vocab", "class_labels")
-OBJECTIVES = (S.SPAN_CORRUPTION, S.SPAN_CORRUPTION_SENTINEL, S.LM_ADAPT)
-PANELS = ("a_prompt_length", "b_init", "c_objective", "d_lm_steps")
 
 
 def panel_settings(backend: Backend) -> dict[str, list[tuple[object, S.Setting]]]:
@@ -55,13 +52,14 @@ def panel_settings(backend: Backend) -> dict[str, list[tuple[object, S.Setting]]
     r = dataclasses.replace
     return {
         "a_prompt_length": [(p, r(c, prompt_length=p)) for p in PROMPT_LENGTHS],
-        "b_init": [(i, r(c, init=i)) for i in INITS],
-        "c_objective": [(o, r(c, objective=o)) for o in OBJECTIVES],
+        "b_init": [(i, r(c, init=i)) for i in S.INITS],
+        "c_objective": [(o, r(c, objective=o)) for o in S.OBJECTIVES],
         "d_lm_steps": [(n, r(c, objective=S.LM_ADAPT, lm_steps=n)) for n in backend.lm_budgets],
     }
 
 
 def specs(backend: Backend) -> list[S.RunSpec]:
+    """Every run of the four panels: each setting x size x task x seed (shared runs appear once per panel)."""
     out = []
     for panel, settings in panel_settings(backend).items():
         for value, setting in settings:

@@ -37,10 +37,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Any, Callable, Mapping, Optional
 
+import gin
+import gin.config
+import gin.config_parser
+
 from experiments import spec as S
+from prompt_tuning import data
+from prompt_tuning.data.mini_world import tasks as mini_world_tasks
 from prompt_tuning.models import t5
 
 # The public T5X checkpoints live in gs://t5-data/pretrained_models/t5x/<name>/checkpoint_<step>. The
@@ -64,9 +69,6 @@ class Backend:
     task_template: str                     # '{task}' template of MIXTURE_OR_TASK_NAME
     sentinel_task_template: str            # the same task with a sentinel before every target
     feature_lengths: Mapping[str, Mapping[str, int]]   # task -> TASK_FEATURE_LENGTHS ('*' = default)
-    class_labels: Mapping[str, tuple[str, ...]]        # task -> verbalizers / task words
-    # Tasks whose targets are not class labels: the class-label init uses these words (paper 3.2).
-    label_words_override: Mapping[str, tuple[str, ...]]
     prompt_design: Mapping[str, tuple[str, int]]       # task -> (text, its token count)
     size_config: Callable[[str], t5.T5Config]
     train_steps: Mapping[str, int]         # method -> TRAIN_STEPS
@@ -86,6 +88,10 @@ class Backend:
     ensemble_prompts: int = 5
     minutes_per_run: float = 0.0           # a rough runtime estimate for the docstrings / --list
     centre_prompt_length: int = 100        # the paper's default; the mini backend's is cheaper
+    # Tasks prompt_tuning.data does not know (a test's own task): task -> verbalizers / label words.
+    # The paper's tasks read both from the data package (data.verbalizers, data.label_words).
+    verbalizers: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    label_words: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def centre(self) -> S.Setting:
@@ -104,14 +110,25 @@ class Backend:
         sentinel = setting.normalized().objective == S.SPAN_CORRUPTION_SENTINEL
         return (self.sentinel_task_template if sentinel else self.task_template).format(task=task)
 
+    def task_verbalizers(self, task: str) -> Optional[tuple[str, ...]]:
+        """The strings rank classification scores for `task` (None: it generates free text)."""
+        return self.verbalizers.get(task) or data.verbalizers(task)
+
+    def task_label_words(self, task: str) -> Optional[tuple[str, ...]]:
+        """The label words of a class-label init on `task`: its verbalizers or the paper's task words."""
+        if task in self.label_words:
+            return self.label_words[task]
+        try:
+            return data.label_words(task)
+        except KeyError:
+            return None
+
     def lengths(self, task: str) -> dict[str, int]:
         return dict(self.feature_lengths.get(task, self.feature_lengths["*"]))
 
     def params(self, size: str) -> int:
         """Total parameters of a size (for the results table's x axis)."""
-        from experiments import parameters
-
-        return parameters.total_parameters(self.size_config(size))
+        return t5.num_parameters(self.size_config(size))
 
     def spec(self, *, sweep: str, panel: str, size: str, task: str, setting: S.Setting, seed: int,
              value: Any) -> S.RunSpec:
@@ -127,10 +144,12 @@ class Backend:
             gin_files.append(self.init_gin.format(init=s.init))
             overrides.append(("PROMPT_LENGTH", s.prompt_length))
             if s.init == "class_labels":
-                labels = self.label_words_override.get(task)
-                known = labels or self.class_labels.get(task)
-                # A prompt shorter than the label list keeps the first P labels (the
-                # initializer refuses labels that do not fit).
+                # The trainer reads a task's label words from the data package itself; they are written
+                # out when they are not the verbalizers (ReCoRD's and WSC's task words, a test's own
+                # task), and a prompt shorter than the list keeps the first P (the initializer refuses
+                # label words that do not fit).
+                known = self.task_label_words(task)
+                labels = known if known and (task in self.label_words or not self.task_verbalizers(task)) else None
                 if known and len(known) > s.prompt_length:
                     labels = known[: s.prompt_length]
                 if labels:
@@ -176,11 +195,6 @@ REAL = Backend(
     sentinel_task_template="taskless_super_glue_{task}_v102_sentinel",
     feature_lengths={"*": {"inputs": 512, "targets": 8}, "record": {"inputs": 512, "targets": 32},
                      "wsc": {"inputs": 512, "targets": 16}},
-    class_labels={"boolq": ("False", "True"), "cb": ("entailment", "contradiction", "neutral"),
-                  "copa": ("choice1", "choice2"), "multirc": ("False", "True"),
-                  "rte": ("entailment", "not_entailment"), "wic": ("False", "True")},
-    label_words_override={"record": ("commonsense", "reasoning", "reading", "comprehension"),
-                          "wsc": ("commonsense", "pronoun", "resolution")},
     # Token counts with the T5 SentencePiece model (checked by tests/experiments/test_sweeps.py).
     prompt_design={
         "boolq": ("Answer the question about the passage with True or False.", 13),
@@ -207,7 +221,7 @@ REAL = Backend(
 # (params.safetensors + config.json), each size pretrained with 1500 span-corruption steps then
 # 1500 LM-adaptation steps; sc = 0 LM steps, lm_150 / lm_750 at 10% / 50%, lm = all 1500.
 MINI_LADDER = os.environ.get("PT_MINI_LADDER", "runs/mini_world/ladder")
-MINI_TASKS = ("boolq", "cb", "copa", "record", "rte", "wic")  # prompt_tuning.data.mini_world.tasks.TASKS
+MINI_TASKS = tuple(sorted(mini_world_tasks.TASKS))
 MINI_SIZE_GIN = "gin/models/mini_{size}.gin"
 MINI_LADDER_SIZES = ("xs", "s", "m", "l")  # what build_ladder.py builds
 
@@ -215,20 +229,19 @@ MINI_LADDER_SIZES = ("xs", "s", "m", "l")  # what build_ladder.py builds
 def mini_size_config(size: str) -> t5.T5Config:
     """The T5Config gin/models/mini_<size>.gin builds (dropout left at 0, as in the ladder's config.json).
 
-    Read from the gin file's literal `t5_config.<field> = <value>` lines, so
-    the gin file stays the one definition; tests check it equals the ladder.
+    Read with gin's own parser from the file's literal `t5_config.<field> = <value>`
+    bindings (references such as %DROPOUT_RATE are left at the config's default),
+    so the gin file stays the one definition; tests check it equals the ladder.
     """
-    import ast
-
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MINI_SIZE_GIN.format(size=size))
     if not os.path.exists(path):
         raise S.SpecError(f"no mini size {size!r}: {path} does not exist")
-    fields: dict[str, Any] = {}
     with open(path) as f:
-        for line in f:
-            m = re.match(r"^t5_config\.(\w+)\s*=\s*([^#]+?)\s*(#.*)?$", line)
-            if m and not m.group(2).startswith(("%", "@")):
-                fields[m.group(1)] = ast.literal_eval(m.group(2))
+        parser = gin.config_parser.ConfigParser(f, gin.config.ParserDelegate(skip_unknown=True))
+        fields: dict[str, Any] = {
+            b.arg_name: b.value for b in parser
+            if isinstance(b, gin.config_parser.BindingStatement) and b.selector == "t5_config" and not b.scope
+            and not isinstance(b.value, gin.config.ConfigurableReference)}
     return t5.get_config(fields.pop("size"), **fields)
 
 
@@ -254,11 +267,6 @@ MINI = Backend(
     task_template="mini_world_{task}",
     sentinel_task_template="mini_world_{task}_sentinel",
     feature_lengths={"*": {"inputs": 96, "targets": 8}},
-    # SuperGLUE's verbalizers and ReCoRD's task words, as for the real backend (the mini tasks use the
-    # same schema and preprocessors; checked against prompt_tuning.data by tests/experiments).
-    class_labels={"boolq": ("False", "True"), "cb": ("entailment", "contradiction", "neutral"),
-                  "copa": ("choice1", "choice2"), "rte": ("entailment", "not_entailment"), "wic": ("False", "True")},
-    label_words_override={"record": ("commonsense", "reasoning", "reading", "comprehension")},
     # The real backend's task descriptions; token counts with the mini vocabulary (assets/mini_world/spm.model,
     # checked by tests/experiments/test_mini_backend.py). Most words split into several mini pieces.
     prompt_design={t: (REAL.prompt_design[t][0], n) for t, n in

@@ -14,8 +14,7 @@ Checkpoint selection follows the paper (early stopping on the dev metric):
 the trainer's MODEL_DIR/best/best.json when present, else the evaluation
 record with the highest mean metric, else nothing.
 
-The trainer's format (prompt_tuning/training/metrics_writer.py), read by
-`parse_metrics_jsonl` alone:
+The trainer's format, read by the trainer's own reader (metrics_writer.read):
 
     MODEL_DIR/metrics.jsonl   one JSON object a line: {"step": int, "kind": "train"|"eval",
                               "<task>/<metric>": float, ..., "<task>/loss": float}
@@ -31,31 +30,19 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from experiments import runner, sweeps
 from experiments import spec as S
+from experiments.backends import get_backend
 from prompt_tuning.training import metrics_writer
 
-METRICS_FILE = "metrics.jsonl"
 BEST_FILE = os.path.join("best", "best.json")
 COLUMNS = ("sweep", "panel", "method", "size", "params", "task", "setting", "seed", "prompt_length", "init",
            "objective", "lm_steps", "metric", "value", "best_step", "steps", "complete", "wall_time_s", "run")
 LOSS_SUFFIX = "/loss"
-
-
-def parse_metrics_jsonl(lines: Iterable[str]) -> list[dict]:
-    """The trainer's metrics.jsonl lines -> records sorted by (step, kind), last duplicate kept."""
-    return metrics_writer.parse_jsonl(lines)
-
-
-def read_metrics(model_dir: str) -> list[dict]:
-    path = os.path.join(model_dir, METRICS_FILE)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return parse_metrics_jsonl(f)
 
 
 def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
@@ -83,7 +70,7 @@ def select_checkpoint(model_dir: str, records: Optional[Sequence[dict]] = None) 
                 return int(best["step"]), values
         except (OSError, ValueError, KeyError):
             pass
-    records = read_metrics(model_dir) if records is None else records
+    records = metrics_writer.read(model_dir) if records is None else records
     evals = [(int(r["step"]), metric_values(r)) for r in records if r.get("kind") == "eval"]
     evals = [(s, m) for s, m in evals if m and all(np.isfinite(list(m.values())))]
     if not evals:
@@ -120,8 +107,6 @@ def _done_info(run_directory: str) -> dict:
 
 def collect(specs: Sequence[S.RunSpec], results_dir: str, params_of=None) -> tuple[list[dict], dict[str, int]]:
     """(rows, counts): counts of runs with results, without evaluation yet, and missing."""
-    from experiments import runner
-
     params_of = functools.lru_cache(maxsize=None)(params_of) if params_of else (lambda size: "")
     rows, counts = [], {"with_results": 0, "no_eval_yet": 0, "missing": 0}
     cache: dict[str, Any] = {}
@@ -132,7 +117,7 @@ def collect(specs: Sequence[S.RunSpec], results_dir: str, params_of=None) -> tup
             if not os.path.isdir(md):
                 cache[s.name] = "missing"
             else:
-                records = read_metrics(md)
+                records = metrics_writer.read(md)
                 chosen = select_checkpoint(md, records)
                 steps = max((int(r["step"]) for r in records), default=None)
                 done = _done_info(rd)
@@ -171,8 +156,6 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from experiments import runner, sweeps
-    from experiments.backends import get_backend
 
     ap = argparse.ArgumentParser(prog="python -m experiments.collect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -40,6 +40,8 @@ import numpy as np
 
 from experiments import spec as S
 from experiments.backends import Backend
+from prompt_tuning import ensembling
+from prompt_tuning.training import evaluation, input_pipeline
 
 NAME = "ensemble"
 
@@ -61,34 +63,6 @@ def prompt_files(results_dir: str, task_specs: Sequence[S.RunSpec]) -> list[str]
     return paths
 
 
-def _decode(vocab, row) -> str:
-    ids = [int(t) for t in row]
-    if 1 in ids:  # EOS
-        ids = ids[: ids.index(1)]
-    text = vocab.decode([t for t in ids if t != 0])
-    return text.decode("utf-8") if isinstance(text, bytes) else str(text)
-
-
-def _label_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
-    out = np.zeros((len(labels), length), np.int32)
-    for i, label in enumerate(labels):
-        ids = list(vocab.encode(label)) + [1]
-        if len(ids) > length:
-            raise S.SpecError(f"class label {label!r} needs {len(ids)} target tokens; targets length is {length}")
-        out[i, : len(ids)] = ids
-    return out
-
-
-def _chunks(tokens: np.ndarray, size: int):
-    """Fixed-size chunks (the last padded with empty rows: one compiled shape) and their real row counts."""
-    for start in range(0, len(tokens), size):
-        chunk = tokens[start:start + size]
-        real = len(chunk)
-        if real < size:
-            chunk = np.concatenate([chunk, np.zeros((size - real,) + chunk.shape[1:], chunk.dtype)])
-        yield chunk, real
-
-
 def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *, mode: str = "generate",
                   split: str = "validation", labels: Optional[Sequence[str]] = None, examples_per_batch: int = 8,
                   max_examples: Optional[int] = None) -> dict:
@@ -97,9 +71,6 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
     Returns {'per_prompt': [metrics] * K, 'ensemble': metrics, 'predictions': [[K answers] per example],
     'ensemble_predictions': [answer per example], 'summary': ensembling.summarize(...)}.
     """
-    from prompt_tuning import ensembling
-    from prompt_tuning.training import evaluation, input_pipeline
-
     task = input_pipeline.get_task_or_mixture(task_name)
     es = input_pipeline.load_eval_set(task, split, lengths, max_examples)
     vocab = task.output_features["targets"].vocabulary
@@ -111,19 +82,20 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
     target_len = es.features["decoder_target_tokens"].shape[1]
     answers, voted = [], []
     if mode == "rank":
-        labels = list(labels or evaluation.task_class_labels(task_name) or [])
+        labels = list(labels or evaluation.verbalizers_of(task_name) or [])
         if not labels:
-            raise S.SpecError(f"rank mode needs class labels for {task_name!r}")
-        targets = _label_targets(vocab, labels, target_len)
-        for chunk, real in _chunks(enc, examples_per_batch):
-            scores = ensembling.ensemble_rank(model, params, chunk, targets)[:real]
+            raise S.SpecError(f"rank mode needs verbalizers for {task_name!r}")
+        targets = evaluation.verbalizer_targets(vocab, labels, target_len)
+        for chunk, real in input_pipeline.eval_batches({"enc": enc}, examples_per_batch):
+            scores = ensembling.ensemble_rank(model, params, chunk["enc"], targets)[:real]
             winners, per_prompt = ensembling.rank_vote(scores)
             answers += [[labels[c] for c in row] for row in per_prompt]
             voted += [labels[c] for c in winners]
     elif mode == "generate":
-        for chunk, real in _chunks(enc, examples_per_batch):
-            tokens, scores = ensembling.ensemble_generate(model, params, chunk, max_decode_length=target_len)
-            texts = [[_decode(vocab, tokens[b, j]) for j in range(k)] for b in range(real)]
+        for chunk, real in input_pipeline.eval_batches({"enc": enc}, examples_per_batch):
+            tokens, scores = ensembling.ensemble_generate(model, params, chunk["enc"], max_decode_length=target_len)
+            tokens = np.asarray(tokens)
+            texts = [evaluation.decode_predictions(vocab, tokens[b]) for b in range(real)]
             answers += texts
             voted += ensembling.majority_vote(texts, scores[:real], abstain="")
     else:
@@ -173,7 +145,7 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
         overrides = dict(task_specs[0].overrides)
         result = evaluate_task(config, params, prompt_list, overrides["MIXTURE_OR_TASK_NAME"],
                                overrides["TASK_FEATURE_LENGTHS"], mode=mode, split=split,
-                               labels=backend.class_labels.get(task), examples_per_batch=examples_per_batch,
+                               labels=backend.task_verbalizers(task), examples_per_batch=examples_per_batch,
                                max_examples=max_examples)
         summaries[task] = result["summary"]
     rows = ensembling.summary_rows(summaries)

@@ -45,17 +45,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import json
 import os
 import sys
 from typing import Iterable, Optional, Sequence
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
 
+from experiments import backends, plots
 from prompt_tuning.models import t5
 
 REAL_SIZES = ("small", "base", "large", "xl", "xxl")
@@ -65,19 +61,6 @@ WARP_CLASSES = 2
 PROMPT_DESIGN_TOKENS = (500, 2000)
 METHODS = ("model_tuning", "prefix_tuning_train", "prefix_tuning_inference", "warp", "prompt_tuning", "prompt_design")
 COLUMNS = ("model_set", "size", "model_params", "method", "prompt_length", "task_params", "percent")
-
-
-def _count(tree) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
-
-
-@functools.lru_cache(maxsize=None)
-def total_parameters(config: t5.T5Config) -> int:
-    """Exact parameter count of T5(config) from abstract shapes."""
-    model = t5.T5(config)
-    tokens = jnp.ones((1, 1), jnp.int32)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens, tokens))["params"]
-    return _count(nn.meta.unbox(shapes))
 
 
 def prefix_inference(config: t5.T5Config, p: int) -> int:
@@ -104,7 +87,7 @@ def prompt_tuning(config: t5.T5Config, p: int) -> int:
 
 def method_rows(model_set: str, size: str, config: t5.T5Config,
                 lengths: Sequence[int] = PROMPT_LENGTHS) -> list[dict]:
-    n = total_parameters(config)
+    n = t5.num_parameters(config)
     rows = [("model_tuning", "", n)]
     for p in lengths:
         rows += [("prefix_tuning_train", p, prefix_training(config, p)),
@@ -169,14 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if extra:
         ladders.append((args.ladder_name, extra))
     if args.mini:
-        from experiments import backends
-
         ladders.append(("mini", [(n, backends.mini_size_config(n)) for n in backends.MINI_LADDER_SIZES]))
     rows = table(ladders)
     csv_path = os.path.join(args.out, "parameters.csv")
     write_csv(rows, csv_path)
-    from experiments import plots
-
     _, written = plots.plot_parameters(plots.read_csv(csv_path), os.path.join(args.out, "parameters"))
     print("\n".join([csv_path] + written))
     return 0

@@ -42,6 +42,7 @@ from typing import Optional, Sequence
 from experiments import spec as S
 from experiments import sweeps
 from experiments.backends import get_backend
+from prompt_tuning.training import metrics_writer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE, DONE_FILE, FAILED_FILE = (
@@ -54,9 +55,7 @@ def default_results_dir(backend: str) -> str:
 
 def finished_steps(model_dir: str) -> Optional[int]:
     """The largest step the trainer logged in MODEL_DIR/metrics.jsonl (None: nothing logged)."""
-    from experiments import collect
-
-    records = collect.read_metrics(model_dir)
+    records = metrics_writer.read(model_dir)
     return max((int(r["step"]) for r in records), default=None)
 
 

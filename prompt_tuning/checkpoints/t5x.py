@@ -210,6 +210,3 @@ def read_shapes(path: str) -> dict[str, tuple[int, ...]]:
     ckpt = T5XCheckpoint(path)
     return {n: ckpt.shape(n) for n in ckpt.names()}
 
-
-def read_step(path: str) -> Optional[int]:
-    return T5XCheckpoint(path).step

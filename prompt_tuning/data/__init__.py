@@ -10,7 +10,7 @@ once, or `register_jsonl_task(...)` for your own data. The name grammar is in
     data.verbalizers('taskless_super_glue_rte_v102')    # ('entailment', 'not_entailment')
     data.label_words('taskless_super_glue_record_v102') # ('commonsense', 'reasoning', ...)
 """
-from prompt_tuning.data.metrics import superglue_score
+from prompt_tuning.data.superglue_score import superglue_score
 from prompt_tuning.data.superglue import TASK_WORDS, VERBALIZERS
 from prompt_tuning.data.tasks import (
     base_task,

@@ -1,4 +1,4 @@
-"""SuperGLUE / GLUE / SQuAD metrics on postprocessed targets and predictions, and the SuperGLUE score.
+"""SuperGLUE / GLUE / SQuAD metrics on postprocessed targets and predictions.
 
 All values are percentages (0-100), as the paper reports them. Each metric
 function has seqio's predict-metric signature `fn(targets, predictions) ->
@@ -17,15 +17,14 @@ function has seqio's predict-metric signature `fn(targets, predictions) ->
   MRPC, QQP                    f1 (positive class 1), accuracy
   SQuAD / MRQA                 em, f1 (max over the gold answers)
 
-`superglue_score` averages the metrics within each task, then the task
-scores, and says which tasks it averaged.
+The SuperGLUE score over a run's metrics is in superglue_score.py.
 """
 from __future__ import annotations
 
 import collections
 import re
 import string
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -153,52 +152,3 @@ def record(targets: Sequence[dict], predictions: Sequence[dict]) -> dict[str, fl
         dedup[t["group"]] = (t["value"], p["value"])
     golds, preds = zip(*dedup.values()) if dedup else ((), ())
     return squad(golds, preds)
-
-
-# ---------------------------------------------------------------------------
-# SuperGLUE score
-# ---------------------------------------------------------------------------
-
-SUPERGLUE_TASKS = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
-
-
-def superglue_score(results: Mapping[str, Any], task_of: Optional[Any] = None) -> dict[str, Any]:
-    """Mean over tasks of the mean of each task's metrics.
-
-    `results` is either {task: {metric: value}} or a flat {'<task name>/<metric>':
-    value} dict as the trainer writes it; task names are reduced to the
-    SuperGLUE task with `task_of(name)` (default: tasks.base_task). Tasks
-    outside the 8 of the benchmark (AX-b, AX-g, transfer tasks) are ignored.
-
-    Returns {'score', 'tasks' (averaged, in benchmark order), 'missing' (of the
-    8), 'complete' (all 8 present), 'per_task' {task: mean}, 'report' (one line)}.
-    """
-    if task_of is None:
-        from prompt_tuning.data import tasks as _tasks  # deferred: tasks imports this module
-
-        def task_of(name):
-            try:
-                return _tasks.base_task(name)
-            except ValueError:
-                return None
-
-    per_metric: dict[str, list[float]] = collections.defaultdict(list)
-    for key, value in results.items():
-        if isinstance(value, Mapping):
-            items = [(key, v) for v in value.values()]
-        else:
-            items = [(key.rsplit("/", 1)[0], value)] if "/" in key else []
-        for name, v in items:
-            task = name if name in SUPERGLUE_TASKS else task_of(name)
-            if task in SUPERGLUE_TASKS:
-                per_metric[task].append(float(getattr(v, "value", v)))
-    per_task = {t: float(np.mean(per_metric[t])) for t in SUPERGLUE_TASKS if per_metric.get(t)}
-    tasks = list(per_task)
-    missing = [t for t in SUPERGLUE_TASKS if t not in per_task]
-    score = float(np.mean(list(per_task.values()))) if per_task else float("nan")
-    named = ", ".join(tasks) or "none"
-    what = f"all 8 SuperGLUE tasks ({named})" if not missing else \
-        f"{len(tasks)} of 8 tasks ({named}; missing {', '.join(missing)})"
-    report = f"SuperGLUE score {score:.2f}: mean of per-task metric means over {what}"
-    return {"score": score, "tasks": tasks, "missing": missing, "complete": not missing,
-            "per_task": per_task, "report": report}

@@ -51,7 +51,6 @@ MRQA_DATASETS = {
     "relation_extraction": "RelationExtraction",
     "textbookqa": "TextbookQA",
 }
-MRQA_OUT_OF_DOMAIN = tuple(k for k in MRQA_DATASETS if k != "squad")
 
 MRQA_SPEC = {
     "id": tf.TensorSpec([], tf.string),

@@ -26,11 +26,13 @@ length, H hidden size, V vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from prompt_tuning import prompts
 from prompt_tuning.models import layers
@@ -245,3 +247,14 @@ class T5(nn.Module):
         """Teacher-forced logits [B, L, V] float32."""
         encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, prompt_index=prompt_index)
         return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens, enable_dropout=enable_dropout)
+
+
+@functools.lru_cache(maxsize=None)
+def num_parameters(config: T5Config) -> int:
+    """Exact parameter count of T5(config) without a prompt, from abstract shapes (nothing is allocated).
+
+    T5 1.1's published sizes give the paper's Table 4 (tests/models/test_t5.py).
+    """
+    tokens = jnp.ones((1, 1), jnp.int32)
+    shapes = jax.eval_shape(lambda: T5(config).init(jax.random.PRNGKey(0), tokens, tokens))["params"]
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(shapes))))

@@ -55,7 +55,8 @@ def verbalizers_of(task_name: str, verbalizers: Optional[Mapping[str, Sequence[s
     return list(found) if found else None
 
 
-def _decode_predictions(vocab, tokens: np.ndarray) -> list[str]:
+def decode_predictions(vocab, tokens: np.ndarray) -> list[str]:
+    """Generated ids [B, L] -> B strings: each row cut at the first EOS, padding dropped, decoded."""
     out = []
     for row in tokens:
         row = [int(t) for t in row]
@@ -72,7 +73,7 @@ def _targets(task, examples: Sequence[dict]) -> list:
         if "targets_pretokenized" in ex:
             text = _text(ex["targets_pretokenized"])
         else:
-            text = _decode_predictions(vocab, np.asarray(ex["targets"])[None])[0]
+            text = decode_predictions(vocab, np.asarray(ex["targets"])[None])[0]
         out.append(_postprocess(task, text, ex, is_target=True))
     return out
 
@@ -96,7 +97,7 @@ def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_lengt
         model, params, b["encoder_input_tokens"], max_decode_length=max_decode_length
     )
     tokens = _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh)
-    return _decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
+    return decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
 
 
 def _score(model, params, features, batch_size, mesh) -> np.ndarray:
@@ -107,13 +108,13 @@ def _score(model, params, features, batch_size, mesh) -> np.ndarray:
     return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh)
 
 
-def _label_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
-    """[C, L] token ids of each label followed by EOS; an error if one does not fit."""
+def verbalizer_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
+    """[C, L] token ids of each verbalizer followed by EOS, 0-padded; EvaluationError if one does not fit."""
     out = np.zeros((len(labels), length), np.int32)
     for i, label in enumerate(labels):
         ids = list(vocab.encode(label)) + [decoding.EOS_ID]
         if len(ids) > length:
-            raise EvaluationError(f"class label {label!r} needs {len(ids)} target tokens, targets length is {length}")
+            raise EvaluationError(f"verbalizer {label!r} needs {len(ids)} target tokens, targets length is {length}")
         out[i, : len(ids)] = ids
     return out
 
@@ -122,7 +123,7 @@ def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mes
     """The label with the highest log-likelihood for each example."""
     enc = eval_set.features["encoder_input_tokens"]
     n, c = len(enc), len(labels)
-    targets = _label_targets(eval_set.task.output_features["targets"].vocabulary, labels,
+    targets = verbalizer_targets(eval_set.task.output_features["targets"].vocabulary, labels,
                              eval_set.features["decoder_target_tokens"].shape[1])
     dec_in = np.concatenate([np.zeros((c, 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
     features = {  # row i*C + j: example i with label j

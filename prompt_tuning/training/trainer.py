@@ -172,7 +172,6 @@ class Setup:
 
     model: t5.T5
     config: t5.T5Config
-    vocabulary: Any
     mesh: Any
     trainable: dict
     frozen: dict
@@ -181,6 +180,7 @@ class Setup:
 
     @property
     def params(self) -> dict:
+        """The whole parameter tree (frozen and trainable merged)."""
         return merge_params(self.frozen, self.trainable)
 
 
@@ -264,7 +264,7 @@ def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts
                           f"(a prompt run needs PROMPT set; model tuning uses '.*')")
     t_shard, f_shard = split_params(shardings, trainable_regex)
     return Setup(
-        model=model, config=model_config, vocabulary=vocabulary, mesh=mesh,
+        model=model, config=model_config, mesh=mesh,
         trainable=partitioning.put(trainable, t_shard), frozen=partitioning.put(frozen, f_shard),
         checkpoint_step=ckpt_step, frozen_host=frozen_np if random_init_frozen_model and not initial_checkpoint_path else None,
     )

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from prompt_tuning.data import metrics, postprocessors
+from prompt_tuning.data.superglue import BENCHMARK_TASKS
+from prompt_tuning.data.superglue_score import superglue_score
 
 
 def test_accuracy_counts_invalid_as_wrong():
@@ -79,13 +81,13 @@ def test_superglue_score_averages_within_then_across_tasks():
         "taskless_super_glue_rte_v102_jsonl/accuracy": 70.0,
         "taskless_super_glue_axb_v102/accuracy": 10.0,  # diagnostics do not count
     }
-    out = metrics.superglue_score(flat)
+    out = superglue_score(flat)
     assert out["score"] == pytest.approx((85.0 + 70.0) / 2)
     assert out["tasks"] == ["cb", "rte"] and not out["complete"]
     assert "cb, rte" in out["report"] and "missing boolq" in out["report"]
-    nested = {t: {"m": 50.0} for t in metrics.SUPERGLUE_TASKS}
+    nested = {t: {"m": 50.0} for t in BENCHMARK_TASKS}
     nested["multirc"] = {"f1a": 80.0, "exact_match": 40.0}
-    out = metrics.superglue_score(nested)
+    out = superglue_score(nested)
     assert out["complete"] and out["score"] == pytest.approx(50.0 + 10.0 / 8)
     assert "all 8" in out["report"]
 
@@ -99,7 +101,7 @@ def test_paper_table3_superglue_average():
                 "record": [93.2, 93.9], "rte": [93.5], "wic": [77.4], "wsc": [96.2]}
     for column, expected in ((average, 90.5), (ensemble, 91.3)):
         results = {t: {f"m{i}": v for i, v in enumerate(vals)} for t, vals in column.items()}
-        assert round(metrics.superglue_score(results)["score"], 1) == expected
+        assert round(superglue_score(results)["score"], 1) == expected
 
 
 def test_class_id_postprocessor_maps_invalid_to_minus_one():

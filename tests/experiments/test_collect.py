@@ -6,6 +6,7 @@ import os
 import pytest
 
 from experiments import collect, runner
+from prompt_tuning.training import metrics_writer
 from experiments import spec as S
 
 # The trainer's metrics.jsonl (prompt_tuning/training/metrics_writer.py): train and eval records,
@@ -21,8 +22,8 @@ METRICS_JSONL = """\
 """
 
 
-def test_parse_metrics_jsonl_keeps_the_last_record_per_step_and_skips_cut_lines():
-    records = collect.parse_metrics_jsonl(METRICS_JSONL.splitlines())
+def test_the_trainers_metrics_reader_keeps_the_last_record_per_step_and_skips_cut_lines():
+    records = metrics_writer.parse_jsonl(METRICS_JSONL.splitlines())
     assert [(r["step"], r["kind"]) for r in records] == [(0, "eval"), (10, "eval"), (10, "train"),
                                                          (20, "eval"), (20, "train")]
     assert records[3]["rte/accuracy"] == 65.0

@@ -12,15 +12,15 @@ TINY = backends.Backend(
     name="tiny", sizes=("test",), tasks=("yesno",), seeds=(0,), lm_budgets=(0, 100),
     size_gin="gin/models/t5_1_1_test.gin", checkpoints={"sc": None, "lm100": None},
     task_template="pt_exp_{task}", sentinel_task_template="pt_exp_{task}",
-    feature_lengths={"*": {"inputs": 16, "targets": 4}}, class_labels={"yesno": ("yes", "no")},
-    label_words_override={"yesno": ("yes", "no")}, prompt_design={},
+    feature_lengths={"*": {"inputs": 16, "targets": 4}}, verbalizers={"yesno": ("yes", "no")},
+    label_words={"yesno": ("yes", "no")}, prompt_design={},
     size_config=lambda size: t5.get_config("test", vocab_size=320),
     train_steps={S.PROMPT_TUNING: 2, S.MODEL_TUNING: 2, S.PROMPT_DESIGN: 0},
     batch_size={S.PROMPT_TUNING: 8, S.MODEL_TUNING: 8, S.PROMPT_DESIGN: 8},
     task_gin=("tests/experiments/tiny.gin",), task_setup=("tests.experiments.tiny_task",),
     # Rank classification: a random model scores ~50%, so comparing accuracies below means something.
     extra_overrides=(("t5_config.vocab_size", 320), ("train_and_evaluate.random_init_frozen_model", True),
-                     ("EVAL_MODE", "rank"), ("train_and_evaluate.class_labels", {"pt_exp_yesno": ["yes", "no"]})),
+                     ("EVAL_MODE", "rank"), ("train_and_evaluate.verbalizers", {"pt_exp_yesno": ["yes", "no"]})),
     ensemble_size="test", ensemble_prompts=1,  # one trainer run keeps this test short
 )
 

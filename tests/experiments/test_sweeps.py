@@ -142,5 +142,3 @@ def test_real_backend_agrees_with_the_data_package():
         assert REAL.task_name(task, REAL.centre) == data.superglue_task_name(task)
         sentinel = dataclasses.replace(REAL.centre, objective=S.SPAN_CORRUPTION_SENTINEL)
         assert REAL.task_name(task, sentinel) == data.superglue_task_name(task, sentinel="_sentinel")
-        assert tuple(REAL.class_labels.get(task, ())) == tuple(data.CLASS_LABELS.get(task, ()))
-        assert tuple(REAL.label_words_override.get(task, ())) == tuple(data.TASK_WORDS.get(task, ()))

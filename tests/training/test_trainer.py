@@ -156,7 +156,7 @@ def test_eval_generate_and_rank_keep_best_checkpoint(tmp_path, frozen_ckpt):
     es = input_pipeline.load_eval_set(seqio_task(), "validation", st.LENGTHS)
     ranked = evaluation.rank(setup.model, setup.params, es, st.LABELS, batch_size=4, mesh=mesh)
     assert set(ranked) <= set(st.LABELS) and len(ranked) == len(es)
-    targets = evaluation._label_targets(st.VOCAB, st.LABELS, st.LENGTHS["targets"])
+    targets = evaluation.verbalizer_targets(st.VOCAB, st.LABELS, st.LENGTHS["targets"])
     from prompt_tuning.models import decoding
     enc = jnp.asarray(es.features["encoder_input_tokens"][:1]).repeat(2, axis=0)
     dec_in = jnp.concatenate([jnp.zeros((2, 1), jnp.int32), jnp.asarray(targets[:, :-1])], axis=1)
