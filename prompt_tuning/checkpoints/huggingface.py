@@ -105,6 +105,7 @@ def hf_to_t5x_name(name: str) -> Optional[tuple[str, bool]]:
 
 
 def t5x_to_hf_name(name: str) -> Optional[tuple[str, bool]]:
+    """The inverse of hf_to_t5x_name: a T5X name -> (Hugging Face name, transpose?), or None."""
     return _translate(name, _T5X_TO_HF)
 
 
@@ -151,6 +152,7 @@ def config_from_hf(cfg: dict) -> t5.T5Config:
 
 
 def config_to_hf(config: t5.T5Config) -> dict:
+    """A Hugging Face T5 `config.json` dict for `config`; ValueError when its MLP activations have no HF name."""
     acts = tuple(config.mlp_activations)
     proj = {v: k for k, v in _HF_ACTIVATIONS.items() if k != "gated-gelu_new"}.get(acts)
     if proj is None:
@@ -247,12 +249,15 @@ class SafetensorsReader:
                 raise CheckpointError(f"cannot read safetensors file {file}: {e}") from None
 
     def names(self) -> list[str]:
+        """Every tensor name across the files."""
         return list(self._where)
 
     def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of tensor `name`, from the file header (nothing is read)."""
         return self._shapes[name]
 
     def read(self, name: str) -> np.ndarray:
+        """Tensor `name` as a numpy array (read from its file now)."""
         from safetensors import safe_open
 
         with safe_open(self._where[name], framework="np") as f:
@@ -283,6 +288,7 @@ class HFCheckpoint:
                 self._hf_name[mapped[0]] = (name, mapped[1])
 
     def names(self) -> list[str]:
+        """The T5X names of every mapped tensor."""
         return list(self._hf_name)
 
     def drop(self, name: str) -> None:
@@ -290,14 +296,17 @@ class HFCheckpoint:
         self._hf_name.pop(name, None)
 
     def hf_name(self, name: str) -> str:
+        """The Hugging Face name behind T5X name `name`."""
         return self._hf_name[name][0]
 
     def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of `name` in T5X layout (transposed where the mapping says so)."""
         hf, transpose = self._hf_name[name]
         shape = self.reader.shape(hf)
         return tuple(reversed(shape)) if transpose else shape
 
     def read(self, name: str) -> np.ndarray:
+        """Tensor `name` as float32 in T5X layout (transposed where the mapping says so)."""
         hf, transpose = self._hf_name[name]
         arr = np.asarray(self.reader.read(hf), np.float32)
         return np.ascontiguousarray(arr.T) if transpose else arr

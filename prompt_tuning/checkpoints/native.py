@@ -24,6 +24,7 @@ CONFIG_FILE = "config.json"
 
 
 def is_native_checkpoint(path: str) -> bool:
+    """True for a directory holding this project's params.safetensors."""
     return os.path.isdir(path) and os.path.exists(os.path.join(path, PARAMS_FILE))
 
 
@@ -42,6 +43,7 @@ def save(path: str, params, config: t5.T5Config) -> None:
 
 
 def load_config(path: str) -> t5.T5Config:
+    """The T5Config saved beside the parameters (config.json)."""
     with open(os.path.join(path, CONFIG_FILE)) as f:
         cfg = json.load(f)
     cfg["mlp_activations"] = tuple(cfg["mlp_activations"])

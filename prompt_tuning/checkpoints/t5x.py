@@ -64,6 +64,7 @@ def find_checkpoint_file(path: str) -> Optional[str]:
 
 
 def is_t5x_checkpoint(path: str) -> bool:
+    """True when `path` is (or holds) a legacy T5X checkpoint directory."""
     return find_checkpoint_file(path) is not None
 
 
@@ -127,6 +128,7 @@ class T5XCheckpoint:
         self.step = None if step is None else int(np.asarray(self._decode(step, "state/step")))
 
     def names(self) -> list[str]:
+        """Every parameter name ('encoder/layers_0/attention/query/kernel', ...)."""
         return ["/".join(k) for k in self.leaves]
 
     def _leaf(self, name: str):

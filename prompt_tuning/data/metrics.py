@@ -36,6 +36,7 @@ def _ids(x: Sequence[Any]) -> np.ndarray:
 
 
 def accuracy(targets: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
+    """{'accuracy': % of class ids equal to the targets}; an invalid prediction (-1) is wrong."""
     t, p = _ids(targets), _ids(predictions)
     return {"accuracy": 100.0 * float(np.mean(t == p)) if len(t) else float("nan")}
 
@@ -73,12 +74,14 @@ def _flip_invalid(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def binary_f1(targets, predictions, name: str = "f1") -> dict[str, float]:
+    """{name: F1 x 100 of the positive class 1}; an invalid prediction counts as the wrong class."""
     t, p = _ids(targets), _ids(predictions)
     p = _flip_invalid(t, p)
     return {name: 100.0 * _f1(*_per_class_counts(t, p, 1))}
 
 
 def f1_with_invalid(targets, predictions) -> dict[str, float]:
+    """MRPC / QQP's F1 (binary_f1 named 'f1'), as T5's metrics.f1_score_with_invalid."""
     return binary_f1(targets, predictions, "f1")
 
 
@@ -93,6 +96,7 @@ def matthews_corr(targets, predictions) -> dict[str, float]:
 
 
 def multirc_f1a(targets: Sequence[dict], predictions: Sequence[dict]) -> dict[str, float]:
+    """MultiRC's F1a: binary F1 x 100 over every answer option of every question."""
     return binary_f1([t["value"] for t in targets], [p["value"] for p in predictions], "f1a")
 
 
@@ -120,10 +124,12 @@ def normalize_answer(s: str) -> str:
 
 
 def exact_match_score(prediction: str, gold: str) -> float:
+    """1.0 when the SQuAD-normalised prediction equals the gold answer, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
 def token_f1_score(prediction: str, gold: str) -> float:
+    """SQuAD's token F1 (0-1) between the normalised prediction and gold answer."""
     p, g = normalize_answer(prediction).split(), normalize_answer(gold).split()
     common = collections.Counter(p) & collections.Counter(g)
     same = sum(common.values())

@@ -26,6 +26,7 @@ _DETERMINERS = frozenset(
 
 
 def as_text(x: Any) -> str:
+    """bytes (or a 0-d array of them) -> str; anything else through str()."""
     if isinstance(x, (bytes, np.bytes_)):
         return bytes(x).decode("utf-8")
     if isinstance(x, np.ndarray) and x.shape == ():
@@ -45,6 +46,7 @@ def string_label_to_class_id(text: Any, label_classes: Sequence[str], example=No
 
 
 def class_id_postprocessor(label_classes: Sequence[str]) -> Callable:
+    """A postprocess_fn mapping a verbalizer string to its class id in `label_classes` (-1 otherwise)."""
     fn = functools.partial(string_label_to_class_id, label_classes=tuple(label_classes))
     fn.__name__ = "string_label_to_class_id"
     return fn

@@ -83,6 +83,7 @@ def noise_span_to_unique_sentinel(tokens, noise_mask, vocab_size: int):
 
 
 def nonnoise_span_to_unique_sentinel(tokens, noise_mask, vocab_size: int):
+    """The targets' side of span corruption: the kept spans replaced by sentinels (T5's same-named function)."""
     return noise_span_to_unique_sentinel(tokens, tf.logical_not(noise_mask), vocab_size)
 
 

@@ -228,13 +228,16 @@ class JsonlDataSource(seqio.DataSource):
 
     @property
     def supports_arbitrary_sharding(self) -> bool:
+        """False: one file per split (sharded by example in get_dataset)."""
         return False
 
     @property
     def output_signature(self) -> Mapping:
+        """The tf.TensorSpec of each feature of an example."""
         return self._signature
 
     def path(self, split: str) -> str:
+        """The file of `split` (the first candidate that exists); DataFileError naming what is missing."""
         if split not in self._split_files:
             raise DataFileError(f"{self._what} has no split {split!r}; it has {sorted(self._split_files)}")
         data_dir = self._data_dir() if callable(self._data_dir) else self._data_dir
@@ -249,11 +252,13 @@ class JsonlDataSource(seqio.DataSource):
         raise DataFileError(f"{self._what}: split {split!r} file not found: {' or '.join(candidates)}{self._hint}")
 
     def list_shards(self, split: str) -> Sequence[str]:
+        """[the split's one file]."""
         return [self.path(split)]
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                     shard_info: Optional[seqio.ShardInfo] = None, *, sequence_length=None,
                     use_cached: bool = False, num_epochs: Optional[int] = 1) -> tf.data.Dataset:
+        """The split's examples, converted to the output signature, in file order."""
         del shuffle, seed, sequence_length, use_cached, num_epochs  # one file per split; seqio shuffles examples
         path = self.path(split)
         convert = self._convert
@@ -273,16 +278,20 @@ class PositiveOnlySplits(seqio.DataSource):
 
     @property
     def supports_arbitrary_sharding(self) -> bool:
+        """As the wrapped source."""
         return self.inner.supports_arbitrary_sharding
 
     def list_shards(self, split: str) -> Sequence[str]:
+        """As the wrapped source."""
         return self.inner.list_shards(split)
 
     def num_input_examples(self, split: str) -> Optional[int]:
+        """The wrapped source's count, or None for a filtered split (unknown until read)."""
         return None if split in self._filtered else self.inner.num_input_examples(split)
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                     shard_info: Optional[seqio.ShardInfo] = None, **kwargs) -> tf.data.Dataset:
+        """The wrapped source's examples; on a filtered split only those with label 1."""
         ds = self.inner.get_dataset(split=split, shuffle=shuffle, seed=seed, shard_info=shard_info, **kwargs)
         if split in self._filtered:
             ds = ds.filter(lambda x: tf.equal(x["label"], 1))
@@ -299,6 +308,7 @@ class TfdsSource(seqio.TfdsDataSource):
     """
 
     def num_input_examples(self, split: str) -> Optional[int]:
+        """The split's size from the TFDS metadata, or None when the metadata has none."""
         try:
             return super().num_input_examples(split)
         except (KeyError, ValueError):
@@ -306,6 +316,7 @@ class TfdsSource(seqio.TfdsDataSource):
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: Optional[int] = None,
                     shard_info: Optional[seqio.ShardInfo] = None, **kwargs) -> tf.data.Dataset:
+        """The TFDS split; DataFileError (one line saying how to prepare it) when the data is not prepared."""
         # seqio's loader calls tfds.load(download=True): offline, an unprepared dataset fails deep
         # inside TFDS's download code with an unrelated error. Say what is missing instead.
         try:

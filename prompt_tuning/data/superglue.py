@@ -104,6 +104,7 @@ UNKNOWN_TARGET = "<unk>"
 
 
 def check_task(task: str) -> str:
+    """Returns `task` if it is a SuperGLUE task key; ValueError listing the known ones otherwise."""
     if task not in TASKS:
         raise ValueError(f"unknown SuperGLUE task {task!r}; expected one of {TASKS}")
     return task

@@ -182,6 +182,7 @@ def verbalizers(name: str) -> Optional[tuple[str, ...]]:
 
 
 def output_features(vocabulary: Optional[seqio.Vocabulary] = None) -> dict[str, seqio.Feature]:
+    """{'inputs', 'targets'}: seqio Features of `vocabulary` (default: the gin-configured one), EOS appended."""
     vocabulary = vocabulary or vocab.get_vocabulary()
     return {
         "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True, required=False),
@@ -206,6 +207,7 @@ def _add(name: str, *, source, text_preprocessors: Sequence, postprocess_fn, met
 
 
 def superglue_postprocessor(task: str):
+    """A SuperGLUE task's postprocess_fn: class ids for classification, else T5's MultiRC / ReCoRD / WSC ones."""
     if task == "multirc":
         return postprocessors.multirc
     if task == "record":

@@ -61,6 +61,7 @@ MRQA_SPEC = {
 
 
 def glue_version_tag(version: str) -> str:
+    """'1.0.0' -> 'v100', as the task names spell a TFDS version."""
     return "v" + version.replace(".", "")
 
 
@@ -89,6 +90,7 @@ def format_glue(task: str):
 
 def glue_source(task: str, version: str = GLUE_VERSION, tfds_data_dir: Optional[str] = None,
                 splits=("train", "validation", "test")) -> seqio.DataSource:
+    """TFDS glue/<task>:<version> (MRPC or QQP) as a seqio source."""
     return sources.TfdsSource(tfds_name=f"glue/{task}:{version}", tfds_data_dir=tfds_data_dir, splits=splits)
 
 
@@ -153,6 +155,7 @@ def format_mrqa(x):
 
 
 def mrqa_split_files(name: str) -> dict[str, tuple[str, ...]]:
+    """split -> candidate file names (gzipped or not) of an MRQA dataset, as the MRQA release lays them out."""
     stem = MRQA_DATASETS[name]
     gz = lambda base: (f"{base}.jsonl.gz", f"{base}.jsonl")  # noqa: E731
     if name == "squad":

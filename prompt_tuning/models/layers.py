@@ -76,6 +76,7 @@ class Embed(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
+        """Declares `embedding` [V, H] (T5X's init, partitioned ('vocab', 'embed'))."""
         self.embedding = _param(
             self, "embedding", embedding_init, (self.num_embeddings, self.features), ("vocab", "embed")
         )

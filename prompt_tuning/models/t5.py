@@ -60,9 +60,11 @@ class T5Config:
 
     @property
     def jnp_dtype(self):
+        """The activation dtype as a jnp.dtype."""
         return jnp.dtype(self.dtype)
 
     def replace(self, **kw) -> "T5Config":
+        """A copy with the given fields changed."""
         return dataclasses.replace(self, **kw)
 
 
@@ -95,6 +97,7 @@ def get_config(name: str, **overrides) -> T5Config:
 
 
 class EncoderLayer(nn.Module):
+    """Pre-norm self-attention then the gated MLP, each with a residual and dropout (T5 1.1)."""
     config: T5Config
 
     @nn.compact
@@ -112,6 +115,7 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
+    """Pre-norm causal self-attention, cross-attention to the encoder, then the gated MLP (T5 1.1)."""
     config: T5Config
 
     @nn.compact
@@ -164,6 +168,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """Embeds decoder tokens (the shared table), runs the decoder stack and the untied output layer."""
     config: T5Config
     shared_embedding: nn.Module
 
@@ -225,6 +230,7 @@ class T5(nn.Module):
     prompt_factory: Optional[Any] = None
 
     def setup(self):
+        """The shared token embedder, the (prompted) encoder and the decoder."""
         c = self.config
         self.token_embedder = layers.Embed(c.vocab_size, c.emb_dim, c.jnp_dtype)
         self.encoder = Encoder(c, self.token_embedder, self.prompt_factory)

@@ -20,6 +20,7 @@ JSONL = "metrics.jsonl"
 
 
 class MetricsWriter:
+    """Appends metrics to MODEL_DIR/metrics.jsonl and TensorBoard files (process 0 only)."""
     def __init__(self, model_dir: str, tensorboard: bool = True):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(model_dir, JSONL)
@@ -35,6 +36,7 @@ class MetricsWriter:
         return self._tb[kind]
 
     def write(self, step: int, kind: str, metrics: Mapping[str, float]) -> None:
+        """One record {'step', 'kind', metrics...}; non-finite values are written as strings ('nan')."""
         if not self.enabled:
             return
         clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()}
@@ -55,6 +57,7 @@ class MetricsWriter:
             self._tb[kind].flush()
 
     def close(self) -> None:
+        """Closes the TensorBoard writers."""
         for w in self._tb.values():
             w.close()
 

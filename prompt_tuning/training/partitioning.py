@@ -114,6 +114,7 @@ def optimizer_state_shardings(tx, params, param_shardings, mesh: Mesh):
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding of an array held whole on every device of `mesh`."""
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -123,6 +124,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """PartitioningError unless `batch_size` divides over the mesh's data axis."""
     if batch_size % mesh.shape[DATA]:
         raise PartitioningError(
             f"BATCH_SIZE={batch_size} is not divisible by the mesh's data axis ({mesh.shape[DATA]} "

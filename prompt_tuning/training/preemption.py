@@ -36,6 +36,7 @@ class StopSignal:
             signal.signal(sig, handler)
 
     def requested(self) -> bool:
+        """True once a signal arrived here, or (multi-host) on any process, so all stop at the same step."""
         flag = self.signum is not None
         if jax.process_count() > 1:  # every process must stop at the same step
             from jax.experimental import multihost_utils
