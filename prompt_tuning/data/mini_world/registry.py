@@ -1,6 +1,6 @@
 """SeqIO tasks over the mini world's jsonl files.
 
-    mini_world_<task>            <task> in boolq cb copa rte wic: SuperGLUE's pipeline for
+    mini_world_<task>            <task> in boolq cb copa record rte wic: SuperGLUE's pipeline for
                                  that task (preprocessor, label words, postprocessor, metrics)
     mini_world_<task>_sentinel   targets start with <extra_id_0> (span corruption + sentinel)
     mini_world_span_corruption   the pretraining corpus under T5's objectives
