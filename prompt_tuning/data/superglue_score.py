@@ -45,12 +45,12 @@ def superglue_score(results: Mapping[str, Any], task_of: Optional[Any] = None) -
             if task in BENCHMARK_TASKS:
                 per_metric[task].append(float(getattr(v, "value", v)))
     per_task = {t: float(np.mean(per_metric[t])) for t in BENCHMARK_TASKS if per_metric.get(t)}
-    tasks = list(per_task)
+    averaged = list(per_task)
     missing = [t for t in BENCHMARK_TASKS if t not in per_task]
     score = float(np.mean(list(per_task.values()))) if per_task else float("nan")
-    named = ", ".join(tasks) or "none"
+    named = ", ".join(averaged) or "none"
     what = f"all 8 SuperGLUE tasks ({named})" if not missing else \
-        f"{len(tasks)} of 8 tasks ({named}; missing {', '.join(missing)})"
+        f"{len(averaged)} of 8 tasks ({named}; missing {', '.join(missing)})"
     report = f"SuperGLUE score {score:.2f}: mean of per-task metric means over {what}"
-    return {"score": score, "tasks": tasks, "missing": missing, "complete": not missing,
+    return {"score": score, "tasks": averaged, "missing": missing, "complete": not missing,
             "per_task": per_task, "report": report}
