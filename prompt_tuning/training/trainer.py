@@ -1,6 +1,6 @@
 """The training loop: prompt tuning (or model tuning) of a frozen T5, read top to bottom.
 
-    1. Configurables   the model size, the prompt, the trainable-parameter regex
+    1. Configurables   the model size and the trainable-parameter regex (the prompt: prompts.make_prompt)
     2. Loss            T5X's cross entropy with z-loss, on decoder_loss_weights
     3. Pure steps      train_step, eval_step (jit-able; nothing closed over but the model and optimizer)
     4. Setup           frozen model + prompt -> trainable / frozen trees placed on the mesh
@@ -42,7 +42,7 @@ import optax
 from flax import traverse_util
 
 from prompt_tuning import data, prompts
-from prompt_tuning.checkpoints import native, save_restore
+from prompt_tuning.checkpoints import loading, native, save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import (evaluation, input_pipeline, metrics_writer, optimizer, partitioning, preemption,
                                     run_dir)
@@ -205,8 +205,6 @@ def _abstract_params(model: t5.T5):
 
 def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, seed: int):
     if path:
-        from prompt_tuning.checkpoints import loading
-
         return loading.load_params(path, config)
     if not random_init:
         raise ConfigError("INITIAL_CHECKPOINT_PATH is required (the frozen model to tune a prompt for)")
