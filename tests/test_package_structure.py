@@ -11,14 +11,14 @@ from tests.conftest import REPO
 PACKAGES = ("prompt_tuning", "experiments")
 
 
-def _modules(root: str) -> dict[str, str]:
-    """Dotted module name -> file, for every .py under REPO/<root>."""
+def _modules(root: str, base: str = REPO) -> dict[str, str]:
+    """Dotted module name -> file, for every .py under <base>/<root>."""
     out = {}
-    for dirpath, _, files in os.walk(os.path.join(REPO, root)):
+    for dirpath, _, files in os.walk(os.path.join(base, root)):
         for f in files:
             if f.endswith(".py"):
                 path = os.path.join(dirpath, f)
-                name = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+                name = os.path.relpath(path, base)[:-3].replace(os.sep, ".")
                 out[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
     return out
 
@@ -131,10 +131,10 @@ def _public_definitions(path: str):
                         yield f"{node.name}.{sub.name}", ast.get_docstring(sub) is not None
 
 
-def docstring_coverage(root: str = "prompt_tuning") -> tuple[float, list[str]]:
-    """(fraction of public names with a docstring, the undocumented ones) under REPO/<root>."""
+def docstring_coverage(root: str = "prompt_tuning", base: str = REPO) -> tuple[float, list[str]]:
+    """(fraction of public names with a docstring, the undocumented ones) under <base>/<root>."""
     names, missing = 0, []
-    for module, path in sorted(_modules(root).items()):
+    for module, path in sorted(_modules(root, base).items()):
         if path.endswith("__init__.py") and not open(path).read().strip():
             continue
         for name, documented in _public_definitions(path):
@@ -147,3 +147,12 @@ def docstring_coverage(root: str = "prompt_tuning") -> tuple[float, list[str]]:
 def test_docstring_coverage_of_public_names_is_at_least_90_percent():
     coverage, missing = docstring_coverage()
     assert coverage >= 0.90, f"{coverage:.1%} documented; missing: {missing}"
+
+
+def test_docstring_coverage_counts_modules_functions_classes_and_methods(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "m.py").write_text(
+        '"""Doc."""\n\ndef f():\n    """Doc."""\n\ndef g():\n    pass\n\ndef _private():\n    pass\n\n'
+        'class C:\n    def method(self):\n        pass\n')
+    coverage, missing = docstring_coverage("pkg", base=str(tmp_path))
+    assert missing == ["pkg.m.g", "pkg.m.C", "pkg.m.C.method"] and coverage == 2 / 5

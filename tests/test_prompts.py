@@ -188,3 +188,16 @@ def test_prepend_prompt_mask_values():
     assert x.shape == (2, 8, 4)
     np.testing.assert_array_equal(np.asarray(m), [[1, 1, 1, 1, 1, 1, 0, 0], [1] * 8])
     np.testing.assert_array_equal(np.asarray(x[:, :3]), 1.0)
+
+
+@pytest.mark.parametrize("factory, kwargs", [
+    (prompts.random_uniform, {}), (prompts.sampled_vocab, {}), (prompts.class_labels, {"labels": ["a"]}),
+    (prompts.from_string, {"text": "a b"}),
+])
+def test_initializers_trace_abstractly_inside_a_model_init(factory, kwargs):
+    """The model is built once with the real initializer: jax.eval_shape of its init must work."""
+    vocab = FakeVocab(50, {"a": [5], "b": [6]})
+    spec = prompts.make_prompt(4, functools.partial(factory, **kwargs))
+    module = spec.module(spec.initializer(_ctx(_id_table(60), vocab)))(name=None)
+    shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 3))))
+    assert nn.meta.unbox(shapes["params"])["prompt"].shape == (4, 3)
