@@ -295,8 +295,8 @@ class PromptSpec:
         return functools.partial(Prompt, length=self.length, prompt_init=prompt_init)
 
     def initialize(self, prompt_init: PromptInit, rng: Array, hidden: int) -> np.ndarray:
-        """The prompt's values [P, H] (bank: [K, P, H]) on the host, exactly as the module
-        initialises its `prompt` parameter from `rng` (the key a model init gives it)."""
+        """The prompt's values [P, H] (bank: [K, P, H]) on the host: what the module, initialised
+        on its own from `rng`, holds as its `prompt` parameter (the trainer's seed + 1 key)."""
         module = self.module(prompt_init)(name=None)
         dummy = jnp.zeros((1, 1, hidden), jnp.float32)
         return np.asarray(nn.meta.unbox(module.init(rng, dummy)["params"])["prompt"])
