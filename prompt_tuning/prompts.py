@@ -229,6 +229,8 @@ def load_prompt_file(path: str, shape: Sequence[int], dtype=jnp.float32) -> Arra
         arr = np.load(path, allow_pickle=False)
     except ValueError as e:  # object arrays need pickle: refuse them
         raise PromptError(f"prompt file {path} is not a plain numeric .npy ({e})") from None
+    except (EOFError, OSError) as e:  # empty, truncated or unreadable
+        raise PromptError(f"prompt file {path} cannot be read ({type(e).__name__}: {e})") from None
     if not np.issubdtype(arr.dtype, np.floating):
         raise PromptError(f"prompt file {path} holds {arr.dtype}, expected a float array")
     if arr.shape != (length, hidden):
@@ -346,7 +348,10 @@ class PromptBank(nn.Module):
 
     @nn.compact
     def __call__(self, embedded: Array, prompt_index: Optional[Array] = None) -> Array:
-        """embedded [B, T, H], prompt_index [B] int -> [B, P, H]."""
+        """embedded [B, T, H], prompt_index [B] int in [0, K) -> [B, P, H].
+
+        Raises PromptError for a concrete index outside [0, K); a traced one gives NaN rows instead.
+        """
         _check_shape((self.length, embedded.shape[-1]))
 
         def bank_init(rng, shape):
@@ -361,7 +366,14 @@ class PromptBank(nn.Module):
         )
         if prompt_index is None:
             prompt_index = jnp.zeros((embedded.shape[0],), jnp.int32)
-        return jnp.take(bank, prompt_index, axis=0).astype(embedded.dtype)
+        if not isinstance(prompt_index, jax.core.Tracer):
+            idx = np.asarray(prompt_index)
+            if idx.size and (idx.min() < 0 or idx.max() >= self.num_prompts):
+                raise PromptError(f"prompt_index must lie in [0, {self.num_prompts}), got values in "
+                                  f"[{idx.min()}, {idx.max()}]")
+        # Under jit the index cannot be checked: an index outside [0, K) gives a NaN prompt (never another
+        # prompt, as clamping would), so the outputs show the error.
+        return jnp.take(bank, prompt_index, axis=0, mode="fill", fill_value=jnp.nan).astype(embedded.dtype)
 
 
 def prepend_prompt(prompt: Array, embedded: Array, mask: Array) -> tuple[Array, Array]:

@@ -152,9 +152,12 @@ def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[
 
 
 def record(targets: Sequence[dict], predictions: Sequence[dict]) -> dict[str, float]:
-    """ReCoRD: one score per query, although training-style data repeats a query once per answer."""
+    """ReCoRD: one score per query, although training-style data repeats a query once per answer.
+
+    The first row of each query ('group') is kept, as T5's `deduplicate_metric` does.
+    """
     dedup: dict[Any, tuple] = collections.OrderedDict()
     for t, p in zip(targets, predictions):
-        dedup[t["group"]] = (t["value"], p["value"])
+        dedup.setdefault(t["group"], (t["value"], p["value"]))
     golds, preds = zip(*dedup.values()) if dedup else ((), ())
     return squad(golds, preds)

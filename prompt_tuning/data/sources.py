@@ -99,17 +99,53 @@ class DataFileError(ValueError):
     """A data file that is missing or does not match its schema (one-line message)."""
 
 
-def read_jsonl(path: str) -> Iterator[dict]:
-    """JSON objects, one per non-empty line; `.gz` files are decompressed."""
+# DataFileErrors raised inside tf.data (from_generator) reach the caller wrapped in a TensorFlow
+# error whose text is a traceback; the original is kept here so that `unwrap` can return it.
+_RAISED_IN_TF_DATA: list = []
+
+
+def unwrap(error: BaseException) -> "DataFileError | None":
+    """The DataFileError behind a TensorFlow error raised by a generator of this module, if any."""
+    text = str(error)
+    for e in reversed(_RAISED_IN_TF_DATA):
+        if str(e) in text:
+            return e
+    return None
+
+
+def _recording_errors(rows: Iterator[dict], path: str, where: list) -> Iterator[dict]:
+    """Yields `rows`; a DataFileError (or a decoding error) is given `path:line` and recorded for `unwrap`."""
+    try:
+        yield from rows
+    except DataFileError as e:
+        err = e if str(e).startswith(path) else DataFileError(f"{path}:{where[0]}: {e}")
+        _RAISED_IN_TF_DATA[:] = _RAISED_IN_TF_DATA[-9:] + [err]
+        raise err from None
+
+
+def read_jsonl(path: str, where: Optional[list] = None) -> Iterator[dict]:
+    """JSON objects, one per non-empty line; `.gz` files are decompressed.
+
+    DataFileError `path:line: ...` for a line that is not UTF-8 or not a JSON object. `where[0]`,
+    if given, is kept at the current line number (for errors raised by the rows' consumer).
+    """
     with tf.io.gfile.GFile(path, "rb") as raw:
         stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
         for lineno, line in enumerate(stream, 1):
+            if where is not None:
+                where[0] = lineno
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                row = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise DataFileError(f"{path}:{lineno}: not UTF-8 (byte {e.object[e.start]:#x} at column "
+                                    f"{e.start + 1})") from None
             except json.JSONDecodeError as e:
                 raise DataFileError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataFileError(f"{path}:{lineno}: not a JSON object")
+            yield row
 
 
 def label_id(task: str, value: Any) -> int:
@@ -262,7 +298,11 @@ class JsonlDataSource(seqio.DataSource):
         del shuffle, seed, sequence_length, use_cached, num_epochs  # one file per split; seqio shuffles examples
         path = self.path(split)
         convert = self._convert
-        ds = tf.data.Dataset.from_generator(lambda: convert(read_jsonl(path)), output_signature=self._signature)
+        def rows():
+            where = [0]
+            return _recording_errors(convert(read_jsonl(path, where)), path, where)
+
+        ds = tf.data.Dataset.from_generator(rows, output_signature=self._signature)
         if shard_info and shard_info.num_shards > 1:
             ds = ds.shard(shard_info.num_shards, shard_info.index)
         return ds

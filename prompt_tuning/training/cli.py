@@ -191,6 +191,8 @@ def main(run: Callable[[dict], int], argv: Sequence[str], prog: str) -> int:
         partitioning.initialize_distributed(parsed["coordinator_address"], parsed["process_count"],
                                             parsed["process_index"])
         setup_gin(parsed["gin_files"], parsed["gin_bindings"], parsed["gin_search_paths"])
+        from prompt_tuning.training import config_checks  # unknown macros, missing vocabulary files
+        config_checks.check_bindings(parsed["gin_files"], parsed["gin_bindings"], parsed["gin_search_paths"])
         register_tasks()
         return run(parsed) or 0
     except UsageError as e:
@@ -202,6 +204,10 @@ def main(run: Callable[[dict], int], argv: Sequence[str], prog: str) -> int:
     except Exception as e:  # noqa: BLE001  -- only known, user-facing errors are shortened
         if isinstance(e, KNOWN_ERRORS) or _is_gin_required_error(e):
             print(f"error: {_first_line(e)}", file=sys.stderr)
+            return USAGE_ERROR
+        from prompt_tuning.training.config_checks import describe  # settings, files, tf.data, out of memory
+        if (message := describe(e)) is not None:
+            print(f"error: {message}", file=sys.stderr)
             return USAGE_ERROR
         raise
 

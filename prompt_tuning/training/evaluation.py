@@ -8,11 +8,12 @@ and the target (`targets_pretokenized`) go through the task's
 - 'generate': `decoding.greedy_decode` with a key/value cache, up to
   `max_decode_length` tokens (default: the targets feature length), decoded
   with the task's vocabulary up to the first EOS.
-- 'rank': each verbalizer is scored as a target, log p(verbalizer + EOS |
-  input), and the best one is the prediction. It can never produce an invalid
-  label. Verbalizers come from `verbalizers` (gin:
-  train_and_evaluate.verbalizers), else from the data package
-  (`data.verbalizers`).
+- 'rank': each verbalizer is scored as a target exactly as the task tokenizes
+  its targets (`target_affixes`: `<extra_id_0> verbalizer EOS` for the
+  `_sentinel` variants, `verbalizer EOS` otherwise), and the best one is the
+  prediction. It can never produce an invalid label. Verbalizers come from
+  `verbalizers` (gin: train_and_evaluate.verbalizers), else from the data
+  package (`data.verbalizers`).
 
 Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 
@@ -108,11 +109,31 @@ def _score(model, params, features, batch_size, mesh) -> np.ndarray:
     return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh)
 
 
-def verbalizer_targets(vocab, labels: Sequence[str], length: int) -> np.ndarray:
-    """[C, L] token ids of each verbalizer followed by EOS, 0-padded; EvaluationError if one does not fit."""
+def target_affixes(eval_set) -> tuple[list[int], list[int]]:
+    """(prefix, suffix): the token ids the task puts around the encoded target text.
+
+    Read from the task's own tokenized examples: e.g. ([<extra_id_0>], [EOS]) for the `_sentinel`
+    variants, ([], [EOS]) for plain targets (also the answer when no example shows it).
+    """
+    vocab = eval_set.task.output_features["targets"].vocabulary
+    for ex in eval_set.examples:
+        if "targets_pretokenized" not in ex or "targets" not in ex:
+            continue
+        ids = [int(t) for t in np.asarray(ex["targets"]).reshape(-1) if int(t) != decoding.PAD_ID]
+        text = list(vocab.encode(_text(ex["targets_pretokenized"])))
+        for i in range(len(ids) - len(text) + 1):
+            if text and ids[i:i + len(text)] == text:
+                return ids[:i], ids[i + len(text):]
+    return [], [decoding.EOS_ID]
+
+
+def verbalizer_targets(vocab, labels: Sequence[str], length: int, prefix: Sequence[int] = (),
+                   suffix: Sequence[int] = (decoding.EOS_ID,)) -> np.ndarray:
+    """[C, L] token ids of each verbalizer as the task tokenizes targets (prefix + verbalizer +
+    suffix, by default verbalizer + EOS), 0-padded; EvaluationError if one does not fit."""
     out = np.zeros((len(labels), length), np.int32)
     for i, label in enumerate(labels):
-        ids = list(vocab.encode(label)) + [decoding.EOS_ID]
+        ids = list(prefix) + list(vocab.encode(label)) + list(suffix)
         if len(ids) > length:
             raise EvaluationError(f"verbalizer {label!r} needs {len(ids)} target tokens, targets length is {length}")
         out[i, : len(ids)] = ids
@@ -124,7 +145,7 @@ def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mes
     enc = eval_set.features["encoder_input_tokens"]
     n, c = len(enc), len(labels)
     targets = verbalizer_targets(eval_set.task.output_features["targets"].vocabulary, labels,
-                             eval_set.features["decoder_target_tokens"].shape[1])
+                                 eval_set.features["decoder_target_tokens"].shape[1], *target_affixes(eval_set))
     dec_in = np.concatenate([np.zeros((c, 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
     features = {  # row i*C + j: example i with label j
         "encoder_input_tokens": np.repeat(enc, c, axis=0),

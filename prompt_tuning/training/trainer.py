@@ -29,6 +29,7 @@ import functools
 import math
 import os
 import re
+import shutil
 import signal
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -41,11 +42,11 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from prompt_tuning import data, prompts
+from prompt_tuning import data, fault_points, prompts
 from prompt_tuning.checkpoints import loading, native, save_restore
 from prompt_tuning.models import t5
-from prompt_tuning.training import (evaluation, input_pipeline, metrics_writer, optimizer, partitioning, preemption,
-                                    run_dir)
+from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
+                                    partitioning, preemption, run_dir)
 
 PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
 ALL_REGEX = r".*"
@@ -340,7 +341,12 @@ def train_and_evaluate(
 
     Returns {'model_dir', 'step', 'metrics_before', 'metrics_after', 'best', 'preempted'}.
     Everything that can be checked before training is checked before
-    MODEL_DIR is created. See prompt_tuning/training/README.md for the gin
+    MODEL_DIR is created (settings: config_checks.check_run_settings). One
+    process at a time: MODEL_DIR's lock is taken before the model is built
+    (run_dir.RunLock). Resuming restores the newest verified checkpoint and
+    evaluates a checkpointed step whose evaluation was not recorded, so a run
+    killed anywhere ends as an uninterrupted one. A fresh run that fails before
+    its first checkpoint removes MODEL_DIR (a non-finite loss keeps it). See prompt_tuning/training/README.md for the gin
     macros behind each argument.
     """
     # -- start-up checks: nothing is written until all of them pass --------
@@ -348,48 +354,90 @@ def train_and_evaluate(
         raise ConfigError(f"TRAIN_STEPS must be an int >= 0, got {train_steps!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"BATCH_SIZE must be a positive int, got {batch_size!r}")
+    config_checks.check_run_settings(
+        checkpoint_period=checkpoint_period, eval_period=eval_period, log_period=log_period,
+        keep_checkpoints=keep_checkpoints, task_feature_lengths=task_feature_lengths,
+        model_config=model_config if isinstance(model_config, t5.T5Config) else None, batch_size=batch_size,
+        prompt_length=prompt.length if isinstance(prompt, prompts.PromptSpec) else 0)
     if model_dir is None:
         model_dir = run_dir.default_model_dir(gin_files)
     fingerprint = run_dir.fingerprint()
     resuming = run_dir.check(model_dir, fingerprint)
-    input_pipeline.check_feature_lengths(mixture_or_task_name, task_feature_lengths)
-    input_pipeline.check_split(mixture_or_task_name, train_split)
-    eval_period = eval_period or checkpoint_period
-    mesh = mesh or partitioning.make_mesh()
-    partitioning.check_batch_size(batch_size, mesh)
-    eval_batch_size = eval_batch_size or batch_size
-    partitioning.check_batch_size(eval_batch_size, mesh)
-    eval_sets = []
-    if eval_split:
-        for task in input_pipeline.leaf_tasks(mixture_or_task_name):
-            input_pipeline.check_split(task.name, eval_split)
-            eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
-    setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
-                  initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
-                  mesh=mesh, random_init_frozen_model=random_init_frozen_model)
-    if eval_mode not in (evaluation.GENERATE, evaluation.RANK):
-        raise ConfigError(f"EVAL_MODE must be {evaluation.GENERATE!r} or {evaluation.RANK!r}, got {eval_mode!r}")
-    if eval_mode == evaluation.RANK:
-        for es in eval_sets:
-            if not evaluation.verbalizers_of(es.name, verbalizers):
-                raise ConfigError(f"eval_mode 'rank' needs verbalizers for task {es.name!r}; set "
-                                  f"train_and_evaluate.verbalizers = {{{es.name!r}: [...]}}")
-    initial_step = 0
-    if adafactor_step_from_checkpoint:
-        if setup.checkpoint_step is None:
-            _say("note: adafactor_step_from_checkpoint is set but the initial checkpoint records no step; "
-                 "Adafactor's counter starts at 0")
-        initial_step = int(setup.checkpoint_step or 0)
-    tx = optimizer_factory(initial_step=initial_step)
-    data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
-                                    split=train_split, mode=data_mode)
+    lock = run_dir.RunLock(model_dir)
+    if os.path.isdir(model_dir):
+        lock.acquire()  # a second run on this directory stops here, before any work
+    try:
+        input_pipeline.check_feature_lengths(mixture_or_task_name, task_feature_lengths)
+        input_pipeline.check_split(mixture_or_task_name, train_split)
+        eval_period = eval_period or checkpoint_period
+        mesh = mesh or partitioning.make_mesh()
+        partitioning.check_batch_size(batch_size, mesh)
+        eval_batch_size = eval_batch_size or batch_size
+        partitioning.check_batch_size(eval_batch_size, mesh)
+        eval_sets = []
+        if eval_split:
+            for task in input_pipeline.leaf_tasks(mixture_or_task_name):
+                input_pipeline.check_split(task.name, eval_split)
+                eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
+        setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
+                      initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
+                      mesh=mesh, random_init_frozen_model=random_init_frozen_model)
+        if eval_mode not in (evaluation.GENERATE, evaluation.RANK):
+            raise ConfigError(f"EVAL_MODE must be {evaluation.GENERATE!r} or {evaluation.RANK!r}, got {eval_mode!r}")
+        if eval_mode == evaluation.RANK:
+            for es in eval_sets:
+                if not evaluation.verbalizers_of(es.name, verbalizers):
+                    raise ConfigError(f"eval_mode 'rank' needs verbalizers for task {es.name!r}; set "
+                                      f"train_and_evaluate.verbalizers = {{{es.name!r}: [...]}}")
+        initial_step = 0
+        if adafactor_step_from_checkpoint:
+            if setup.checkpoint_step is None:
+                _say("note: adafactor_step_from_checkpoint is set but the initial checkpoint records no step; "
+                     "Adafactor's counter starts at 0")
+            initial_step = int(setup.checkpoint_step or 0)
+        tx = optimizer_factory(initial_step=initial_step)
+        data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
+                                        split=train_split, mode=data_mode)
+    except BaseException:
+        lock.release()  # a failed start-up leaves the directory to the next command
+        raise
 
     # -- the run directory and the initial (or restored) state --------------
-    run_dir.claim(model_dir, fingerprint, gin_files, config_str)
+    created = not os.path.exists(model_dir)
+    try:
+        run_dir.claim(model_dir, fingerprint, gin_files, config_str, lock)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        fault_points.reached("startup")
+        return _run_in(model_dir, resuming=resuming, setup=setup, tx=tx, data=data, mesh=mesh, eval_sets=eval_sets,
+                       seed=seed, z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor,
+                       keep_checkpoints=keep_checkpoints, train_steps=train_steps, checkpoint_period=checkpoint_period,
+                       eval_period=eval_period, eval_mode=eval_mode, eval_batch_size=eval_batch_size,
+                       eval_before_training=eval_before_training, early_stopping_metric=early_stopping_metric,
+                       verbalizers=verbalizers, log_period=log_period)
+    except Exception as e:
+        # A fresh run that fails before its first checkpoint leaves nothing behind (not even MODEL_DIR).
+        committed = save_restore.TrainCheckpoints.has_committed(model_dir)
+        if created and not committed and not isinstance(e, NonFiniteLossError) and jax.process_index() == 0:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eval_sets, seed, z_loss,
+            loss_normalizing_factor, keep_checkpoints, train_steps, checkpoint_period, eval_period, eval_mode,
+            eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period) -> dict:
+    """The run in a claimed, locked MODEL_DIR: restore the newest intact state, catch up on any
+    evaluation a killed run did not record, train, checkpoint, evaluate."""
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
-    if setup.frozen_host is not None and jax.process_index() == 0 and not resuming:
-        native.save(os.path.join(model_dir, FROZEN_COPY_DIR), setup.frozen_host, setup.config)
-    ckpts = save_restore.TrainCheckpoints(model_dir, keep=keep_checkpoints)
+    frozen_copy = os.path.join(model_dir, FROZEN_COPY_DIR)
+    if setup.frozen_host is not None and jax.process_index() == 0 and \
+            not os.path.exists(os.path.join(frozen_copy, native.CONFIG_FILE)):  # config.json is written last
+        native.save(frozen_copy, setup.frozen_host, setup.config)
+    ckpts = save_restore.TrainCheckpoints(model_dir, keep=keep_checkpoints, say=_say)
     writer = metrics_writer.MetricsWriter(model_dir)
     replicated = partitioning.replicated(mesh)
     trainable_shardings = jax.tree.map(lambda x: x.sharding, setup.trainable)
@@ -397,9 +445,15 @@ def train_and_evaluate(
     state = {"step": jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)(),
              "params": setup.trainable, "opt_state": jax.jit(tx.init, out_shardings=opt_shardings)(setup.trainable)}
     state_shardings = jax.tree.map(lambda x: x.sharding, state)
-    if ckpts.latest_step() is not None:
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-        state = ckpts.restore(abstract)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    if ckpts.check_best(abstract):
+        restored = ckpts.restore_intact(abstract)
+    else:  # the best of the steps already run is lost: rerun them all to rebuild it exactly
+        _say("note: restarting from step 0 to rebuild the best checkpoint")
+        ckpts.discard_latest()
+        restored = None
+    if restored is not None:
+        state = restored
     start = int(partitioning.fetch(state["step"]))
     frozen = setup.frozen
     dropout_key = jax.device_put(jax.random.PRNGKey(seed), replicated)
@@ -414,11 +468,16 @@ def train_and_evaluate(
     # Kept in memory: every process computes the same metrics and so takes the same decision
     # (a process reading best.json while process 0 rewrites it could disagree and deadlock a save).
     best_value = (ckpts.best_info() or {}).get("value")
+    # An evaluation is recorded in metrics.jsonl only after its best-checkpoint update: a step
+    # without a record (at or before the restored one) was not fully evaluated and is evaluated again.
+    records = {r["step"]: r for r in metrics_writer.read(model_dir, "eval") if r["step"] <= start}
+    evaluated = set(records)
 
     def run_eval(step: int) -> dict:
         nonlocal best_value
         if not eval_sets:
             return {}
+        fault_points.reached("eval_started")
         params = merge_params(frozen, state["params"])
         t0 = time.time()
         metrics, _ = evaluation.evaluate(setup.model, params, eval_sets, mode=eval_mode, batch_size=eval_batch_size,
@@ -428,25 +487,30 @@ def train_and_evaluate(
                     for chunk, _ in input_pipeline.eval_batches(es.features, eval_batch_size)]
             tokens = sum(float(s["tokens"]) for s in sums)
             metrics[f"{es.name}/loss"] = sum(float(s["nll_sum"]) for s in sums) / max(tokens, 1.0)
-        writer.write(step, "eval", metrics)
         scored = {k: v for k, v in metrics.items() if not k.endswith("/loss")}
         value = evaluation.early_stopping_value(scored, early_stopping_metric)
         if value is not None and (best_value is None or value > best_value):
             ckpts.save_best(state, value, metrics, prompt_array(state["params"]))
             best_value = value
+        writer.write(step, "eval", metrics)  # the evaluation's commit: after the best update
+        evaluated.add(step)
         _say(f"eval at step {step} ({time.time() - t0:.1f}s): {_format_metrics(metrics)}")
         return metrics
+
+    def recorded(step: int) -> dict:
+        rec = records.get(step) or next((r for r in metrics_writer.read(model_dir, "eval") if r["step"] == step), {})
+        return {k: v for k, v in rec.items() if k not in ("step", "kind")}
 
     metrics_before = {}
     if start == 0 and eval_before_training:
         metrics_before = run_eval(0)
     else:
-        first = [r for r in metrics_writer.read(model_dir, "eval") if r["step"] == 0]
-        metrics_before = {k: v for k, v in first[0].items() if k not in ("step", "kind")} if first else {}
+        metrics_before = recorded(0)
+    if eval_sets and 0 < start < train_steps and start % eval_period == 0 and start not in evaluated:
+        run_eval(start)  # killed after this checkpoint, before its evaluation was recorded
 
     # -- the loop ----------------------------------------------------------
     last_saved = ckpts.latest_step()
-    last_eval = start if start > 0 or eval_before_training else None
     metrics_after, preempted = {}, False
     pending = None  # (step, metrics) not yet checked: keeps the host one step behind the device
     window, t_window = [], time.time()
@@ -488,7 +552,6 @@ def train_and_evaluate(
                     break
                 if eval_sets and done % eval_period == 0:
                     metrics_after = run_eval(done)
-                    last_eval = done
         finally:
             bar.close()
     # -- the end of the run ------------------------------------------------
@@ -496,11 +559,11 @@ def train_and_evaluate(
     if not preempted:
         if ckpts.latest_step() != end:
             ckpts.save(state, prompt_array(state["params"]))
-        if eval_sets and last_eval != end:
+        fault_points.reached("final_saved")
+        if eval_sets and end not in evaluated:
             metrics_after = run_eval(end)
         elif eval_sets and not metrics_after:
-            last = [r for r in metrics_writer.read(model_dir, "eval") if r["step"] == end]
-            metrics_after = {k: v for k, v in last[0].items() if k not in ("step", "kind")} if last else {}
+            metrics_after = recorded(end)
     writer.close()
     best = ckpts.best_info()
     ckpts.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import os
 import pathlib
 from typing import Optional
@@ -59,8 +58,9 @@ def ensure_task_files(data_dir: str, seed: int = DEFAULT_SEED) -> str:
 def majority_baseline(data_dir: str, task: str, split: str = "validation") -> tuple[str, float]:
     """(most frequent answer in `split`, the accuracy of always giving it): the floor a prompt must beat."""
     path = os.path.join(data_dir, task, mini_tasks.SPLIT_FILES[split])
-    with open(path) as f:
-        rows = [json.loads(line) for line in f]
+    from prompt_tuning.data.sources import read_jsonl  # DataFileError `file:line: ...` for a bad row
+
+    rows = list(read_jsonl(path))
     if task == "record":  # an example is right if the constant is among its answers
         golds = [{a["text"] for qa in r["qas"] for a in qa["answers"]} for r in rows]
     else:
