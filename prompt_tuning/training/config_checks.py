@@ -5,6 +5,7 @@ Called from the command line (`cli.main`) right after gin is parsed:
         - a command-line binding of a macro (an ALL-CAPS name) that no configuration references
           and no gin file defines is an error suggesting the closest known macro
           (`--gin.PROMPT_LENGHT=7` -> "did you mean PROMPT_LENGTH?");
+          (read through gin's public API: training/gin_bindings.py);
         - a vocabulary path bound anywhere (`get_vocabulary.path`, ...) must exist (gs:// and
           other URLs are not checked).
 Called by the trainer before MODEL_DIR is created:
@@ -36,21 +37,6 @@ class SettingsError(ValueError):
 # -- command line -------------------------------------------------------------------
 
 
-def _macro_refs(value, out: set) -> None:
-    import gin.config as gc
-
-    if isinstance(value, gc.ConfigurableReference):
-        if value.configurable.name == "macro" and value.scopes:
-            out.add(value.scopes[-1])
-    elif isinstance(value, (list, tuple, set)):
-        for v in value:
-            _macro_refs(v, out)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _macro_refs(k, out)
-            _macro_refs(v, out)
-
-
 def _file_macros(gin_files: Sequence[str], search_paths: Sequence[str]) -> set:
     """Macros assigned (`NAME = ...`) in the gin files and everything they include."""
     seen, names, todo = set(), set(), list(gin_files)
@@ -67,36 +53,30 @@ def _file_macros(gin_files: Sequence[str], search_paths: Sequence[str]) -> set:
     return names
 
 
-def check_bindings(gin_files: Sequence[str], gin_bindings: Sequence[str],
+def check_bindings(gin_files: Sequence[str], command_line_bindings: Sequence[str],
                    search_paths: Optional[Sequence[str]] = None) -> None:
     """SettingsError for an unknown command-line macro or a vocabulary file that does not exist."""
-    import gin.config as gc
-
-    from prompt_tuning.training import cli
+    from prompt_tuning.training import cli, gin_bindings
 
     search_paths = list(search_paths or dict.fromkeys([os.getcwd(), cli.REPO_ROOT]))
-    referenced, defined = set(), set()
-    for (scope, selector), params in gc._CONFIG.items():  # gin has no public iterator
-        if selector == "gin.macro":
-            defined.add(scope)
-        for v in params.values():
-            _macro_refs(v, referenced)
+    bound = list(gin_bindings.bindings())
+    referenced = set()
+    for b in bound:
+        referenced |= gin_bindings.macro_references(b.value)
     in_files = _file_macros(gin_files, search_paths)
-    for binding in gin_bindings:
+    for binding in command_line_bindings:
         name = binding.split("=", 1)[0].strip()
         if MACRO_NAME.match(name) and name not in referenced and name not in in_files:
             known = sorted(referenced | in_files)
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(known)})"
             raise SettingsError(f"--gin.{name}: no configuration uses the macro {name}{hint}")
-    for (scope, selector), params in gc._CONFIG.items():
-        if "vocab" not in selector.lower():
-            continue
-        for key in VOCAB_PARAMS:
-            value = params.get(key)
+    for b in bound:
+        if "vocab" in b.selector.lower() and b.arg_name in VOCAB_PARAMS:
+            value = b.value
             if isinstance(value, str) and value and "://" not in value:
                 if not any(os.path.exists(os.path.join(p, value)) for p in [""] + search_paths):
-                    raise SettingsError(f"{selector.split('.')[-1]}.{key}: vocabulary file not found: {value}")
+                    raise SettingsError(f"{b.selector.split('.')[-1]}.{b.arg_name}: vocabulary file not found: {value}")
 
 
 # -- run settings --------------------------------------------------------------------
