@@ -57,7 +57,7 @@ from absl import flags  # noqa: E402
 from prompt_tuning import data, prompts  # noqa: E402
 from prompt_tuning.checkpoints.errors import CheckpointError  # noqa: E402
 from prompt_tuning.data.sources import DataFileError  # noqa: E402
-from prompt_tuning.training import (evaluation, gin_bindings, inference, input_pipeline, optimizer,  # noqa: E402,F401
+from prompt_tuning.training import (config_checks, evaluation, gin_bindings, inference, input_pipeline, optimizer,  # noqa: E402,F401
                                     partitioning, run_dir, trainer)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -147,10 +147,15 @@ def _gin_error(e: BaseException) -> str:
     return f"gin: {lines[0] if lines else type(e).__name__}" + (f" ({where})" if where else "")
 
 
+def gin_search_paths(search_paths: Optional[Sequence[str]]) -> list[str]:
+    """--gin_search_paths, or by default the working directory and the repository root."""
+    return list(search_paths) if search_paths else list(dict.fromkeys([os.getcwd(), REPO_ROOT]))
+
+
 def setup_gin(gin_files: Sequence[str], bindings: Sequence[str], search_paths: Optional[Sequence[str]]) -> None:
     """Parses gin files and bindings (later wins) and checks required macros; UsageError on any problem."""
     gin.clear_config()
-    paths = list(search_paths) if search_paths else list(dict.fromkeys([os.getcwd(), REPO_ROOT]))
+    paths = gin_search_paths(search_paths)
     for p in paths:
         gin.add_config_file_search_path(p)
     for f in gin_files:
@@ -191,8 +196,9 @@ def main(run: Callable[[dict], int], argv: Sequence[str], prog: str) -> int:
         partitioning.initialize_distributed(parsed["coordinator_address"], parsed["process_count"],
                                             parsed["process_index"])
         setup_gin(parsed["gin_files"], parsed["gin_bindings"], parsed["gin_search_paths"])
-        from prompt_tuning.training import config_checks  # unknown macros, missing vocabulary files
-        config_checks.check_bindings(parsed["gin_files"], parsed["gin_bindings"], parsed["gin_search_paths"])
+        # unknown macros, missing vocabulary files
+        config_checks.check_bindings(parsed["gin_files"], parsed["gin_bindings"],
+                                     gin_search_paths(parsed["gin_search_paths"]))
         register_tasks()
         return run(parsed) or 0
     except UsageError as e:

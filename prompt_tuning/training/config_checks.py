@@ -25,6 +25,8 @@ import os
 import re
 from typing import Mapping, Optional, Sequence
 
+from prompt_tuning.training import gin_bindings
+
 MAX_FEATURE_LENGTH = 8192  # tokens per feature; T5 was trained at 512 (relative positions extend beyond)
 MACRO_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 VOCAB_PARAMS = ("path", "vocab_path", "sentencepiece_model_file")
@@ -54,11 +56,12 @@ def _file_macros(gin_files: Sequence[str], search_paths: Sequence[str]) -> set:
 
 
 def check_bindings(gin_files: Sequence[str], command_line_bindings: Sequence[str],
-                   search_paths: Optional[Sequence[str]] = None) -> None:
-    """SettingsError for an unknown command-line macro or a vocabulary file that does not exist."""
-    from prompt_tuning.training import cli, gin_bindings
+                   search_paths: Sequence[str]) -> None:
+    """SettingsError for an unknown command-line macro or a vocabulary file that does not exist.
 
-    search_paths = list(search_paths or dict.fromkeys([os.getcwd(), cli.REPO_ROOT]))
+    `search_paths`: where gin files and relative vocabulary paths are looked up (cli.gin_search_paths).
+    """
+    search_paths = list(search_paths)
     bound = list(gin_bindings.bindings())
     referenced = set()
     for b in bound:
