@@ -88,3 +88,26 @@ def sequence_log_likelihood(model, params, encoder_input_tokens, decoder_input_t
     return token_log_likelihood(
         model, params, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens, prompt_index
     ).sum(axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def label_log_likelihoods(model, params, encoder_input_tokens, label_input_tokens, label_target_tokens,
+                          prompt_index=None) -> Array:
+    """Rank-classification scores with each input encoded once: [B, T], [C, L], [C, L] -> [B, C].
+
+    Entry [b, c] is log p(label c | input b), the sum over label c's target
+    tokens (0 = padding), equal to `sequence_log_likelihood` of the pair. The
+    encoder runs on the B inputs only; the decoder runs on B*C rows (row b*C + c
+    is input b with label c) whose cross-attention projects each encoding's
+    keys and values once for its C labels.
+    """
+    batch, num_labels = encoder_input_tokens.shape[0], label_target_tokens.shape[0]
+    encoded, mask = model.apply(
+        {"params": params}, encoder_input_tokens, prompt_index=prompt_index, method=model.encode
+    )
+    dec_in = jnp.tile(label_input_tokens, (batch, 1))
+    targets = jnp.tile(label_target_tokens, (batch, 1))
+    logits = model.apply({"params": params}, encoded, mask, dec_in, targets, method=model.decode)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ll = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    return jnp.where(targets > 0, ll, 0.0).sum(axis=-1).reshape(batch, num_labels)

@@ -187,7 +187,13 @@ class MultiHeadDotProductAttention(nn.Module):
         deterministic: bool,
         decode: bool = False,
     ) -> Array:
-        """inputs_q [B, T, H], inputs_kv [B, S, H], mask/bias broadcastable to [B, N, T, S]."""
+        """inputs_q [B, T, H], inputs_kv [B, S, H], mask/bias broadcastable to [B, N, T, S].
+
+        inputs_kv may instead be [B / G, S, H] (G an integer): query rows
+        b*G ... b*G+G-1 then share memory row b, whose keys and values are
+        projected once (mask and bias are still per query row, [B, N, T, S]).
+        Raises ValueError if B is not a multiple of the memory batch.
+        """
         inner = self.num_heads * self.head_dim
         depth_scaling = np.sqrt(self.head_dim).astype(np.float32)
 
@@ -216,12 +222,27 @@ class MultiHeadDotProductAttention(nn.Module):
                 visible = (jnp.arange(max_len) <= idx)[None, None, None, :]
                 mask = visible if mask is None else jnp.logical_and(mask, visible)
 
-        logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
+        batch_q, batch_kv = query.shape[0], key.shape[0]
+        if batch_q == batch_kv:
+            logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
+        else:
+            # Grouped: query rows b*G ... b*G+G-1 attend to memory row b (rank classification
+            # scoring G labels against one encoding, see decoding.label_log_likelihoods).
+            if batch_q % batch_kv:
+                raise ValueError(f"query batch {batch_q} is not a multiple of the memory batch {batch_kv}")
+            grouped = query.reshape((batch_kv, batch_q // batch_kv) + query.shape[1:])
+            logits = jnp.einsum("bgtnd,bsnd->bgnts", grouped, key, preferred_element_type=jnp.float32)
+            logits = logits.reshape((batch_q,) + logits.shape[2:])
         if bias is not None:
             logits = logits + bias.astype(jnp.float32)
         if mask is not None:
             logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
         weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
-        out = jnp.einsum("bnts,bsnd->btnd", weights, value).reshape(inputs_q.shape[:-1] + (inner,))
+        if batch_q == batch_kv:
+            out = jnp.einsum("bnts,bsnd->btnd", weights, value)
+        else:
+            grouped = weights.reshape((batch_kv, batch_q // batch_kv) + weights.shape[1:])
+            out = jnp.einsum("bgnts,bsnd->bgtnd", grouped, value)
+        out = out.reshape(inputs_q.shape[:-1] + (inner,))
         return Dense(inputs_q.shape[-1], ("joined_kv", "embed"), dtype=self.dtype, name="out")(out)

@@ -178,6 +178,9 @@ class Decoder(nn.Module):
         """encoded [B, S, H], encoder_mask [B, S], decoder tokens [B, L] -> logits [B, L, V] float32.
 
         With decode=True, L is 1 and the self-attention caches carry the past.
+        The decoder batch may be a multiple G of the encoder batch: decoder rows
+        b*G ... b*G+G-1 then read encoder row b (rank classification, each input
+        encoded once for its G candidate labels).
         """
         c = self.config
         y = self.shared_embedding(decoder_input_tokens)
@@ -207,6 +210,12 @@ class Decoder(nn.Module):
                 q_valid = jnp.ones(decoder_input_tokens.shape, bool)
             causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
             self_mask = jnp.logical_and(_pairwise_mask(q_valid, q_valid), causal)
+        groups, rest = divmod(decoder_input_tokens.shape[0], encoder_mask.shape[0])
+        if rest:
+            raise ValueError(f"decoder batch {decoder_input_tokens.shape[0]} is not a multiple of the encoder "
+                             f"batch {encoder_mask.shape[0]}")
+        if groups > 1:
+            encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
         cross_mask = _pairwise_mask(q_valid, encoder_mask)
         for i in range(c.num_decoder_layers):
             y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_mask, cross_mask, bias, deterministic, decode)

@@ -13,7 +13,8 @@ and the target (`targets_pretokenized`) go through the task's
   `_sentinel` variants, `verbalizer EOS` otherwise), and the best one is the
   prediction. It can never produce an invalid label. Verbalizers come from
   `verbalizers` (gin: train_and_evaluate.verbalizers), else from the data
-  package (`data.verbalizers`).
+  package (`data.verbalizers`). Each input is encoded once and its encoding
+  shared by all C verbalizers (only the decoder runs C times).
 
 Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 
@@ -140,19 +141,23 @@ def verbalizer_targets(vocab, labels: Sequence[str], length: int, prefix: Sequen
     return out
 
 
-def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> list[str]:
-    """The label with the highest log-likelihood for each example."""
-    enc = eval_set.features["encoder_input_tokens"]
-    n, c = len(enc), len(labels)
+def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> np.ndarray:
+    """[N, C] log p(label + EOS | input) of every example and label.
+
+    Each input is encoded once per evaluation and its encoding shared by the C
+    labels (`decoding.label_log_likelihoods`); `batch_size` counts examples,
+    so a decoder batch holds batch_size * C rows.
+    """
     targets = verbalizer_targets(eval_set.task.output_features["targets"].vocabulary, labels,
                                  eval_set.features["decoder_target_tokens"].shape[1], *target_affixes(eval_set))
-    dec_in = np.concatenate([np.zeros((c, 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
-    features = {  # row i*C + j: example i with label j
-        "encoder_input_tokens": np.repeat(enc, c, axis=0),
-        "decoder_input_tokens": np.tile(dec_in, (n, 1)),
-        "decoder_target_tokens": np.tile(targets, (n, 1)),
-    }
-    scores = _score(model, params, features, batch_size, mesh).reshape(n, c)
+    dec_in = np.concatenate([np.zeros((len(labels), 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
+    fn = lambda b: decoding.label_log_likelihoods(model, params, b["encoder_input_tokens"], dec_in, targets)
+    return _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh)
+
+
+def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> list[str]:
+    """The label with the highest log-likelihood for each example."""
+    scores = rank_scores(model, params, eval_set, labels, batch_size=batch_size, mesh=mesh)
     return [labels[j] for j in scores.argmax(axis=1)]
 
 

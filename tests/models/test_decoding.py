@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from prompt_tuning import prompts
 from prompt_tuning.models import decoding, t5
@@ -65,3 +66,23 @@ def test_sequence_log_likelihood_ignores_padding_and_matches_manual_sum():
     logp = np.asarray(jax.nn.log_softmax(logits, -1))[0]
     manual = logp[0, 12] + logp[1, 13] + logp[2, 1]
     np.testing.assert_allclose(float(score[0]), manual, rtol=1e-5)
+
+
+def test_label_log_likelihoods_encode_once_equals_scoring_each_pair():
+    """Rank scores with one encoding per input equal the repeat-the-input scores (the old
+    evaluation.rank layout, row i*C + j) within 1e-5; a mismatched decoder batch is an error."""
+    for prompt_length in (0, 3):
+        model, params = _model_and_params(prompt_length, seed=2)
+        tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0], [12, 1, 0, 0, 0, 0]], jnp.int32)
+        targets = np.array([[20, 1, 0, 0], [21, 22, 1, 0], [23, 1, 0, 0]], np.int32)  # C = 3 labels
+        dec_in = np.concatenate([np.zeros((3, 1), np.int32), targets[:, :-1]], axis=1)
+        got = np.asarray(decoding.label_log_likelihoods(model, params, tokens, dec_in, targets))
+        n, c = tokens.shape[0], len(targets)
+        want = np.asarray(decoding.sequence_log_likelihood(
+            model, params, jnp.repeat(tokens, c, axis=0), np.tile(dec_in, (n, 1)), np.tile(targets, (n, 1))))
+        assert got.shape == (n, c)
+        np.testing.assert_allclose(got.reshape(-1), want, rtol=1e-5, atol=1e-5)
+        assert len(set(np.round(want, 4))) > 3, "scores must differ across rows for the check to mean anything"
+    encoded, mask = model.apply({"params": params}, tokens, method=model.encode)
+    with pytest.raises(ValueError, match="not a multiple"):
+        model.apply({"params": params}, encoded, mask, jnp.zeros((4, 2), jnp.int32), method=model.decode)
