@@ -85,29 +85,45 @@ def _postprocess(task, text: str, example: dict, is_target: bool):
     return fn(text, example=example, is_target=is_target) if fn is not None else text
 
 
-def _run_batched(fn: Callable, features: dict[str, np.ndarray], batch_size: int, mesh) -> np.ndarray:
+def _run_batched(fn: Callable, features: dict[str, np.ndarray], batch_size: int, mesh,
+                 length_buckets: Optional[Sequence[int]] = None) -> np.ndarray:
+    """fn over batches of `features`, results in the stored order. With length buckets the
+    examples go through sorted by input length, each batch cut to its bucket."""
+    order = input_pipeline.eval_order(features, length_buckets)
+    ordered = {k: v[order] for k, v in features.items()} if length_buckets is not None else features
     outs = []
-    for chunk, real in input_pipeline.eval_batches(features, batch_size):
+    for chunk, real in input_pipeline.eval_batches(ordered, batch_size, length_buckets):
         result = fn(partitioning.global_batch(chunk, mesh))
         outs.append(partitioning.fetch(result)[:real])
-    return np.concatenate(outs)
+    out = np.concatenate(outs)
+    if length_buckets is None:
+        return out
+    restored = np.empty_like(out)
+    restored[order] = out
+    return restored
 
 
-def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_length: int) -> list[str]:
+def _buckets(eval_set, length_buckets):
+    return input_pipeline.check_length_buckets(length_buckets, eval_set.features["encoder_input_tokens"].shape[1])
+
+
+def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_length: int,
+             length_buckets: Optional[Sequence[int]] = None) -> list[str]:
     """Greedy predictions (strings, before postprocessing) for every example."""
     fn = lambda b: decoding.greedy_decode(
         model, params, b["encoder_input_tokens"], max_decode_length=max_decode_length
     )
-    tokens = _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh)
+    tokens = _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh,
+                          _buckets(eval_set, length_buckets))
     return decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
 
 
-def _score(model, params, features, batch_size, mesh) -> np.ndarray:
+def _score(model, params, features, batch_size, mesh, length_buckets=None) -> np.ndarray:
     fn = lambda b: decoding.sequence_log_likelihood(
         model, params, b["encoder_input_tokens"], b["decoder_input_tokens"], b["decoder_target_tokens"]
     )
     keys = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
-    return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh)
+    return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh, length_buckets)
 
 
 def target_affixes(eval_set) -> tuple[list[int], list[int]]:
@@ -141,7 +157,8 @@ def verbalizer_targets(vocab, labels: Sequence[str], length: int, prefix: Sequen
     return out
 
 
-def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> np.ndarray:
+def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh,
+                length_buckets: Optional[Sequence[int]] = None) -> np.ndarray:
     """[N, C] log p(label + EOS | input) of every example and label.
 
     Each input is encoded once per evaluation and its encoding shared by the C
@@ -152,12 +169,15 @@ def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: i
                                  eval_set.features["decoder_target_tokens"].shape[1], *target_affixes(eval_set))
     dec_in = np.concatenate([np.zeros((len(labels), 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
     fn = lambda b: decoding.label_log_likelihoods(model, params, b["encoder_input_tokens"], dec_in, targets)
-    return _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh)
+    return _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh,
+                        _buckets(eval_set, length_buckets))
 
 
-def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh) -> list[str]:
+def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh,
+         length_buckets: Optional[Sequence[int]] = None) -> list[str]:
     """The label with the highest log-likelihood for each example."""
-    scores = rank_scores(model, params, eval_set, labels, batch_size=batch_size, mesh=mesh)
+    scores = rank_scores(model, params, eval_set, labels, batch_size=batch_size, mesh=mesh,
+                         length_buckets=length_buckets)
     return [labels[j] for j in scores.argmax(axis=1)]
 
 
@@ -178,12 +198,15 @@ def task_metrics(task, examples: Sequence[dict], predictions: Sequence[str], sco
 
 def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int, mesh,
              max_decode_length: Optional[int] = None,
-             verbalizers: Optional[Mapping[str, Sequence[str]]] = None) -> tuple[dict[str, float], dict[str, list]]:
+             verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
+             length_buckets: Optional[Sequence[int]] = None) -> tuple[dict[str, float], dict[str, list]]:
     """({'task/metric': value}, {'task': predictions}) over every eval set.
 
     mode GENERATE or RANK; `verbalizers` {task: [...]} overrides the data
     package's for RANK. Raises EvaluationError for an unknown mode or a rank
-    evaluation of a task without verbalizers.
+    evaluation of a task without verbalizers. `length_buckets` (input lengths,
+    see input_pipeline) evaluates examples sorted by length in batches cut to a
+    bucket; predictions and scores come back in the stored order.
     """
     if mode not in (GENERATE, RANK):
         raise EvaluationError(f"eval mode must be {GENERATE!r} or {RANK!r}, got {mode!r}")
@@ -196,11 +219,13 @@ def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int,
                     f"rank classification needs verbalizers for task {es.name!r}; set "
                     f"train_and_evaluate.verbalizers in gin or use eval mode 'generate'"
                 )
-            preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh)
+            preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh, length_buckets=length_buckets)
         else:
             length = max_decode_length or es.features["decoder_target_tokens"].shape[1]
-            preds = generate(model, params, es, batch_size=batch_size, mesh=mesh, max_decode_length=length)
-        scores = _score(model, params, es.features, batch_size, mesh) if es.task.score_metric_fns else None
+            preds = generate(model, params, es, batch_size=batch_size, mesh=mesh, max_decode_length=length,
+                             length_buckets=length_buckets)
+        scores = (_score(model, params, es.features, batch_size, mesh, _buckets(es, length_buckets))
+                  if es.task.score_metric_fns else None)
         for k, v in task_metrics(es.task, es.examples, preds, scores).items():
             metrics[f"{es.name}/{k}"] = v
         predictions[es.name] = preds

@@ -331,6 +331,7 @@ def train_and_evaluate(
     verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     train_split: str = "train",
     data_mode: str = "auto",
+    length_buckets: Optional[Sequence[int]] = None,
     log_period: int = 10,
     random_init_frozen_model: bool = False,
     gin_files: Sequence[str] = (),
@@ -368,6 +369,7 @@ def train_and_evaluate(
         lock.acquire()  # a second run on this directory stops here, before any work
     try:
         input_pipeline.check_feature_lengths(mixture_or_task_name, task_feature_lengths)
+        length_buckets = input_pipeline.check_length_buckets(length_buckets, task_feature_lengths["inputs"])
         input_pipeline.check_split(mixture_or_task_name, train_split)
         eval_period = eval_period or checkpoint_period
         mesh = mesh or partitioning.make_mesh()
@@ -397,7 +399,7 @@ def train_and_evaluate(
             initial_step = int(setup.checkpoint_step or 0)
         tx = optimizer_factory(initial_step=initial_step)
         data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
-                                        split=train_split, mode=data_mode)
+                                        split=train_split, mode=data_mode, length_buckets=length_buckets)
     except BaseException:
         lock.release()  # a failed start-up leaves the directory to the next command
         raise
@@ -481,10 +483,12 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         params = merge_params(frozen, state["params"])
         t0 = time.time()
         metrics, _ = evaluation.evaluate(setup.model, params, eval_sets, mode=eval_mode, batch_size=eval_batch_size,
-                                         mesh=mesh, verbalizers=verbalizers)
+                                         mesh=mesh, verbalizers=verbalizers, length_buckets=length_buckets)
         for es in eval_sets:
             sums = [partitioning.fetch(loss_fn(params, partitioning.global_batch(chunk, mesh)))
-                    for chunk, _ in input_pipeline.eval_batches(es.features, eval_batch_size)]
+                    for chunk, _ in input_pipeline.eval_batches(
+                        {k: v[input_pipeline.eval_order(es.features, length_buckets)] for k, v in es.features.items()},
+                        eval_batch_size, length_buckets)]
             tokens = sum(float(s["tokens"]) for s in sums)
             metrics[f"{es.name}/loss"] = sum(float(s["nll_sum"]) for s in sums) / max(tokens, 1.0)
         scored = {k: v for k, v in metrics.items() if not k.endswith("/loss")}
