@@ -57,6 +57,11 @@ class T5Config:
     relative_attention_max_distance: int = 128
     logits_via_embedding: bool = False
     dtype: str = "float32"  # activations; parameters are always float32
+    # Rematerialisation of each encoder / decoder block in training (execution only: the parameters
+    # and the outputs are unchanged). 'none' keeps every activation for the backward pass; 'full'
+    # keeps only each block's input and recomputes the block (nn.remat); 'dots' also keeps the
+    # matmul outputs without batch dimensions (jax.checkpoint_policies.dots_with_no_batch_dims_saveable).
+    remat: str = "none"
 
     @property
     def jnp_dtype(self):
@@ -89,11 +94,27 @@ CONFIGS: dict[str, T5Config] = {
 }
 
 
+REMAT_POLICIES = ("none", "full", "dots")
+
+
 def get_config(name: str, **overrides) -> T5Config:
     """A named size with optional field overrides, e.g. get_config('small', dropout_rate=0.1)."""
     if name not in CONFIGS:
         raise ValueError(f"unknown T5 size {name!r}; known: {sorted(CONFIGS)}")
-    return CONFIGS[name].replace(**overrides)
+    config = CONFIGS[name].replace(**overrides)
+    if config.remat not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {config.remat!r}")
+    return config
+
+
+def _block(cls, config: T5Config, static_argnums: tuple[int, ...]):
+    """`cls`, or `cls` under nn.remat as `config.remat` asks (argument numbers count self as 0)."""
+    if config.remat == "none":
+        return cls
+    if config.remat not in REMAT_POLICIES:
+        raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {config.remat!r}")
+    policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if config.remat == "dots" else None
+    return nn.remat(cls, static_argnums=static_argnums, policy=policy)
 
 
 class EncoderLayer(nn.Module):
@@ -161,8 +182,9 @@ class Encoder(nn.Module):
             c.jnp_dtype, name="relpos_bias",
         )(length, length, bidirectional=True)
         attn_mask = _pairwise_mask(mask, mask)
+        layer = _block(EncoderLayer, c, static_argnums=(4,))  # deterministic
         for i in range(c.num_encoder_layers):
-            x = EncoderLayer(c, name=f"layers_{i}")(x, attn_mask, bias, deterministic)
+            x = layer(c, name=f"layers_{i}")(x, attn_mask, bias, deterministic)
         x = layers.LayerNorm(dtype=c.jnp_dtype, name="encoder_norm")(x)
         return nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic), mask
 
@@ -217,8 +239,10 @@ class Decoder(nn.Module):
         if groups > 1:
             encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
         cross_mask = _pairwise_mask(q_valid, encoder_mask)
+        # Cached decoding computes no gradient: no remat there.
+        layer = DecoderLayer if decode else _block(DecoderLayer, c, static_argnums=(6, 7))  # deterministic, decode
         for i in range(c.num_decoder_layers):
-            y = DecoderLayer(c, name=f"layers_{i}")(y, encoded, self_mask, cross_mask, bias, deterministic, decode)
+            y = layer(c, name=f"layers_{i}")(y, encoded, self_mask, cross_mask, bias, deterministic, decode)
         y = layers.LayerNorm(dtype=c.jnp_dtype, name="decoder_norm")(y)
         y = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
         if c.logits_via_embedding:

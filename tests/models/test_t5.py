@@ -111,3 +111,46 @@ def test_dropout_is_active_only_when_enabled():
 def test_unknown_size_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown T5 size 'huge'"):
         t5.get_config("huge")
+
+
+def _prompt_grad_and_memory(remat: str):
+    """(loss, prompt gradient, compiled temp bytes) of a prompt-tuning loss at 'test' size."""
+    import functools
+
+    from prompt_tuning import prompts as prompts_lib
+
+    config = t5.get_config("test", vocab_size=64, remat=remat)
+    model = t5.T5(config, functools.partial(prompts_lib.Prompt, length=4))
+    rng = np.random.default_rng(0)
+    enc = jnp.asarray(rng.integers(2, 64, (4, 48)), jnp.int32)
+    dec = jnp.asarray(rng.integers(2, 64, (4, 6)), jnp.int32)
+    params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), enc[:1, :2], dec[:1, :2])["params"])
+    prompt = params["encoder"]["prompt"]
+
+    def loss(p):
+        full = {**params, "encoder": {**params["encoder"], "prompt": p}}
+        logits = model.apply({"params": full}, enc, dec, dec, enable_dropout=True,
+                             rngs={"dropout": jax.random.PRNGKey(1)})
+        return jnp.mean(jax.nn.logsumexp(logits, -1))
+
+    fn = jax.jit(jax.value_and_grad(loss))
+    value, grad = fn(prompt)
+    temp = fn.lower(prompt).compile().memory_analysis().temp_size_in_bytes
+    return float(value), np.asarray(grad["prompt"]), temp, str(jax.make_jaxpr(loss)(prompt))
+
+
+def test_remat_keeps_parameters_outputs_and_gradients_and_saves_memory():
+    base_loss, base_grad, base_temp, base_jaxpr = _prompt_grad_and_memory("none")
+    for policy in ("full", "dots"):
+        loss, grad, temp, jaxpr = _prompt_grad_and_memory(policy)
+        assert "checkpoint" in jaxpr or "remat" in jaxpr
+        np.testing.assert_allclose(loss, base_loss, rtol=1e-6)
+        np.testing.assert_allclose(grad, base_grad, rtol=1e-5, atol=1e-7)
+        if policy == "full":
+            assert temp < base_temp, (temp, base_temp)
+    assert "checkpoint" not in base_jaxpr and "remat" not in base_jaxpr
+    shapes = lambda remat: jax.tree.map(lambda x: x.shape, nn.meta.unbox(
+        _abstract_params(t5.get_config("test", remat=remat), prompt_length=3)))
+    assert shapes("full") == shapes("none")  # same parameter names: checkpoints load either way
+    with pytest.raises(ValueError, match="remat must be one of"):
+        t5.get_config("test", remat="some")
