@@ -58,7 +58,8 @@ def _torch_matmul_peak(n: int, device, repeats: int = 5) -> float:
     return 2.0 * n ** 3 / min(times)
 
 
-def run(spec: Spec) -> dict:
+def build(spec: Spec):
+    """(peft model in train mode, its Adafactor, trainable parameters, device, our T5Config)."""
     import torch
     import transformers
     from peft import PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
@@ -67,7 +68,6 @@ def run(spec: Spec) -> dict:
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rss_start = machine.rss_mb()
     cfg = model_config(spec)
     if cfg.mlp_activations != ("gelu", "linear"):
         raise ValueError(f"the HF comparison assumes T5 1.1's gated GELU, got {cfg.mlp_activations}")
@@ -94,6 +94,14 @@ def run(spec: Spec) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = Adafactor(trainable, lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False,
                     clip_threshold=1.0, decay_rate=-0.8, weight_decay=1e-5)
+    return model, opt, trainable, device, cfg
+
+
+def run(spec: Spec) -> dict:
+    import torch
+
+    rss_start = machine.rss_mb()
+    model, opt, trainable, device, cfg = build(spec)
 
     rng = np.random.default_rng(0)
     inputs = torch.as_tensor(rng.integers(3, cfg.vocab_size, (POOL, spec.input_len)), dtype=torch.long,

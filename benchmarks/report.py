@@ -55,6 +55,7 @@ def summarize(results: Mapping[str, Any]) -> dict:
         "peft_fraction_of_peak": _ratio(_get(peft, "achieved_flops"), peak),
         "rank_mixed_over_single": _get(ev, "rank_mixed_over_single"),
         "rank_once_over_repeat": _get(ev, "rank_once_over_repeat"),
+        **_real_summary(results),
         "decode_mixed_over_single": _get(ev, "decode_mixed_over_single"),
         "pt_weight_gradient_matmuls": _get(pt, "hlo", "weight_gradient_matmuls"),
         "mt_weight_gradient_matmuls": _get(mt_pt, "hlo", "weight_gradient_matmuls"),
@@ -66,6 +67,9 @@ def summarize(results: Mapping[str, Any]) -> dict:
         ("PT achieved FLOP/s / matmul peak", s["pt_fraction_of_peak"], ">=", 0.5),
         ("5-prompt / 1-prompt rank throughput", s["rank_mixed_over_single"], ">=", 0.9),
         ("rank encode-once / repeat-per-label throughput", s["rank_once_over_repeat"], ">=", 1.6),
+        ("real RTE lengths: ours best / PEFT best train ex/s", s["real_ours_best_over_peft_best"], ">=", 2.0),
+        ("real RTE lengths: ours best / ours fixed train ex/s", s["real_ours_best_over_ours_fixed"], ">=", 2.5),
+        ("real RTE lengths: rank eval, once+buckets / before", s["real_rank_best_over_before"], ">=", 1.6),
         ("5-prompt / 1-prompt decode throughput", s["decode_mixed_over_single"], ">=", 0.9),
         ("weight-gradient matmuls in the PT step", s["pt_weight_gradient_matmuls"], "==", 0),
     ]
@@ -75,6 +79,70 @@ def summarize(results: Mapping[str, Any]) -> dict:
         for name, value, op, target in goals
     ]
     return s
+
+
+REAL_TRAIN = (("ours_fixed", "ours, fixed padding"), ("ours_bucketed", "ours, length buckets"),
+              ("peft_fixed", "HF PEFT, fixed padding"), ("peft_dynamic", "HF PEFT, dynamic padding"),
+              ("peft_grouped", "HF PEFT, dynamic + group_by_length"))
+REAL_EVAL = (("rank_repeat_fixed", "rank (2 labels), input repeated per label, fixed (before)"),
+             ("rank_once_fixed", "rank (2 labels), encoded once, fixed"),
+             ("rank_once_bucketed", "rank (2 labels), encoded once, length buckets"),
+             ("greedy_fixed", "greedy decode, fixed"), ("greedy_bucketed", "greedy decode, length buckets"))
+
+
+def _real_train(results: Mapping[str, Any]) -> dict:
+    out = {}
+    for task in ("real", "real_peft"):
+        out.update(_get(results, task, "train") or {})
+    return out
+
+
+def _real_summary(results: Mapping[str, Any]) -> dict:
+    train, ev = _real_train(results), _get(results, "real", "eval") or {}
+    rate = lambda d, k: _get(d, k, "examples_per_s")
+    best = lambda d, keys: max((rate(d, k) for k in keys if rate(d, k) is not None), default=None)
+    ours, peft = best(train, ("ours_fixed", "ours_bucketed")), best(train, ("peft_fixed", "peft_dynamic", "peft_grouped"))
+    return {
+        "real_ours_best_over_peft_best": _ratio(ours, peft),
+        "real_ours_best_over_ours_fixed": _ratio(ours, rate(train, "ours_fixed")),
+        "real_ours_bucketed_over_peft_grouped": _ratio(rate(train, "ours_bucketed"), rate(train, "peft_grouped")),
+        "real_rank_best_over_before": _ratio(best(ev, ("rank_once_fixed", "rank_once_bucketed")),
+                                             rate(ev, "rank_repeat_fixed")),
+        "real_rank_once_over_repeat_fixed": _ratio(rate(ev, "rank_once_fixed"), rate(ev, "rank_repeat_fixed")),
+    }
+
+
+def real_rows(results: Mapping[str, Any]) -> list[list[str]]:
+    train, ev = _real_train(results), _get(results, "real", "eval") or {}
+    if not train and not ev:
+        why = _get(results, "real", "skipped") or _get(results, "real", "error") or "not run"
+        return [["real-length", f"({str(why).splitlines()[0][:70]})", "", ""]]
+    rows = []
+    for key, label in REAL_TRAIN:
+        r = train.get(key)
+        if r:
+            rows.append([f"train: {label}", _fmt(r["examples_per_s"], ".2f"), _fmt(r.get("slot_use"), ".2f"),
+                         str(r.get("compiled_shapes", r.get("distinct_shapes", "-")))])
+    for key, label in REAL_EVAL:
+        r = ev.get(key)
+        if r:
+            rows.append([f"eval: {label}", _fmt(r["examples_per_s"], ".2f"), "", str(r.get("compiled_shapes", "-"))])
+    return rows
+
+
+REAL_HEADER = ["real RTE lengths", "ex/s", "slot use", "shapes"]
+
+
+def _real_line(results: Mapping[str, Any]) -> str:
+    r, p = results.get("real") or {}, results.get("real_peft") or {}
+    if "train" not in r:
+        return ""
+    return (f"RTE train set ({r['examples']} examples, mean {r['mean_input_len']:.0f} / p95 {r['p95_input_len']:.0f} "
+            f"input tokens, padded to {max(int(k) for k in r['shape_times'])}), batch {r['batch']}, buckets "
+            f"{r['buckets']}; one epoch = {r['steps_per_epoch']} steps, each distinct shape timed "
+            f"(PEFT at {len(p.get('measured_s_per_step', {}))} lengths, interpolated); eval on "
+            f"{r['eval_examples']} RTE-validation-sized inputs, batch {r['eval_batch']}. slot use: share of "
+            f"encoder slots (prompt + tokens) holding a prompt vector or a real token.")
 
 
 def _fmt(x, spec: str = ".3g", scale: float = 1.0) -> str:
@@ -167,6 +235,10 @@ def headline(summary: Mapping[str, Any]) -> list[str]:
         f"5-prompt mixed / single-prompt eval throughput: rank {f('rank_mixed_over_single')}x, "
         f"decode {f('decode_mixed_over_single')}x",
         f"rank classification, each input encoded once / repeated per label: {f('rank_once_over_repeat')}x",
+        f"real RTE lengths, train examples/s: ours best / PEFT best {f('real_ours_best_over_peft_best')}x, "
+        f"ours best / ours fixed padding {f('real_ours_best_over_ours_fixed')}x, ours bucketed / PEFT dynamic + "
+        f"grouping {f('real_ours_bucketed_over_peft_grouped')}x; rank eval (2 labels) best / before "
+        f"{f('real_rank_best_over_before')}x (encode-once alone {f('real_rank_once_over_repeat_fixed')}x)",
         f"weight-gradient matmuls in the compiled step: prompt tuning {f('pt_weight_gradient_matmuls', 'd')}, "
         f"model tuning {f('mt_weight_gradient_matmuls', 'd')} (the check finds them when they are there)",
     ]
@@ -190,6 +262,9 @@ def text_report(spec, machine: Mapping, results: Mapping, summary: Mapping) -> s
         text_table(STEP_HEADER, step_rows(results)),
         "",
         text_table(EVAL_HEADER, eval_rows(results)),
+        "",
+        text_table(REAL_HEADER, real_rows(results)),
+        _real_line(results),
         "",
         *headline(summary),
         "",
@@ -247,6 +322,14 @@ def markdown_report(payload: Mapping[str, Any], spec) -> str:
         "## Eval throughput",
         "",
         markdown_table(EVAL_HEADER, eval_rows(results)),
+        "",
+        "## Real input lengths (RTE train set)",
+        "",
+        markdown_table(REAL_HEADER, real_rows(results)),
+        "",
+        _real_line(results) + (f" Layers: {spec.real_layers} encoder + {spec.real_layers} decoder (a smaller "
+                               f"stack than the size's, for the CPU budget)." if getattr(spec, "real_layers", None)
+                               else ""),
         "",
         "## Ratios",
         "",

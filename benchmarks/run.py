@@ -48,7 +48,7 @@ def run_worker(task: str, spec: Spec, timeout: float) -> dict:
 def make_spec(args) -> Spec:
     spec = QUICK if args.quick else FULL
     overrides = {k: getattr(args, k) for k in ("size", "batch", "steps", "warmup", "peft_steps", "dtype",
-                                               "frozen_dtype", "matmul_size")
+                                               "frozen_dtype", "matmul_size", "remat", "real_layers", "real_steps")
                  if getattr(args, k, None) is not None}
     return spec.replace(**overrides)
 
@@ -70,6 +70,11 @@ def parse_args(argv=None):
     p.add_argument("--frozen-dtype", dest="frozen_dtype", choices=("float32", "bfloat16"),
                    help="storage dtype of the frozen parameters")
     p.add_argument("--matmul-size", dest="matmul_size", type=int)
+    p.add_argument("--real-layers", dest="real_layers", type=int,
+                   help="encoder/decoder layers of the real-length runs (a smaller stack for a busy CPU)")
+    p.add_argument("--real-steps", dest="real_steps", type=int, help="timed steps per shape in the real-length runs")
+    p.add_argument("--remat", choices=("none", "full", "dots"),
+                   help="rematerialise encoder/decoder blocks in every train step (T5Config.remat)")
     p.add_argument("--update", metavar="JSON", help="start from a previous --json file of the same settings and "
                    "re-measure only --tasks (e.g. ones a busy machine disturbed); the rest is kept")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker")
@@ -90,7 +95,9 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {}
     if args.update:
         previous = json.loads(pathlib.Path(args.update).read_text())
-        if previous["spec"] != json.loads(spec.to_json()):
+        # Fields added since take their defaults; real_* settings only matter to the real-length tasks.
+        same = lambda d: {k: v for k, v in d.items() if not (k.startswith("real_") and {"real", "real_peft"} >= set(tasks))}
+        if same(json.loads(Spec(**previous["spec"]).to_json())) != same(json.loads(spec.to_json())):
             print(f"--update: {args.update} was measured with other settings; rerun everything", file=sys.stderr)
             return 2
         results.update(previous["results"])
@@ -103,6 +110,10 @@ def main(argv=None) -> int:
         elif task == "peft" and (missing := __import__("benchmarks.peft_bench", fromlist=["missing"]).missing()):
             results[task] = {"skipped": f"PEFT comparison skipped: {', '.join(missing)} not installed "
                                         f"(pip install -e '.[parity]' torch)"}
+        elif task in ("real", "real_peft") and (why := __import__("benchmarks.real_bench", fromlist=["x"]).missing_data()):
+            results[task] = {"skipped": why}
+        elif task == "real_peft" and (args.no_peft or __import__("benchmarks.peft_bench", fromlist=["x"]).missing()):
+            results[task] = {"skipped": "--no-peft" if args.no_peft else "PEFT comparison skipped: torch / transformers / peft not installed"}
         else:
             t0, load0 = time.time(), machine.load_average()
             results[task] = run_worker(task, spec, args.timeout)

@@ -34,6 +34,18 @@ class Spec:
     frozen_dtype: str = "float32"  # storage dtype of the frozen params passed to the step
     vocab_size: Optional[int] = None  # override (None: the size's own, 32128)
     num_layers: Optional[int] = None  # encoder and decoder layers override (None: the size's own)
+    remat: str = "none"           # T5Config.remat of every train step: 'none', 'full' or 'dots'
+    # The real-length benchmark (benchmarks/real_bench.py): the RTE train set, one epoch's layouts.
+    real_batch: int = 32          # B of the real-length training steps
+    real_inputs: int = 512        # TASK_FEATURE_LENGTHS['inputs'] (fixed padding)
+    real_buckets: tuple = (64, 96, 128, 192, 256, 384)  # gin/runs/length_buckets.gin's
+    real_window: int = 50         # TrainData.bucket_window
+    real_steps: int = 2           # timed steps per distinct shape (after the compiling call)
+    real_peft_points: int = 6     # lengths at which the PEFT step is timed (interpolated between)
+    real_eval_examples: int = 277  # RTE validation's size
+    real_eval_batch: int = 16
+    real_max_examples: Optional[int] = None  # use only the first N train examples (CI)
+    real_layers: Optional[int] = None  # encoder and decoder layers of the real-length runs (None: num_layers)
 
     @property
     def encoder_len(self) -> int:
@@ -57,4 +69,5 @@ FULL = Spec()
 # CI: the same code paths at toy shapes, a few seconds of compute per worker.
 QUICK = Spec(size="test", batch=2, input_len=16, target_len=4, prompt_len=5, warmup=1, steps=3,
              peft_warmup=1, peft_steps=2, eval_batch=5, eval_steps=2, matmul_size=512, vocab_size=512,
-             num_layers=1)
+             num_layers=1, real_batch=8, real_steps=1, real_peft_points=3, real_eval_examples=24, real_eval_batch=8,
+             real_max_examples=96)

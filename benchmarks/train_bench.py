@@ -37,7 +37,7 @@ DATA_POOL = 10_000  # examples of the synthetic training split (BoolQ-sized)
 def model_config(spec: Spec):
     from prompt_tuning.models import t5
 
-    overrides = {"dropout_rate": spec.dropout_rate, "dtype": spec.dtype}
+    overrides = {"dropout_rate": spec.dropout_rate, "dtype": spec.dtype, "remat": spec.remat}
     if spec.vocab_size:
         overrides["vocab_size"] = spec.vocab_size
     if spec.num_layers:

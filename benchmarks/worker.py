@@ -4,7 +4,8 @@ A fresh process per task keeps each peak-memory figure to that task alone
 (compiled programs, allocator pools and torch's heap do not carry over).
 
 Tasks: peak (float32 matmul peak), prompt / model / model_pt (train steps,
-see train_bench), eval (eval throughput), peft (Hugging Face PEFT step).
+see train_bench), eval (eval throughput), peft (Hugging Face PEFT step), real / real_peft
+(real RTE input lengths: ours fixed vs bucketed, PEFT fixed / dynamic / grouped; real_bench).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-TASKS = ("peak", "prompt", "model", "model_pt", "eval", "peft")
+TASKS = ("peak", "prompt", "model", "model_pt", "eval", "peft", "real", "real_peft")
 
 
 def run_task(task: str, spec) -> dict:
@@ -35,6 +36,14 @@ def run_task(task: str, spec) -> dict:
         from benchmarks import peft_bench
 
         return peft_bench.run(spec)
+    if task == "real":
+        from benchmarks import real_bench
+
+        return real_bench.run_ours(spec)
+    if task == "real_peft":
+        from benchmarks import real_bench
+
+        return real_bench.run_peft(spec)
     raise ValueError(f"unknown task {task!r}; known: {TASKS}")
 
 
