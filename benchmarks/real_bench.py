@@ -49,6 +49,7 @@ def _spec(spec: Spec) -> Spec:
 
 
 def model_config(spec: Spec):
+    """The T5Config of the real-length runs (train_bench's, with `real_layers`)."""
     return train_bench.model_config(_spec(spec))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +60,7 @@ GROUP_MEGABATCH = 50  # transformers' LengthGroupedSampler: megabatches of 50 ba
 
 
 def missing_data() -> Optional[str]:
+    """A skip message if the RTE train set or the T5 vocabulary is absent, else None."""
     for path in (os.path.join(RTE_DIR, "train.jsonl"), SPIECE):
         if not os.path.exists(path):
             return f"real-length benchmark skipped: {path} not found (see ../shared/data/SOURCES.md)"
@@ -86,6 +88,7 @@ def rte_data(spec: Spec, vocab_size: int, buckets=None):
 
 
 def epoch_steps(data) -> int:
+    """Full batches in one epoch (the remainder is dropped, as every layout does)."""
     return data.num_examples // data.batch_size
 
 
@@ -137,6 +140,7 @@ def _timed(fn, steps: int) -> tuple[float, float]:
 
 
 def run_ours(spec: Spec) -> dict:
+    """Ours: train examples/s with fixed padding and with length buckets; eval examples/s."""
     import functools
 
     import flax.linen as nn
@@ -228,6 +232,7 @@ def run_ours(spec: Spec) -> dict:
 
 
 def run_peft(spec: Spec) -> dict:
+    """HF PEFT: train examples/s with fixed padding, dynamic padding, dynamic padding + length grouping."""
     import torch
 
     from benchmarks import peft_bench

@@ -140,7 +140,7 @@ def test_resume_with_buckets_equals_uninterrupted(tmp_path):
     config = t5.get_config("test", vocab_size=st.VOCAB_SIZE)
     kw = dict(mixture_or_task_name=st.TASK, task_feature_lengths=SYNTH_LENGTHS, batch_size=8, model_config=config,
               initial_checkpoint_path=None, random_init_frozen_model=True,
-              prompt=trainer.make_prompt(4, prompts.random_uniform), log_period=1, eval_split=None,
+              prompt=prompts.make_prompt(4, prompts.random_uniform), log_period=1, eval_split=None,
               length_buckets=[16, 18])
     full = trainer.train_and_evaluate(model_dir=str(tmp_path / "a"), train_steps=4, checkpoint_period=100, **kw)
     trainer.train_and_evaluate(model_dir=str(tmp_path / "b"), train_steps=2, checkpoint_period=1, **kw)
