@@ -418,7 +418,7 @@ def train_and_evaluate(
                        keep_checkpoints=keep_checkpoints, train_steps=train_steps, checkpoint_period=checkpoint_period,
                        eval_period=eval_period, eval_mode=eval_mode, eval_batch_size=eval_batch_size,
                        eval_before_training=eval_before_training, early_stopping_metric=early_stopping_metric,
-                       verbalizers=verbalizers, log_period=log_period)
+                       verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets)
     except Exception as e:
         # A fresh run that fails before its first checkpoint leaves nothing behind (not even MODEL_DIR).
         committed = save_restore.TrainCheckpoints.has_committed(model_dir)
@@ -431,7 +431,8 @@ def train_and_evaluate(
 
 def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eval_sets, seed, z_loss,
             loss_normalizing_factor, keep_checkpoints, train_steps, checkpoint_period, eval_period, eval_mode,
-            eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period) -> dict:
+            eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period,
+            length_buckets=None) -> dict:
     """The run in a claimed, locked MODEL_DIR: restore the newest intact state, catch up on any
     evaluation a killed run did not record, train, checkpoint, evaluate."""
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
