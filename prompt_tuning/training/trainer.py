@@ -1,8 +1,8 @@
 """The training loop: prompt tuning (or model tuning) of a frozen T5, read top to bottom.
 
     1. Configurables   the model size and the trainable-parameter regex (the prompt: prompts.make_prompt)
-    2. Loss            T5X's cross entropy with z-loss, on decoder_loss_weights
-    3. Pure steps      train_step, eval_step (jit-able; nothing closed over but the model and optimizer)
+    2-3. Loss, steps   T5X's cross entropy with z-loss; train_step, eval_step (jit-able; nothing closed
+                       over but the model and optimizer): in steps.py, gin-free, re-exported here
     4. Setup           frozen model + prompt -> trainable / frozen trees placed on the mesh
     5. The run         train_and_evaluate: start-up checks, resume, loop, checkpoints, evaluation
 
@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import shutil
 import signal
 import time
@@ -47,6 +46,7 @@ from prompt_tuning.checkpoints import loading, native, save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
                                     partitioning, preemption, run_dir)
+from prompt_tuning.training.steps import cross_entropy_loss, eval_step, merge_params, split_params, train_step  # noqa: F401
 
 PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
 ALL_REGEX = r".*"
@@ -76,91 +76,8 @@ def t5_config(size: str = gin.REQUIRED, **overrides) -> t5.T5Config:
 
 
 # ---------------------------------------------------------------------------
-# 2. Loss
+# 2-3. Loss and pure steps: prompt_tuning/training/steps.py (gin-free; re-exported here)
 # ---------------------------------------------------------------------------
-
-
-def cross_entropy_loss(logits, targets, weights, *, z_loss: float = 1e-4,
-                       loss_normalizing_factor: Optional[float] = None):
-    """T5X's weighted cross entropy with z-loss.
-
-    logits [B, L, V] float32, targets [B, L], weights [B, L] -> (loss, aux).
-    loss = sum_w(-log p(target) + z_loss * log(Z)^2) / normalizer, where the
-    normalizer is `loss_normalizing_factor` or, by default, the number of
-    weighted target tokens (a per-token mean; Adafactor's update is invariant
-    to this scale up to its 1e-30 epsilon).
-    """
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    nll = log_z - target_logit
-    z_term = z_loss * jnp.square(log_z)
-    weights = weights.astype(jnp.float32)
-    tokens = jnp.sum(weights)
-    norm = tokens if loss_normalizing_factor is None else jnp.asarray(loss_normalizing_factor, jnp.float32)
-    norm = jnp.maximum(norm, 1.0)
-    loss = jnp.sum((nll + z_term) * weights) / norm
-    aux = {"nll_sum": jnp.sum(nll * weights), "z_loss": jnp.sum(z_term * weights) / norm, "tokens": tokens}
-    return loss, aux
-
-
-# ---------------------------------------------------------------------------
-# 3. Pure steps
-# ---------------------------------------------------------------------------
-
-
-def merge_params(frozen: Mapping, trainable: Mapping) -> dict:
-    """One nested parameter tree from the two disjoint ones."""
-    flat = traverse_util.flatten_dict(dict(frozen))
-    flat.update(traverse_util.flatten_dict(dict(trainable)))
-    return traverse_util.unflatten_dict(flat)
-
-
-def split_params(params: Mapping, regex: str) -> tuple[dict, dict]:
-    """(trainable, frozen): leaves whose 'a/b/c' path fully matches `regex` are trainable."""
-    pattern = re.compile(regex)
-    flat = traverse_util.flatten_dict(dict(params), sep="/")
-    trainable = {k: v for k, v in flat.items() if pattern.fullmatch(k)}
-    frozen = {k: v for k, v in flat.items() if not pattern.fullmatch(k)}
-    unflat = lambda d: traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in d.items()})
-    return unflat(trainable), unflat(frozen)
-
-
-def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5.T5,
-               tx: optax.GradientTransformation, z_loss: float, loss_normalizing_factor: Optional[float]):
-    """One update of state['params'] (the trainable tree only).
-
-    state {'step', 'params', 'opt_state'}, frozen params, batch of [B, T] / [B, L]
-    arrays -> (new state, {'loss', 'z_loss', 'tokens', 'grad_norm'}).
-    """
-    rng = jax.random.fold_in(dropout_key, state["step"])
-
-    def loss_of(trainable):
-        logits = model.apply(
-            {"params": merge_params(frozen, trainable)}, batch["encoder_input_tokens"],
-            batch["decoder_input_tokens"], batch["decoder_target_tokens"], enable_dropout=True,
-            rngs={"dropout": rng},
-        )
-        return cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
-                                  z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor)
-
-    (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates),
-                 "opt_state": opt_state}
-    # A NaN gradient can leave the loss finite; the saved state must be finite, so check it too.
-    params_finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new_state["params"])]))
-    metrics = {"loss": loss, "z_loss": aux["z_loss"], "tokens": aux["tokens"], "grad_norm": optax.global_norm(grads),
-               "params_finite": params_finite}
-    return new_state, metrics
-
-
-def eval_step(params: dict, batch: dict, *, model: t5.T5, z_loss: float):
-    """Teacher-forced {'nll_sum', 'tokens'} of one batch (dropout off)."""
-    logits = model.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                         batch["decoder_target_tokens"])
-    _, aux = cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss=z_loss)
-    return {"nll_sum": aux["nll_sum"], "tokens": aux["tokens"]}
-
 
 # ---------------------------------------------------------------------------
 # 4. Setup
