@@ -1,4 +1,4 @@
-"""The project's train step (prompt_tuning.training.trainer.train_step), compiled and timed.
+"""The project's train step (prompt_tuning.training.steps.train_step, which the trainer runs), compiled and timed.
 
 The step is jitted exactly as `trainer.train_and_evaluate` does it: the
 model, optimizer and loss settings are bound with functools.partial; the
@@ -9,7 +9,7 @@ training loop.
 
 Modes (weights are random; only shapes matter):
   prompt      prompt tuning: a [P, H] prompt on T input tokens, trainable
-              regex trainer.PROMPT_REGEX, the paper's Adafactor settings;
+              regex steps.PROMPT_REGEX, the paper's Adafactor settings;
   model       model tuning: no prompt, T input tokens, every weight trained,
               gin/runs/model_finetune.gin's Adafactor settings;
   model_pt    model tuning on P+T input tokens: the same tensor shapes as
@@ -86,24 +86,24 @@ def build(spec: Spec, mode: str):
 
     from prompt_tuning import prompts
     from prompt_tuning.models import t5
-    from prompt_tuning.training import optimizer, partitioning, trainer
+    from prompt_tuning.training import optimizer, partitioning, steps
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     config = model_config(spec)
     if mode == PROMPT:
         model = t5.T5(config, functools.partial(prompts.Prompt, length=spec.prompt_len))
-        regex = trainer.PROMPT_REGEX
+        regex = steps.PROMPT_REGEX
         tx = optimizer.adafactor()  # the paper's prompt-tuning settings (the module's defaults)
     else:
         model = t5.T5(config)
-        regex = trainer.ALL_REGEX
+        regex = steps.ALL_REGEX
         # gin/runs/model_finetune.gin
         tx = optimizer.adafactor(optimizer.learning_rate_schedule(0.001), weight_decay_rate=None,
                                  multiply_by_parameter_scale=True)
     tokens = jnp.ones((1, 1), jnp.int32)
     params = jax.jit(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), tokens, tokens, tokens)["params"]))()
-    trainable, frozen = trainer.split_params(params, regex)
+    trainable, frozen = steps.split_params(params, regex)
     if spec.frozen_dtype != "float32":
         frozen = jax.tree.map(lambda x: x.astype(spec.frozen_dtype), frozen)
     mesh = partitioning.make_mesh()
@@ -112,7 +112,7 @@ def build(spec: Spec, mode: str):
     state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated), "params": trainable,
              "opt_state": jax.jit(tx.init)(trainable)}
     step = jax.jit(
-        functools.partial(trainer.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None),
+        functools.partial(steps.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None),
         donate_argnums=(0,),
     )
     data = host_data(spec, config.vocab_size, input_len(spec, mode))
@@ -150,7 +150,7 @@ def run(spec: Spec, mode: str) -> dict:
     """Compiles, checks and times one mode; every figure the report needs, as plain JSON values."""
     import jax
 
-    from prompt_tuning.training import partitioning, trainer  # noqa: F401  (imported before the baseline)
+    from prompt_tuning.training import partitioning, steps  # noqa: F401  (imported before the baseline)
 
     rss_start = machine.rss_mb()
     t0 = time.perf_counter()

@@ -42,10 +42,11 @@ import os
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from prompt_tuning.configurable import gin
 
 Array = jax.Array
 PromptInit = Callable[[Array, Sequence[int]], Array]

@@ -263,6 +263,13 @@ class SafetensorsReader:
         with safe_open(self._where[name], framework="np") as f:
             return f.get_tensor(name)
 
+    def read_slice(self, name: str, index: tuple) -> np.ndarray:
+        """`array[index]` (a tuple of slices), copying only that slice out of the memory-mapped file."""
+        from safetensors import safe_open
+
+        with safe_open(self._where[name], framework="np") as f:
+            return f.get_slice(name)[index] if index else f.get_tensor(name)
+
 
 class HFCheckpoint:
     """A Hugging Face T5 checkpoint seen through T5X names (transposes applied on read)."""
@@ -310,6 +317,13 @@ class HFCheckpoint:
         hf, transpose = self._hf_name[name]
         arr = np.asarray(self.reader.read(hf), np.float32)
         return np.ascontiguousarray(arr.T) if transpose else arr
+
+    def read_slice(self, name: str, index: tuple) -> np.ndarray:
+        """`read(name)[index]` in the stored dtype, reading only the slice (transposed back)."""
+        hf, transpose = self._hf_name[name]
+        if not transpose:
+            return self.reader.read_slice(hf, index)
+        return np.ascontiguousarray(self.reader.read_slice(hf, tuple(reversed(index))).T)
 
 
 def read_checkpoint(path: str) -> dict:

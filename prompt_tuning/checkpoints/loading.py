@@ -36,7 +36,8 @@ from prompt_tuning.checkpoints import huggingface, native, t5x
 from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.models import t5
 
-__all__ = ["CheckpointError", "detect_format", "load_params", "config_from_checkpoint", "abstract_param_shapes"]
+__all__ = ["CheckpointError", "detect_format", "load_params", "open_checkpoint", "config_from_checkpoint",
+           "abstract_param_shapes"]
 
 T5X, HUGGINGFACE, NATIVE = "t5x", "huggingface", "native"
 
@@ -61,6 +62,9 @@ class _NativeCheckpoint:
 
     def read(self, name: str) -> np.ndarray:
         return np.asarray(self.reader.read(name), np.float32)
+
+    def read_slice(self, name: str, index: tuple) -> np.ndarray:
+        return self.reader.read_slice(name, index)
 
 
 def detect_format(path: str) -> str:
@@ -129,8 +133,12 @@ def _check(ckpt, fmt: str, path: str, expected: dict[str, tuple[int, ...]]) -> N
         )
 
 
-def load_params(path: str, config: t5.T5Config) -> tuple[dict, Optional[int]]:
-    """(nested dict of float32 arrays with T5X names, step or None), validated against `config`."""
+def open_checkpoint(path: str, config: t5.T5Config):
+    """(reader, format) of the checkpoint at `path`, validated against `config` (shapes only, no data read).
+
+    The reader has `names()`, `shape(name)`, `read(name)` (float32) and
+    `read_slice(name, index)` (stored dtype), with T5X names; `.step` for T5X.
+    """
     path = os.fspath(path)
     fmt = detect_format(path)
     ckpt = _open(path, fmt)
@@ -139,6 +147,18 @@ def load_params(path: str, config: t5.T5Config) -> tuple[dict, Optional[int]]:
         # transformers may write lm_head.weight even when tied; it is the embedding again.
         ckpt.drop("decoder/logits_dense/kernel")
     _check(ckpt, fmt, path, expected)
+    return ckpt, fmt
+
+
+def load_params(path: str, config: t5.T5Config) -> tuple[dict, Optional[int]]:
+    """(nested dict of float32 arrays with T5X names, step or None), validated against `config`.
+
+    Every array passes through host memory whole; `sharded.load_sharded` reads
+    slice by slice straight into sharded jax.Arrays instead.
+    """
+    path = os.fspath(path)
+    ckpt, fmt = open_checkpoint(path, config)
+    expected = dict(abstract_param_shapes(config))
     flat = {}
     for name in expected:
         arr = ckpt.read(name)

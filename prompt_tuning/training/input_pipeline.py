@@ -33,7 +33,17 @@ bit-identical), and the train step compiles once per bucket: at most
 len(buckets) (+1 for the inputs length) shapes. Evaluation sorts each eval set
 by length the same way (`eval_order`) and restores the order of the results.
 
-Every process reads the same global batch (see partitioning.py).
+
+Per-host input. In a multi-process run each process asks for its own rows
+of the global batch (`rows`, from `partitioning.process_rows`): in 'memory'
+mode it gathers and casts only those rows, so the host work per step is
+B / processes rows (with length buckets, cut to the bucket of the whole global batch). The rows of step s are still a pure function of (seed, s),
+so preemption safety and the trajectory are unchanged. In 'stream' mode
+tf.data still produces the global batch on every process (the shuffle order
+is global) and each process keeps its rows.
+
+SeqIO is imported on first use: `TrainData` over given arrays (the
+benchmarks) runs without SeqIO or TensorFlow.
 """
 from __future__ import annotations
 
@@ -41,7 +51,18 @@ import dataclasses
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
-import seqio
+
+
+class _DeferredSeqio:
+    """`seqio`, imported on first attribute access."""
+
+    def __getattr__(self, name: str):
+        import seqio as module
+
+        return getattr(module, name)
+
+
+seqio = _DeferredSeqio()
 
 FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
 
@@ -204,18 +225,26 @@ class TrainData:
         which = np.random.default_rng([self.seed, window, 1]).permutation(w)[k]
         return idx[which * b:(which + 1) * b]
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
+    def batch(self, step: int, rows: Optional[slice] = None) -> dict[str, np.ndarray]:
         """The global batch of `step` (memory mode): int32 [B, ...] arrays; with length buckets
-        encoder_input_tokens is [B, bucket]."""
+        encoder_input_tokens is [B, bucket]. With `rows`, only those rows are gathered:
+        `batch(s, rows)` equals `batch(s)[rows]` (cut to the whole batch's bucket)."""
         idx = self.batch_indices(step)
-        return _cut_inputs({k: v[idx].astype(np.int32) for k, v in self._arrays.items()}, self.length_buckets)
+        if rows is None:
+            return _cut_inputs({k: v[idx].astype(np.int32) for k, v in self._arrays.items()}, self.length_buckets)
+        out = {k: v[idx[rows]].astype(np.int32) for k, v in self._arrays.items()}
+        if self.length_buckets is not None:  # every process cuts to the global batch's bucket: one shape
+            tokens = self._arrays["encoder_input_tokens"][idx]
+            length = bucket_length(int(input_lengths(tokens).max(initial=1)), self.length_buckets)
+            out["encoder_input_tokens"] = out["encoder_input_tokens"][:, :length]
+        return out
 
-    def iterate(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-        """Batches of steps start_step, start_step + 1, ..."""
+    def iterate(self, start_step: int, rows: Optional[slice] = None) -> Iterator[dict[str, np.ndarray]]:
+        """Batches of steps start_step, start_step + 1, ... (only `rows` of each, if given)."""
         if self.mode == "memory":
             step = start_step
             while True:
-                yield self.batch(step)
+                yield self.batch(step, rows)
                 step += 1
         ds = seqio.get_dataset(
             get_task_or_mixture(self.task_name), task_feature_lengths=dict(self.lengths),
@@ -223,8 +252,9 @@ class TrainData:
             seed=self.seed, verbose=False,
         )
         ds = ds.batch(self.batch_size, drop_remainder=True).skip(start_step)
+        rows = rows if rows is not None else slice(None)
         for batch in ds.as_numpy_iterator():
-            yield {k: np.asarray(batch[k], np.int32) for k in FEATURES}
+            yield {k: np.asarray(batch[k][rows], np.int32) for k in FEATURES}
 
 
 @dataclasses.dataclass

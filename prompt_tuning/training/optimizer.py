@@ -40,9 +40,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import gin
 import jax.numpy as jnp
 import optax
+
+from prompt_tuning.configurable import gin
 
 
 @gin.configurable

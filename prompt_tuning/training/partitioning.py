@@ -10,10 +10,11 @@ A dim is only split when its size divides the mesh axis size; otherwise it is
 replicated (a 2-head 'tiny' model on a 4-way model axis still runs). The
 batch is always split over 'data': BATCH_SIZE must divide by the data-axis size.
 
-Multi-host: `initialize_distributed` wraps `jax.distributed.initialize`. Every
-process reads the same global batch (the pipeline is deterministic) and
-`global_batch` hands each device its slice, so the trajectory is the same for
-any number of processes and devices.
+Multi-host: `initialize_distributed` wraps `jax.distributed.initialize`. Each
+process reads only the rows of the global batch that its devices hold
+(`process_rows`; the pipeline is deterministic) and `global_batch(..., rows=)`
+hands each device its slice, so the trajectory is the same for any number of
+processes and devices.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ import os
 from typing import Optional, Sequence
 
 import flax.linen as nn
-import gin
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from prompt_tuning.configurable import gin
 
 DATA, MODEL = "data", "model"
 
@@ -132,11 +134,55 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
         )
 
 
-def global_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """The same host-side global batch on every process -> global arrays split over 'data'."""
+def process_rows(batch_size: int, mesh: Mesh) -> slice:
+    """The rows [start, stop) of a [B, ...] global batch that this process's devices hold.
+
+    With one process this is all of them. Raises PartitioningError when the
+    rows are not one contiguous range (a mesh whose data axis interleaves
+    processes), which per-host input cannot serve.
+    """
+    check_batch_size(batch_size, mesh)
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    return contiguous_rows([idx[0] for idx in index_map.values()], batch_size)
+
+
+def contiguous_rows(slices: Sequence[slice], batch_size: int) -> slice:
+    """The union of row slices as one slice; PartitioningError if it has gaps."""
+    covered = sorted({r for s in slices for r in range(*s.indices(batch_size))})
+    if not covered or covered != list(range(covered[0], covered[-1] + 1)):
+        raise PartitioningError(
+            f"this process's devices hold rows {covered[:8]}{'...' if len(covered) > 8 else ''} of the batch, "
+            f"not one contiguous range; order the mesh's devices by process")
+    return slice(covered[0], covered[-1] + 1)
+
+
+def global_batch(batch: dict[str, np.ndarray], mesh: Mesh, rows: Optional[slice] = None,
+                 batch_size: Optional[int] = None) -> dict[str, jax.Array]:
+    """Host-side batch -> global [B, ...] arrays split over 'data'.
+
+    Without `rows`, `batch` is the whole global batch (the same on every
+    process). With `rows` (from `process_rows(batch_size, mesh)`), `batch`
+    holds only those rows of a global batch of `batch_size` rows, and each
+    local device takes its slice of them.
+    """
     sharding = batch_sharding(mesh)
+    if rows is None:
+        return {
+            k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+            for k, v in batch.items()
+        }
+    if batch_size is None:
+        raise ValueError("global_batch: `rows` needs `batch_size` (the global batch size)")
+
+    def local(v, idx):
+        r = slice(*idx[0].indices(batch_size))
+        if r.start < rows.start or r.stop > rows.stop:
+            raise PartitioningError(f"a local device needs rows {r.start}:{r.stop}, this process read "
+                                    f"{rows.start}:{rows.stop}")
+        return v[r.start - rows.start:r.stop - rows.start][(slice(None),) + tuple(idx[1:])]
+
     return {
-        k: jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+        k: jax.make_array_from_callback((batch_size,) + v.shape[1:], sharding, lambda idx, v=v: local(v, idx))
         for k, v in batch.items()
     }
 

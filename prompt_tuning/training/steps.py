@@ -24,6 +24,9 @@ from flax import traverse_util
 
 from prompt_tuning.models import t5
 
+PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt: prompt tuning
+ALL_REGEX = r".*"  # model tuning
+
 
 def cross_entropy_loss(logits, targets, weights, *, z_loss: float = 1e-4,
                        loss_normalizing_factor: Optional[float] = None):

@@ -14,7 +14,7 @@ jitted step (not a closed-over constant, which XLA would copy into the
 program); the train state is donated. Model tuning is the same code with the
 regex '.*' and no prompt.
 
-Determinism. Step s uses the batch `TrainData.batch(s)` and the dropout key
+Determinism. Step s uses the batch `TrainData.batch(s)` (each process reads its rows of it) and the dropout key
 fold_in(seed, s); the train state holds the step and the optimizer state. A
 run resumed from its latest checkpoint therefore repeats exactly what an
 uninterrupted run computes.
@@ -46,10 +46,9 @@ from prompt_tuning.checkpoints import loading, native, save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
                                     partitioning, preemption, run_dir)
-from prompt_tuning.training.steps import cross_entropy_loss, eval_step, merge_params, split_params, train_step  # noqa: F401
+from prompt_tuning.training.steps import (ALL_REGEX, PROMPT_REGEX, cross_entropy_loss, eval_step, merge_params,  # noqa: F401
+                                          split_params, train_step)
 
-PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt
-ALL_REGEX = r".*"
 FROZEN_COPY_DIR = "frozen_model"  # MODEL_DIR/frozen_model: a randomly initialised frozen model (native format)
 
 
@@ -440,11 +439,15 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
 
     bar = tqdm(total=train_steps, initial=min(start, train_steps), unit="step", dynamic_ncols=True,
                disable=jax.process_index() != 0 or start >= train_steps, mininterval=1.0)
-    batches = data.iterate(start)
+    rows = partitioning.process_rows(batch_size, mesh)  # this process reads only its rows of each batch
+    if jax.process_count() > 1:
+        print(f"process {jax.process_index()} of {jax.process_count()} reads rows {rows.start}:{rows.stop} "
+              f"of each batch of {batch_size}", flush=True)
+    batches = data.iterate(start, rows)
     with preemption.StopSignal() as stop:
         try:
             for step in range(start, train_steps):
-                batch = partitioning.global_batch(next(batches), mesh)
+                batch = partitioning.global_batch(next(batches), mesh, rows, batch_size)
                 state, metrics = step_fn(state, frozen, batch, dropout_key)
                 if pending is not None:
                     window.append(_check_finite(*pending, last_saved))

@@ -100,6 +100,9 @@ def test_two_processes_on_localhost(tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
     assert "done: 6 steps" in outs[0]
+    # Per-host input: each process gathered only the rows its device holds (synthetic.gin: batch 8).
+    assert "process 0 of 2 reads rows 0:4 of each batch of 8" in outs[0], outs[0][-2000:]
+    assert "process 1 of 2 reads rows 4:8 of each batch of 8" in outs[1], outs[1][-2000:]
     two = np.load(model_dir / "prompts" / "step_6.npy")
 
     gin.clear_config()
