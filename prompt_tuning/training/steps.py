@@ -14,6 +14,7 @@ Shape letters: B batch, T input length, L target length, V vocabulary.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Mapping, Optional
 
@@ -103,3 +104,16 @@ def eval_step(params: dict, batch: dict, *, model: t5.T5, z_loss: float):
                          batch["decoder_target_tokens"])
     _, aux = cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss=z_loss)
     return {"nll_sum": aux["nll_sum"], "tokens": aux["tokens"]}
+
+
+def jit_train_step(*, model: t5.T5, tx: optax.GradientTransformation, z_loss: float,
+                   loss_normalizing_factor: Optional[float], state_shardings, replicated):
+    """`train_step` jitted as the trainer runs it: the state donated, outputs placed like the state.
+
+    Called with (state, frozen, batch, dropout_key). The plan command lowers
+    and compiles this same function for simulated devices.
+    """
+    return jax.jit(
+        functools.partial(train_step, model=model, tx=tx, z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor),
+        donate_argnums=(0,), out_shardings=(state_shardings, replicated),
+    )

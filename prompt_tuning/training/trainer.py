@@ -45,7 +45,7 @@ from prompt_tuning import data, fault_points, prompts
 from prompt_tuning.checkpoints import loading, native, save_restore
 from prompt_tuning.models import t5
 from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
-                                    partitioning, preemption, run_dir)
+                                    partitioning, preemption, run_dir, steps)
 from prompt_tuning.training.steps import (ALL_REGEX, PROMPT_REGEX, cross_entropy_loss, eval_step, merge_params,  # noqa: F401
                                           split_params, train_step)
 
@@ -377,11 +377,8 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
     frozen = setup.frozen
     dropout_key = jax.device_put(jax.random.PRNGKey(seed), replicated)
 
-    step_fn = jax.jit(
-        functools.partial(train_step, model=setup.model, tx=tx, z_loss=z_loss,
-                          loss_normalizing_factor=loss_normalizing_factor),
-        donate_argnums=(0,), out_shardings=(state_shardings, replicated),
-    )
+    step_fn = steps.jit_train_step(model=setup.model, tx=tx, z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor,
+                                   state_shardings=state_shardings, replicated=replicated)
     loss_fn = jax.jit(functools.partial(eval_step, model=setup.model, z_loss=z_loss), out_shardings=replicated)
 
     # Kept in memory: every process computes the same metrics and so takes the same decision

@@ -1,0 +1,113 @@
+"""python -m prompt_tuning.plan: T5 1.1 Small on 8 simulated devices, checked against the real step.
+
+The plan compiles `steps.jit_train_step` on abstract arrays. Here the same
+configuration is also built the trainer's way (trainer.build with a randomly
+initialised frozen Small, the optimizer state, a batch placed on the mesh) and
+its compiled step's `memory_analysis()` must agree with the plan's printed
+figures. Each runs in a subprocess: the simulated device count is fixed when
+JAX starts.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from prompt_tuning import plan
+from tests.conftest import REPO
+
+SMALL_PT = ["--gin_file=gin/runs/prompt_finetune.gin", "--gin_file=gin/models/t5_1_1_small.gin",
+            "--gin_file=gin/prompts/random_uniform.gin", "--gin.TASK_FEATURE_LENGTHS={'inputs': 512, 'targets': 16}"]
+
+SCRIPT = r"""
+import contextlib, io, json, sys
+import jax, jax.numpy as jnp, numpy as np
+from prompt_tuning import plan, prompts
+from prompt_tuning.training import optimizer, partitioning, steps, trainer
+from tests.training import synthetic_tasks as st
+
+args = json.loads(sys.argv[1])
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    code = plan.main(args)
+assert jax.device_count() == 8
+
+# The real step, built as train_and_evaluate builds it (Small, prompt 100, batch 32, 512 + 16 tokens, mesh 4x2).
+mesh = partitioning.make_mesh(num_partitions=2)
+setup = trainer.build(model_config=trainer.t5_config("small", dropout_rate=0.1), task_name=st.TASK,
+                      prompt=trainer.make_prompt(100, prompts.random_uniform), initial_checkpoint_path=None,
+                      trainable_regex=trainer.PROMPT_REGEX, seed=0, mesh=mesh, random_init_frozen_model=True)
+tx = optimizer.adafactor()
+replicated = partitioning.replicated(mesh)
+shardings = jax.tree.map(lambda x: x.sharding, setup.trainable)
+state = {"step": jax.jit(lambda: jnp.zeros((), jnp.int32), out_shardings=replicated)(), "params": setup.trainable,
+         "opt_state": jax.jit(tx.init, out_shardings=partitioning.optimizer_state_shardings(
+             tx, setup.trainable, shardings, mesh))(setup.trainable)}
+step = steps.jit_train_step(model=setup.model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None,
+                            state_shardings=jax.tree.map(lambda x: x.sharding, state), replicated=replicated)
+batch = partitioning.global_batch({k: np.ones((32, 512 if k == "encoder_input_tokens" else 16), np.int32)
+                                   for k in ("encoder_input_tokens", "decoder_input_tokens",
+                                             "decoder_target_tokens", "decoder_loss_weights")}, mesh)
+compiled = step.lower(state, setup.frozen, batch, jax.device_put(jax.random.PRNGKey(0), replicated)).compile()
+mem = compiled.memory_analysis()
+params_bytes = sum(s.data.nbytes for x in jax.tree.leaves((setup.frozen, setup.trainable))
+                   for s in x.addressable_shards if s.device == jax.devices()[0])
+print(json.dumps({"code": code, "out": out.getvalue(), "argument": mem.argument_size_in_bytes,
+                  "output": mem.output_size_in_bytes, "alias": mem.alias_size_in_bytes,
+                  "temp": mem.temp_size_in_bytes, "params_device0": params_bytes}))
+"""
+
+
+def _gib(text, label):
+    return float(re.search(rf"^\s*{label}\s+([0-9.]+) GiB", text, re.M).group(1))
+
+
+@pytest.mark.slow
+def test_small_plan_on_8_devices_agrees_with_the_real_step():
+    args = SMALL_PT + ["--mesh=4x2", "--device_memory_gb=16", "--peak_tflops=100"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = r["out"]
+    assert r["code"] == 0 and "(fits)" in out, out
+    assert "mesh 4x2 (data x model) = 8 devices; 51,200 trainable, 76,961,152 frozen parameters" in out
+    real_total = (r["argument"] + r["output"] - r["alias"] + r["temp"]) / 2 ** 30
+    # The printed figures (GiB, 3 decimals) are the real step's memory_analysis() on device 0's program.
+    assert _gib(out, "total") == pytest.approx(real_total, abs=1.5e-3), (out, r)
+    assert _gib(out, "temporaries") == pytest.approx(r["temp"] / 2 ** 30, abs=1.5e-3)
+    assert _gib(out, "parameters") == pytest.approx(r["params_device0"] / 2 ** 30, abs=1.5e-3)
+    # Prompt tuning: the optimizer holds state for the 100 x 512 prompt only (well under 1 MiB).
+    assert _gib(out, "optimizer") == 0.0
+    flops = float(re.search(r"FLOPs per step: ([0-9.e+]+) per device", out).group(1))
+    ms = float(re.search(r"([0-9.]+) ms per step", out).group(1))
+    assert ms == pytest.approx(flops / 100e12 * 1e3, rel=0.05)
+
+
+@pytest.mark.slow
+def test_a_config_that_does_not_fit_is_refused_in_one_line():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-m", "prompt_tuning.plan", *SMALL_PT, "--mesh=8x1",
+                           "--device_memory_gb=0.5", "--suggest=false"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == plan.DOES_NOT_FIT, proc.stderr[-3000:]
+    refusal = [line for line in proc.stdout.splitlines() if line.startswith("refused:")]
+    assert len(refusal) == 1 and "does not fit in 0.5 GiB on mesh 8x1" in refusal[0], proc.stdout
+
+
+def test_usage_errors_are_one_line():
+    for argv, message in [([], "--mesh=DATAxMODEL and --device_memory_gb=N are required"),
+                          (["--mesh=4by2", "--device_memory_gb=1"], "--mesh must be DATAxMODEL"),
+                          (["--mesh=4x2", "--device_memory_gb=1", "--bogus=1"], "unknown flag --bogus")]:
+        with pytest.raises(plan.PlanError, match=re.escape(message)):
+            plan._parse(argv)
+
+
+def test_model_axis_candidates_keep_the_devices_and_divide_the_batch():
+    assert plan.model_axis_candidates(32, 8, 32) == [16, 32]
+    assert plan.model_axis_candidates(8, 1, 32) == [2, 4, 8]
+    assert plan.model_axis_candidates(8, 1, 2) == [4, 8]  # data axis 4 and 8 would not divide a batch of 2
