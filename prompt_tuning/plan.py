@@ -249,7 +249,10 @@ def _simulate_devices(count: int) -> None:
         raise PlanError(f"JAX is already initialised with {len(jax.devices())} devices; run the plan in a fresh "
                         f"process (python -m prompt_tuning.plan)")
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-    os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={count}"])
+    # Only the buffer assignment and the cost analysis are wanted, not fast CPU code: skip LLVM's
+    # expensive optimisation (the memory figures are unchanged; a Small plan compiles ~25% sooner).
+    fast = ["--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
+    os.environ["XLA_FLAGS"] = " ".join(fast + flags + [f"--xla_force_host_platform_device_count={count}"])
     os.environ["JAX_PLATFORMS"] = "cpu"
 
 

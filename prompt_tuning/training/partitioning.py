@@ -188,11 +188,16 @@ def global_batch(batch: dict[str, np.ndarray], mesh: Mesh, rows: Optional[slice]
 
 
 def put(tree, shardings):
-    """Host arrays (identical on every process) -> global jax.Arrays with `shardings`."""
-    return jax.tree.map(
-        lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda idx, x=x: np.asarray(x)[idx]),
-        tree, shardings,
-    )
+    """Host arrays (identical on every process) -> global jax.Arrays with `shardings`.
+
+    A leaf that is already a jax.Array with that sharding (e.g. from `checkpoints.sharded`) is kept.
+    """
+    def one(x, s):
+        if isinstance(x, jax.Array) and x.sharding == s:
+            return x
+        return jax.make_array_from_callback(np.shape(x), s, lambda idx, x=x: np.asarray(x)[idx])
+
+    return jax.tree.map(one, tree, shardings)
 
 
 def fetch(tree):

@@ -42,7 +42,7 @@ import optax
 from flax import traverse_util
 
 from prompt_tuning import data, fault_points, prompts
-from prompt_tuning.checkpoints import loading, native, save_restore
+from prompt_tuning.checkpoints import native, save_restore, sharded
 from prompt_tuning.models import t5
 from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
                                     partitioning, preemption, run_dir, steps)
@@ -120,9 +120,11 @@ def _abstract_params(model: t5.T5):
     return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens, tokens, tokens))["params"]
 
 
-def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, seed: int):
+def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, seed: int, mesh=None):
     if path:
-        return loading.load_params(path, config)
+        # Slice by slice straight onto the mesh: no whole-model host copy (checkpoints/sharded.py).
+        shardings = nn.meta.unbox(partitioning.param_shardings(_abstract_params(t5.T5(config)), mesh))
+        return sharded.load_sharded(path, config, shardings)
     if not random_init:
         raise ConfigError("INITIAL_CHECKPOINT_PATH is required (the frozen model to tune a prompt for)")
     tokens = jnp.ones((1, 1), jnp.int32)
@@ -148,13 +150,14 @@ def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts
     if vocabulary.vocab_size > model_config.vocab_size:
         raise ConfigError(f"the task's vocabulary has {vocabulary.vocab_size} ids but the model only "
                           f"{model_config.vocab_size} embedding rows")
-    frozen_np, ckpt_step = _load_frozen(model_config, initial_checkpoint_path, random_init_frozen_model, seed)
+    frozen_np, ckpt_step = _load_frozen(model_config, initial_checkpoint_path, random_init_frozen_model, seed, mesh)
     params = frozen_np
     factory = None
     if prompt is not None:
         restored = (overrides or {}).get("encoder", {}).get("prompt", {}).get("prompt")
         if restored is None:
-            context = _prompt_context(task_name, params["token_embedder"]["embedding"], vocabulary)
+            embeddings = partitioning.fetch(params["token_embedder"]["embedding"])  # gathered when sharded
+            context = _prompt_context(task_name, embeddings, vocabulary)
             init_fn = prompt.initializer(context)
             factory = prompt.module(init_fn)
             values = prompt.initialize(init_fn, jax.random.PRNGKey(seed + 1), model_config.emb_dim)
