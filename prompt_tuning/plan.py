@@ -199,8 +199,7 @@ def model_axis_candidates(devices: int, model_axis: int, batch_size: int) -> lis
 
 
 def _parse(argv: Sequence[str]) -> dict:
-    from absl import flags  # noqa: F401  (absl is a dependency; flags are parsed by hand to keep --gin.X=Y)
-
+    # Parsed by hand like training/cli.py: absl flags cannot take the open-ended --gin.PARAM=VALUE.
     out = {"gin_files": [], "gin_bindings": [], "mesh": None, "device_memory_gb": None, "peak_tflops": None,
            "frozen_dtype": "float32", "search": True}
     for arg in argv:
