@@ -37,7 +37,7 @@ assert jax.device_count() == 8
 # The real step, built as train_and_evaluate builds it (Small, prompt 100, batch 32, 512 + 16 tokens, mesh 4x2).
 mesh = partitioning.make_mesh(num_partitions=2)
 setup = trainer.build(model_config=trainer.t5_config("small", dropout_rate=0.1), task_name=st.TASK,
-                      prompt=trainer.make_prompt(100, prompts.random_uniform), initial_checkpoint_path=None,
+                      prompt=prompts.make_prompt(100, prompts.random_uniform), initial_checkpoint_path=None,
                       trainable_regex=trainer.PROMPT_REGEX, seed=0, mesh=mesh, random_init_frozen_model=True)
 tx = optimizer.adafactor()
 replicated = partitioning.replicated(mesh)
