@@ -439,15 +439,15 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
 
     bar = tqdm(total=train_steps, initial=min(start, train_steps), unit="step", dynamic_ncols=True,
                disable=jax.process_index() != 0 or start >= train_steps, mininterval=1.0)
-    rows = partitioning.process_rows(batch_size, mesh)  # this process reads only its rows of each batch
+    rows = partitioning.process_rows(data.batch_size, mesh)  # this process reads only its rows of each batch
     if jax.process_count() > 1:
         print(f"process {jax.process_index()} of {jax.process_count()} reads rows {rows.start}:{rows.stop} "
-              f"of each batch of {batch_size}", flush=True)
+              f"of each batch of {data.batch_size}", flush=True)
     batches = data.iterate(start, rows)
     with preemption.StopSignal() as stop:
         try:
             for step in range(start, train_steps):
-                batch = partitioning.global_batch(next(batches), mesh, rows, batch_size)
+                batch = partitioning.global_batch(next(batches), mesh, rows, data.batch_size)
                 state, metrics = step_fn(state, frozen, batch, dropout_key)
                 if pending is not None:
                     window.append(_check_finite(*pending, last_saved))
