@@ -51,3 +51,19 @@ def test_local_rows_to_global_arrays():
     # A process that read too few rows for its devices is told so, not handed misplaced rows.
     with pytest.raises(partitioning.PartitioningError, match="needs rows 0:8, this process read 0:4"):
         partitioning.global_batch(data.batch(2, slice(0, 4)), mesh, slice(0, 4), batch_size=8)
+
+
+def test_rows_with_length_buckets_take_the_whole_batchs_bucket():
+    data = _data(n=40)
+    tokens = data._arrays["encoder_input_tokens"]
+    tokens[:, 3:] = 0  # most inputs 3 tokens long ...
+    tokens[7, 3:] = 9  # ... one 5 tokens long
+    data.length_buckets, data.bucket_window = (3, 5), 2
+    data._lengths = input_pipeline.input_lengths(tokens)
+    for step in range(6):
+        full = data.batch(step)
+        for rows in (slice(0, 4), slice(4, 8)):
+            part = data.batch(step, rows)
+            for k in input_pipeline.FEATURES:
+                np.testing.assert_array_equal(part[k], full[k][rows])
+    assert {data.batch(s)["encoder_input_tokens"].shape[1] for s in range(6)} == {3, 5}  # both buckets seen
