@@ -212,6 +212,8 @@ def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int,
         raise EvaluationError(f"eval mode must be {GENERATE!r} or {RANK!r}, got {mode!r}")
     metrics, predictions = {}, {}
     for es in eval_sets:
+        if not es.task.predict_metric_fns and not es.task.score_metric_fns:
+            continue  # e.g. a pretraining corpus: only its loss is reported (by the trainer)
         if mode == RANK:
             labels = verbalizers_of(es.name, verbalizers)
             if not labels:

@@ -49,17 +49,23 @@ from prompt_tuning.configurable import gin
 @gin.configurable
 def learning_rate_schedule(
     base_learning_rate: float = 0.3, warmup_steps: int = 0, decay_factor: Optional[float] = None,
-    decay_steps: Optional[int] = None,
+    decay_steps: Optional[int] = None, cosine_steps: Optional[int] = None, cosine_end_factor: float = 0.1,
 ) -> optax.Schedule:
-    """Constant `base_learning_rate`, optional linear warmup and step decay (paper's search space).
+    """Constant `base_learning_rate`, optional linear warmup and step or cosine decay.
 
     With `decay_factor` f and `decay_steps` k, the rate is multiplied by f every k steps
-    after the warmup. The step is the run's step (0 at the start of this run).
+    after the warmup (the paper's search space). With `cosine_steps` n, it follows a
+    half cosine from 1 to `cosine_end_factor` over steps [warmup_steps, n) and stays
+    there (the ladder's pretraining: a run ends at the end of its own schedule). The
+    step is the run's step (0 at the start of this run). Raises ValueError.
     """
     if base_learning_rate <= 0:
         raise ValueError(f"learning rate must be > 0, got {base_learning_rate}")
     if (decay_factor is None) != (decay_steps is None):
         raise ValueError("set both decay_factor and decay_steps, or neither")
+    if cosine_steps is not None and (decay_factor is not None or cosine_steps <= warmup_steps):
+        raise ValueError(f"cosine_steps ({cosine_steps}) must exceed warmup_steps ({warmup_steps}) "
+                         f"and excludes decay_factor")
 
     def schedule(step):
         step = jnp.asarray(step, jnp.float32)
@@ -69,6 +75,9 @@ def learning_rate_schedule(
         if decay_factor is not None:
             after = jnp.maximum(step - warmup_steps, 0.0)
             lr = lr * decay_factor ** jnp.floor(after / decay_steps)
+        if cosine_steps is not None:
+            frac = jnp.clip((step - warmup_steps) / (cosine_steps - warmup_steps), 0.0, 1.0)
+            lr = lr * (cosine_end_factor + (1.0 - cosine_end_factor) * 0.5 * (1.0 + jnp.cos(jnp.pi * frac)))
         return lr
 
     return schedule

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import shutil
@@ -221,6 +222,28 @@ def _check_finite(step: int, metrics: Mapping, last_saved: Optional[int]) -> flo
     return loss
 
 
+def _evaluate_split(setup: Setup, params, task_name: str, split: str, lengths, mode: str, batch_size: int,
+                    max_examples: Optional[int], mesh, verbalizers, model_dir: str) -> dict:
+    """{'<split>/<task>/<metric>': value} of `params` on `split` (TEST_SPLITS: reported, never selected on).
+
+    Predictions go to MODEL_DIR/test_predictions/<split>_<task>.jsonl (one row per example, with the
+    target) so paired tests can be recomputed.
+    """
+    sets = [input_pipeline.load_eval_set(task, split, lengths, max_examples)
+            for task in input_pipeline.leaf_tasks(task_name)]
+    metrics, predictions = evaluation.evaluate(setup.model, params, sets, mode=mode, batch_size=batch_size,
+                                               mesh=mesh, verbalizers=verbalizers)
+    if jax.process_index() == 0:
+        out = os.path.join(model_dir, "test_predictions")
+        os.makedirs(out, exist_ok=True)
+        text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
+        for es in sets:
+            with open(os.path.join(out, f"{split}_{es.name}.jsonl"), "w") as f:
+                for ex, pred in zip(es.examples, predictions[es.name]):
+                    f.write(json.dumps({"target": text(ex.get("targets_pretokenized", "")), "prediction": pred}) + "\n")
+    return {f"{split}/{k}": v for k, v in metrics.items()}
+
+
 @gin.configurable
 def train_and_evaluate(
     *,
@@ -247,6 +270,7 @@ def train_and_evaluate(
     eval_max_examples: Optional[int] = None,
     eval_before_training: bool = True,
     early_stopping_metric: Optional[str] = None,
+    test_splits: Sequence[str] = (),
     verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     train_split: str = "train",
     data_mode: str = "auto",
@@ -300,6 +324,11 @@ def train_and_evaluate(
             for task in input_pipeline.leaf_tasks(mixture_or_task_name):
                 input_pipeline.check_split(task.name, eval_split)
                 eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
+        for split in test_splits:
+            if not eval_sets:
+                raise ConfigError("TEST_SPLITS needs EVAL_SPLIT: the test score is taken at the best validation "
+                                  "checkpoint")
+            input_pipeline.check_split(mixture_or_task_name, split)
         setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
                       mesh=mesh, random_init_frozen_model=random_init_frozen_model)
@@ -337,7 +366,9 @@ def train_and_evaluate(
                        keep_checkpoints=keep_checkpoints, train_steps=train_steps, checkpoint_period=checkpoint_period,
                        eval_period=eval_period, eval_mode=eval_mode, eval_batch_size=eval_batch_size,
                        eval_before_training=eval_before_training, early_stopping_metric=early_stopping_metric,
-                       verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets)
+                       verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets,
+                       test_splits=test_splits, task_name=mixture_or_task_name,
+                       task_feature_lengths=task_feature_lengths, eval_max_examples=eval_max_examples)
     except Exception as e:
         # A fresh run that fails before its first checkpoint leaves nothing behind (not even MODEL_DIR).
         committed = save_restore.TrainCheckpoints.has_committed(model_dir)
@@ -351,7 +382,8 @@ def train_and_evaluate(
 def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eval_sets, seed, z_loss,
             loss_normalizing_factor, keep_checkpoints, train_steps, checkpoint_period, eval_period, eval_mode,
             eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period,
-            length_buckets=None) -> dict:
+            length_buckets=None, test_splits=(), task_name=None, task_feature_lengths=None,
+            eval_max_examples=None) -> dict:
     """The run in a claimed, locked MODEL_DIR: restore the newest intact state, catch up on any
     evaluation a killed run did not record, train, checkpoint, evaluate."""
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
@@ -489,8 +521,17 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
             metrics_after = run_eval(end)
         elif eval_sets and not metrics_after:
             metrics_after = recorded(end)
-    writer.close()
     best = ckpts.best_info()
+    metrics_test = {}
+    if not preempted and test_splits and best is not None:
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+        best_params = merge_params(frozen, ckpts.restore(abstract, which="best")["params"])
+        for split in test_splits:
+            metrics_test.update(_evaluate_split(setup, best_params, task_name, split, task_feature_lengths,
+                                                eval_mode, eval_batch_size, eval_max_examples, mesh, verbalizers,
+                                                model_dir))
+        writer.write(best["step"], "test", metrics_test)
+    writer.close()
     ckpts.close()
     if not preempted:
         _say(f"done: {end} steps in {model_dir}")
@@ -501,5 +542,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         if best is not None:
             _say(f"best: step {best['step']} (value {best['value']:.4g}); prompt at "
                  f"{os.path.join(model_dir, save_restore.PROMPTS_DIR, 'best.npy')}")
+        if metrics_test:
+            _say(f"test at the best checkpoint (step {best['step']}): {_format_metrics(metrics_test)}")
     return {"model_dir": model_dir, "step": end, "metrics_before": metrics_before, "metrics_after": metrics_after,
-            "best": best, "preempted": preempted, "params": merge_params(frozen, state["params"])}
+            "metrics_test": metrics_test, "best": best, "preempted": preempted, "params": merge_params(frozen, state["params"])}

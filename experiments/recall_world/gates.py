@@ -1,0 +1,155 @@
+"""The gates the recall world must pass before any sweep (issue "Mini world v2"), measured and printed.
+
+    python -m experiments.recall_world.gates run      # the prompt-tuning runs the gates need (resumable)
+    python -m experiments.recall_world.gates report   # the table; also written to GATES.md here
+
+Gates, on every task's **test** split (people disjoint from the training split's):
+  (a) the lookup-table baseline is at most majority + 5 points;
+  (b) recall control: splits are entity-disjoint, and the zero-shot recall probe
+      (recall_probe.py) of the frozen LM-adapted checkpoints rises with size;
+  (c) prompt tuning on the largest rung beats majority by >= 15 points on >= 3 tasks,
+      >= 2 of them classification-shaped, while the same prompt tuning on the
+      untrained frozen model stays within 3 points of majority;
+  (d) the largest rung beats the smallest under prompt tuning on every task.
+
+Prompt tuning here is the main command's recipe (gin/runs/prompt_finetune.gin: Adafactor
+0.3, class-label init; sampled-vocabulary init for ReCoRD, whose paper task words are not in
+this world's vocabulary), PROMPT_LENGTH 20, RUN_STEPS steps, validation every 100 steps,
+the test split scored once at the best validation checkpoint (TEST_SPLITS), rank
+classification over the verbalizers for the classification tasks (so an untrained
+model's constant answer scores the majority class rather than 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from prompt_tuning.data.recall_world import baselines, registry, tasks as recall_tasks, world as world_lib
+from prompt_tuning.training import metrics_writer
+
+LADDER = "runs/recall_world/ladder"
+RUNS = "runs/recall_world/gates"
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_STEPS = 1000
+PROMPT_LENGTH = 20
+LENGTHS = "{'inputs': 96, 'targets': 8}"
+
+
+def _run_dir(task: str, rung: str, checkpoint: str) -> str:
+    return os.path.join(RUNS, f"{task}-{rung}-{checkpoint}")
+
+
+def prompt_tune(task: str, rung: str, checkpoint: str, ladder: str = LADDER, steps: int = RUN_STEPS,
+                log=None) -> str:
+    """Runs (or resumes) one prompt-tuning run with `python -m prompt_tuning.train`; returns its MODEL_DIR."""
+    model_dir = _run_dir(task, rung, checkpoint)
+    init = "sampled_vocab" if task == "record" else "class_labels"
+    mode = "generate" if task == "record" else "rank"
+    cmd = [sys.executable, "-m", "prompt_tuning.train", "--gin_file=gin/runs/prompt_finetune.gin",
+           f"--gin_file=gin/models/recall_{rung}.gin", f"--gin_file=gin/prompts/{init}.gin",
+           "--gin_file=gin/recall_world.gin", f"--gin.MIXTURE_OR_TASK_NAME='{registry.task_name(task)}'",
+           f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}", f"--gin.INITIAL_CHECKPOINT_PATH='{ladder}/{rung}/{checkpoint}'",
+           f"--gin.PROMPT_LENGTH={PROMPT_LENGTH}", f"--gin.TRAIN_STEPS={steps}", "--gin.DROPOUT_RATE=0.0",
+           f"--gin.EVAL_MODE='{mode}'", "--gin.TEST_SPLITS=('test', 'test_closed_book')",
+           "--gin.train_and_evaluate.eval_period=100", f"--gin.train_and_evaluate.checkpoint_period={steps}",
+           f"--gin.MODEL_DIR='{model_dir}'"]
+    if not metrics_writer.read(model_dir, "test") if os.path.isdir(model_dir) else True:
+        print("$ " + " ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return model_dir
+
+
+def _accuracy(metrics: dict, split: str, task: str) -> float:
+    name = registry.task_name(task)
+    key = f"{split}/{name}/exact_match" if task == "record" else f"{split}/{name}/accuracy"
+    return metrics[key]
+
+
+def test_scores(task: str, rung: str, checkpoint: str) -> dict:
+    rows = metrics_writer.read(_run_dir(task, rung, checkpoint), "test")
+    m = rows[-1]
+    return {"test": _accuracy(m, "test", task), "closed_book": _accuracy(m, recall_tasks.CLOSED_BOOK_SPLIT, task)}
+
+
+def plan(rungs: list[str]) -> list[tuple[str, str, str]]:
+    """(task, rung, checkpoint) of every run the gates read: each rung's LM-adapted model, and the
+    largest rung's untrained one."""
+    out = [(t, r, "lm") for t in sorted(recall_tasks.TASKS) for r in rungs]
+    return out + [(t, rungs[-1], "untrained") for t in sorted(recall_tasks.TASKS)]
+
+
+def _ladder_rungs(ladder: str) -> list[str]:
+    from experiments.recall_world import build_ladder
+
+    return [r for r in build_ladder.RUNGS if os.path.isdir(os.path.join(ladder, r, "lm"))]
+
+
+def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md")) -> tuple[str, dict]:
+    """(markdown table, {gate: passed}) from the ladder and the gate runs."""
+    from experiments.recall_world import recall_probe
+
+    info = registry.prepare_recall_world()
+    rungs = _ladder_rungs(ladder)
+    lines, verdict = ["# Recall world gates", "", f"Ladder: `{ladder}` rungs {', '.join(rungs)}; "
+                      f"prompt tuning P={PROMPT_LENGTH}, {RUN_STEPS} steps; test split (people disjoint from train).",
+                      ""], {}
+    # (a) baselines
+    base = {t: baselines.baselines(os.path.join(info["task_dir"], t), t, "test") for t in sorted(recall_tasks.TASKS)}
+    verdict["a"] = all(b["lookup"] <= b["majority"] + 5 for b in base.values())
+    # (b) entity-disjoint + recall probe rising with size
+    world = world_lib.build_world()
+    disjoint = not ({p.name for p in world.split_people["train"]} & {p.name for p in world.split_people["test"]})
+    probe = {r: recall_probe.recall(os.path.join(ladder, r, "lm")) for r in rungs}
+    probe_all = [max(probe[r]["span/all"], probe[r]["prefix/all"]) for r in rungs]
+    verdict["b"] = disjoint and len(rungs) >= 2 and probe_all[-1] > probe_all[0]
+    lines += ["## (b) zero-shot recall of test people's facts (LM-adapted checkpoints, % correct)", "",
+              "| rung | span format | prefix format | chance |", "|---|---|---|---|"]
+    lines += [f"| {r} | {probe[r]['span/all']:.1f} | {probe[r]['prefix/all']:.1f} | {probe[r]['chance/all']:.1f} |"
+              for r in rungs]
+    # (c), (d): prompt tuning
+    lines += ["", "## Test-split scores (accuracy; ReCoRD exact match)", "",
+              "| task | majority | lookup | random candidate | untrained frozen | " +
+              " | ".join(f"{r} (closed book)" for r in rungs) + " |", "|---" * (5 + len(rungs)) + "|"]
+    big_wins, cls_wins, untrained_ok, d_ok = 0, 0, True, True
+    for t in sorted(recall_tasks.TASKS):
+        b = base[t]
+        scores = {r: test_scores(t, r, "lm") for r in rungs}
+        untrained = test_scores(t, rungs[-1], "untrained")["test"]
+        cells = [f"{scores[r]['test']:.1f} ({scores[r]['closed_book']:.1f})" for r in rungs]
+        rc = f"{b['random_candidate']:.1f}" if "random_candidate" in b else "-"
+        lines.append(f"| {t} | {b['majority']:.1f} | {b['lookup']:.1f} | {rc} | {untrained:.1f} | " + " | ".join(cells) + " |")
+        if scores[rungs[-1]]["test"] >= b["majority"] + 15:
+            big_wins += 1
+            cls_wins += t in recall_tasks.CLASSIFICATION_TASKS
+        untrained_ok &= abs(untrained - b["majority"]) <= 3
+        d_ok &= scores[rungs[-1]]["test"] > scores[rungs[0]]["test"]
+    verdict["c"] = big_wins >= 3 and cls_wins >= 2 and untrained_ok
+    verdict["d"] = d_ok
+    lines += ["", "## Gates", ""] + [f"- ({g}) {'PASS' if ok else 'FAIL'}" for g, ok in verdict.items()]
+    text = "\n".join(lines) + "\n"
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    return text, verdict
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=("run", "report"))
+    ap.add_argument("--ladder", default=LADDER)
+    args = ap.parse_args(argv)
+    if args.command == "run":
+        os.makedirs(RUNS, exist_ok=True)
+        with open(os.path.join(RUNS, "runs.log"), "a") as log:
+            for task, rung, checkpoint in plan(_ladder_rungs(args.ladder)):
+                prompt_tune(task, rung, checkpoint, args.ladder, log=log)
+    text, verdict = report(args.ladder)
+    print(text)
+    return 0 if all(verdict.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

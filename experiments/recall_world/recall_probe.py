@@ -1,0 +1,104 @@
+"""Zero-shot recall probe: does a frozen checkpoint know the facts of the task's test people?
+
+    python -m experiments.recall_world.recall_probe CHECKPOINT [CHECKPOINT ...] [--split test]
+
+For every (person, relation) of the split's people, the checkpoint scores each value
+of the relation as the completion of a fact it was pretrained on, in both of T5's
+pretraining formats, and picks the most likely one:
+
+  span    inputs '<name> lives in <extra_id_0>.'   targets '<extra_id_0> <value>' + EOS
+  prefix  inputs '<name> lives in'                 targets '<value>'
+
+Accuracy per relation and format, against chance (1 / number of values). A probe
+that rises with model size is the recall control of the issue's gate (b). The
+model, loading and scoring are the package's (checkpoints.loading,
+models.decoding); nothing here trains.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import sentencepiece as spm
+
+from prompt_tuning.checkpoints import loading
+from prompt_tuning.data.recall_world import world as world_lib
+from prompt_tuning.models import decoding, t5
+
+VOCAB = "assets/recall_world/spm.model"
+EXTRA_IDS = 100
+# One template per relation, the first of world.FACT_TEMPLATES (the value last).
+PROBES = {"city": "{n} lives in", "job": "{n} works as a", "pet": "{n} has a pet"}
+
+
+def _pad(rows: list[list[int]], length: int) -> np.ndarray:
+    out = np.zeros((len(rows), length), np.int32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r[:length]
+    return out
+
+
+def probe_rows(world, split: str, sp, fmt: str, vocab_size: int):
+    """(inputs [N*C, T], targets [N*C, L], gold [N], C per relation, relation per question)."""
+    sentinel = vocab_size - 1  # <extra_id_0>: seqio puts the extra ids at the top of the vocabulary
+    inputs, targets, gold, relations, sizes = [], [], [], [], []
+    for person in world.split_people[split]:
+        for rel in world_lib.RELATIONS:
+            values = world_lib.VALUES[rel]
+            prefix = sp.encode(PROBES[rel].format(n=person.name))
+            for v in values:
+                if fmt == "span":
+                    inputs.append(prefix + [sentinel] + sp.encode(".") + [decoding.EOS_ID])
+                    targets.append([sentinel] + sp.encode(v) + [decoding.EOS_ID])
+                else:
+                    inputs.append(prefix + [decoding.EOS_ID])
+                    targets.append(sp.encode(v))
+            gold.append(values.index(person.value(rel)))
+            relations.append(rel)
+            sizes.append(len(values))
+    return _pad(inputs, 24), _pad(targets, 8), np.array(gold), sizes, relations
+
+
+def recall(checkpoint: str, split: str = "test", seed: int = 0, num_people: int = world_lib.DEFAULT_NUM_PEOPLE) -> dict:
+    """{'<fmt>/<relation>': accuracy %, '<fmt>/all': ..., 'chance/all': ...} for one native checkpoint."""
+    config = loading.config_from_checkpoint(checkpoint)
+    params, _ = loading.load_params(checkpoint, config)
+    model = t5.T5(config)
+    sp = spm.SentencePieceProcessor(model_file=VOCAB)
+    vocab_size = sp.get_piece_size() + EXTRA_IDS
+    world = world_lib.build_world(seed, num_people)
+    score = jax.jit(lambda i, d, t: decoding.sequence_log_likelihood(model, params, i, d, t))
+    out = {}
+    for fmt in ("span", "prefix"):
+        enc, tgt, gold, sizes, relations = probe_rows(world, split, sp, fmt, vocab_size)
+        dec = np.concatenate([np.zeros((len(tgt), 1), np.int32), tgt[:, :-1]], axis=1)
+        scores = np.concatenate([np.asarray(score(enc[i:i + 512], dec[i:i + 512], tgt[i:i + 512]))
+                                 for i in range(0, len(enc), 512)])
+        right, start = [], 0
+        for g, c in zip(gold, sizes):
+            right.append(int(np.argmax(scores[start:start + c]) == g))
+            start += c
+        right, relations_a = np.array(right), np.array(relations)
+        for rel in world_lib.RELATIONS:
+            out[f"{fmt}/{rel}"] = 100 * float(right[relations_a == rel].mean())
+        out[f"{fmt}/all"] = 100 * float(right.mean())
+    out["chance/all"] = 100 * float(np.mean([1 / c for c in sizes]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+", help="native checkpoint directories (params.safetensors + config.json)")
+    ap.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    args = ap.parse_args(argv)
+    for path in args.checkpoints:
+        print(json.dumps({"checkpoint": path, **{k: round(v, 1) for k, v in recall(path, args.split).items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

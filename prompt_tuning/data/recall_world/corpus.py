@@ -1,0 +1,120 @@
+"""The recall world's pretraining corpus: facts about every person, restated, asked and checked.
+
+Document kinds (weights in `KIND_WEIGHTS`), all about the people of the world
+(every split's people alike, uniformly):
+
+  bio      facts about 1-3 people in varied phrasings (`world.FACT_TEMPLATES`)
+  qa       questions answered from memory: wh-questions and yes/no questions
+  choice   a person linked to three values of a relation, then the true one named
+  claims   a claim about a person judged true or false (also with the words
+           'entailment' / 'not_entailment', so that the RTE verbalizers are
+           ordinary words of the language, as they are in C4)
+
+The tasks' SuperGLUE input formats (`question: ... passage: ...`,
+`premise: ... hypothesis: ...`, `query: ... entities: ...`) never occur: a
+prompt has to map them onto these skills, as in the paper.
+
+`document(world, i)` is a pure function of (world.seed, i): the corpus is an
+infinite deterministic stream; the validation corpus is documents from
+`VALIDATION_START` on, which the training corpus never reaches.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+from prompt_tuning.data.recall_world import world as world_lib
+from prompt_tuning.data.recall_world.world import RELATIONS, VALUES, World, a, capitalize
+
+KIND_WEIGHTS = {"bio": 6.0, "qa": 3.0, "choice": 1.0, "claims": 1.0}
+VALIDATION_START = 10_000_000
+
+_YES_NO = (("Yes", "No"), ("yes", "no"), ("True", "False"), ("true", "false"))
+WH = {"city": ("Where does {n} live?", "Which city is {n} from?"),
+      "job": ("What does {n} do for a living?", "What is the job of {n}?"),
+      "pet": ("What pet does {n} have?", "Which animal does {n} keep?")}
+YES_NO = {"city": "Does {n} live in {x}?", "job": "Is {n} {ax}?", "pet": "Does {n} have a pet {x}?"}
+
+
+def _s(text: str) -> str:
+    return capitalize(text) + "."
+
+
+def _other(rng: random.Random, relation: str, value: str) -> str:
+    return rng.choice([v for v in VALUES[relation] if v != value])
+
+
+def _bio(rng: random.Random, world: World) -> str:
+    out = []
+    for p in rng.sample(world.people, rng.randint(1, 3)):
+        for rel in rng.sample(RELATIONS, rng.randint(1, 3)):
+            out.append(_s(world_lib.fact(rng, p, rel)))
+    return " ".join(out)
+
+
+def _qa(rng: random.Random, world: World) -> str:
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        p, rel = rng.choice(world.people), rng.choice(RELATIONS)
+        true = p.value(rel)
+        if rng.random() < 0.5:
+            out.append(f"{rng.choice(WH[rel]).format(n=p.name)} {_s(world_lib.fact(rng, p, rel))}")
+            continue
+        label = rng.random() < 0.5
+        x = true if label else _other(rng, rel, true)
+        yes, no = rng.choice(_YES_NO)
+        q = YES_NO[rel].format(n=p.name, x=x, ax=a(x))
+        answer = f"{yes}." if label else f"{no}, {world_lib.fact(rng, p, rel)}."
+        out.append(f"{q} {answer}" if rng.random() < 0.6 else f"Q: {q} A: {answer}")
+    return " ".join(out)
+
+
+def _choice(rng: random.Random, world: World) -> str:
+    p, rel = rng.choice(world.people), rng.choice(RELATIONS)
+    options = [p.value(rel)] + rng.sample([v for v in VALUES[rel] if v != p.value(rel)], 2)
+    rng.shuffle(options)
+    listed = f"{options[0]}, {options[1]} and {options[2]}"
+    lead = {"city": f"{p.name} has visited {listed}", "job": f"{p.name} once thought of being {a(options[0])}, "
+            f"{a(options[1])} or {a(options[2])}", "pet": f"{p.name} likes the {options[0]}, the {options[1]} "
+            f"and the {options[2]}"}[rel]
+    return f"{_s(lead)} Of these, {world_lib.fact(rng, p, rel)}."
+
+
+def _claims(rng: random.Random, world: World) -> str:
+    out = []
+    for _ in range(rng.randint(1, 3)):
+        p, rel = rng.choice(world.people), rng.choice(RELATIONS)
+        label = rng.random() < 0.5
+        value = p.value(rel) if label else _other(rng, rel, p.value(rel))
+        claim = _s(world_lib.fact(rng, p, rel, value))
+        form = rng.randrange(3)
+        if form == 0:
+            out.append(f"Claim: {claim} That is {'true' if label else 'false'}.")
+        elif form == 1:
+            other = rng.choice([r for r in RELATIONS if r != rel])
+            out.append(f"Text: {_s(world_lib.fact(rng, p, other))} Statement: {claim} "
+                       f"Result: {'entailment' if label else 'not_entailment'}.")
+        else:
+            out.append(f"Someone said: {claim} {'That is right' if label else 'That is wrong'}.")
+    return " ".join(out)
+
+
+_KINDS = {"bio": _bio, "qa": _qa, "choice": _choice, "claims": _claims}
+
+
+def document(world: World, index: int) -> str:
+    """Document number `index`: a pure function of (world.seed, index)."""
+    rng = random.Random(f"{world.seed}/recall-doc/{index}")
+    kinds = sorted(KIND_WEIGHTS)
+    kind = rng.choices(kinds, [KIND_WEIGHTS[k] for k in kinds])[0]
+    return _KINDS[kind](rng, world)
+
+
+def write_corpus(path: str, world: World, num_documents: int, start: int = 0) -> str:
+    """Writes documents [start, start + num_documents) to `path`, one per line (atomically)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        for i in range(start, start + num_documents):
+            f.write(document(world, i) + "\n")
+    os.replace(path + ".tmp", path)
+    return path

@@ -1,0 +1,157 @@
+"""BoolQ-, RTE- and ReCoRD-shaped recall tasks in SuperGLUE's jsonl schemas.
+
+Each task writes `<out>/<task>/{train,val,test}.jsonl` plus `test_closed_book.jsonl`
+(the test split with the passage / premise removed: the closed-book control),
+so SuperGLUE's SeqIO preprocessors, verbalizers and metrics apply unchanged:
+
+  boolq  {question, passage, idx, label: bool}
+         "does Zufin live in Hesper" over a passage that states another fact of
+         Zufin's (never the one asked). True iff the world says so.
+  rte    {premise, hypothesis, idx, label: entailment|not_entailment}
+         premise: another fact of the person's; hypothesis: a claim about one of
+         their stored facts; 'entailment' iff the claim holds in the world
+         (recall, not reading: the premise never settles it).
+  record {source, passage: {text, entities}, qas: [{query, answers, idx}], idx}
+         "Zufin has been to Hesper, Olvia and Sitka this year." + query
+         "Zufin lives in @placeholder." The three candidates are in the passage;
+         which one is right only pretraining says (random candidate: 1/3).
+
+Split s asks only about `world.split_people[s]` (entity-disjoint), labels are
+balanced, and every split's inputs are distinct.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Callable
+
+from prompt_tuning.data.recall_world import world as world_lib
+from prompt_tuning.data.recall_world.world import RELATIONS, VALUES, Person, World, a, capitalize
+
+SPLIT_SIZES = {"train": 1000, "validation": 300, "test": 600}
+SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl",
+               "test_closed_book": "test_closed_book.jsonl"}
+CLOSED_BOOK_SPLIT = "test_closed_book"
+
+# The tasks' own phrasings (the corpus asks with capitalised questions and '?').
+_BOOLQ_QUESTIONS = {"city": "does {n} live in {x}", "job": "is {n} {ax}", "pet": "does {n} have a pet {x}"}
+_STATEMENTS = {"city": "{n} lives in {x}.", "job": "{n} is {ax}.", "pet": "{n} has a pet {x}."}
+_RECORD_LEADS = {"city": "{n} has been to {o0}, {o1} and {o2} this year.",
+                 "job": "{n} talked with {ao0}, {ao1} and {ao2} today.",
+                 "pet": "{n} saw a {o0}, a {o1} and a {o2} at the market."}
+_RECORD_QUERIES = {"city": "{n} lives in @placeholder.", "job": "{n} works as a @placeholder.",
+                   "pet": "{n} has a pet @placeholder."}
+
+
+def _context(rng: random.Random, person: Person, relation: str) -> str:
+    """A true sentence about another of the person's relations (never `relation`)."""
+    other = rng.choice([r for r in RELATIONS if r != relation])
+    return capitalize(world_lib.fact(rng, person, other)) + "."
+
+
+def _value(rng: random.Random, person: Person, relation: str, label: bool) -> str:
+    true = person.value(relation)
+    return true if label else rng.choice([v for v in VALUES[relation] if v != true])
+
+
+def boolq_example(rng: random.Random, person: Person, label: bool) -> dict:
+    rel = rng.choice(RELATIONS)
+    x = _value(rng, person, rel, label)
+    return {"question": _BOOLQ_QUESTIONS[rel].format(n=person.name, x=x, ax=a(x)),
+            "passage": _context(rng, person, rel), "label": label}
+
+
+def rte_example(rng: random.Random, person: Person, label: bool) -> dict:
+    rel = rng.choice(RELATIONS)
+    x = _value(rng, person, rel, label)
+    return {"premise": _context(rng, person, rel), "hypothesis": _STATEMENTS[rel].format(n=person.name, x=x, ax=a(x)),
+            "label": "entailment" if label else "not_entailment"}
+
+
+def _spans(text: str, word: str) -> list[tuple[int, int]]:
+    """Inclusive (start, end) character spans of `word` as a whole word (SuperGLUE ReCoRD's convention)."""
+    out, i = [], text.find(word)
+    while i >= 0:
+        j = i + len(word)
+        if (i == 0 or not text[i - 1].isalnum()) and (j == len(text) or not text[j].isalnum()):
+            out.append((i, j - 1))
+        i = text.find(word, j)
+    return out
+
+
+def record_example(rng: random.Random, person: Person, label: bool = True) -> dict:
+    del label  # every ReCoRD query has an answer
+    rel = rng.choice(RELATIONS)
+    true = person.value(rel)
+    options = [true] + rng.sample([v for v in VALUES[rel] if v != true], 2)
+    rng.shuffle(options)
+    lead = _RECORD_LEADS[rel].format(n=person.name, **{f"o{i}": o for i, o in enumerate(options)},
+                                     **{f"ao{i}": a(o) for i, o in enumerate(options)})
+    text = f"{lead} {_context(rng, person, rel)}"
+    entities = sorted(sp for o in options for sp in _spans(text, o))
+    answers = [{"start": s, "end": e, "text": true} for s, e in _spans(text, true)]
+    return {"source": "recall_world",
+            "passage": {"text": text, "entities": [{"start": s, "end": e} for s, e in entities]},
+            "qas": [{"query": _RECORD_QUERIES[rel].format(n=person.name), "answers": answers, "idx": 0}]}
+
+
+TASKS: dict[str, Callable[[random.Random, Person, bool], dict]] = {
+    "boolq": boolq_example, "record": record_example, "rte": rte_example,
+}
+CLASSIFICATION_TASKS = ("boolq", "rte")
+
+
+def _key(ex: dict) -> str:
+    return json.dumps({k: v for k, v in ex.items() if k != "label"}, sort_keys=True)
+
+
+def closed_book(task: str, ex: dict) -> dict:
+    """The example with its passage removed (ReCoRD: passage and entities, so only memory can answer)."""
+    if task == "boolq":
+        return {**ex, "passage": ""}
+    if task == "rte":
+        return {**ex, "premise": ""}
+    if task == "record":
+        return {**ex, "passage": {"text": "", "entities": []}}
+    raise ValueError(f"unknown recall task {task!r}; known: {sorted(TASKS)}")
+
+
+def generate(task: str, world: World, split_sizes: dict | None = None) -> dict[str, list[dict]]:
+    """{split: records}: deterministic in (world.seed, task); split s asks about split s's people only."""
+    if task not in TASKS:
+        raise ValueError(f"unknown recall task {task!r}; known: {sorted(TASKS)}")
+    sizes = split_sizes or SPLIT_SIZES
+    out = {}
+    for split, size in sizes.items():
+        rng = random.Random(f"{world.seed}/recall-task/{task}/{split}")
+        people = world.split_people[split]
+        seen, records, tries = set(), [], 0
+        while len(records) < size:
+            tries += 1
+            if tries > 100 * size + 1000:
+                raise RuntimeError(f"{task}: cannot draw {size} distinct {split} examples from {len(people)} people")
+            ex = TASKS[task](rng, rng.choice(people), len(records) % 2 == 0)
+            if _key(ex) in seen:
+                continue
+            seen.add(_key(ex))
+            records.append({**ex, "idx": len(records)})
+        out[split] = records
+    if "test" in out:
+        out[CLOSED_BOOK_SPLIT] = [closed_book(task, r) for r in out["test"]]
+    return out
+
+
+def write_tasks(out_dir: str, world: World, tasks=None, split_sizes: dict | None = None) -> dict[str, str]:
+    """Writes <out_dir>/<task>/<split file> for each task (atomically); returns {task: task_dir}."""
+    dirs = {}
+    for task in tasks or sorted(TASKS):
+        task_dir = os.path.join(out_dir, task)
+        os.makedirs(task_dir, exist_ok=True)
+        for split, records in generate(task, world, split_sizes).items():
+            path = os.path.join(task_dir, SPLIT_FILES[split])
+            with open(path + ".tmp", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+            os.replace(path + ".tmp", path)
+        dirs[task] = task_dir
+    return dirs
