@@ -113,3 +113,16 @@ def test_jit_and_state_only_for_given_params():
     state = jax.jit(tx.init)(params)
     sizes = [x.size for x in jax.tree.leaves(state)]
     assert sum(sizes) <= 5 * 8 + 10  # v [5, 8] plus scalars/placeholders: nothing for other weights
+
+
+def test_cosine_schedule_warms_up_decays_and_ends_at_its_floor():
+    from prompt_tuning.training import optimizer as opt
+
+    sched = opt.learning_rate_schedule(0.02, warmup_steps=10, cosine_steps=110, cosine_end_factor=0.1)
+    assert float(sched(0)) == pytest.approx(0.002)
+    assert float(sched(9)) == pytest.approx(0.02)
+    assert float(sched(60)) == pytest.approx(0.02 * (0.1 + 0.9 * 0.5))  # half way: the mean of 1 and 0.1
+    assert float(sched(110)) == pytest.approx(0.002) and float(sched(500)) == pytest.approx(0.002)
+    assert all(float(sched(s)) >= float(sched(s + 1)) for s in range(10, 120))
+    with pytest.raises(ValueError):
+        opt.learning_rate_schedule(0.1, warmup_steps=10, cosine_steps=10)
