@@ -8,8 +8,9 @@ gin/runs/pretrain.gin and gin/recall_world.gin, every phase on its own schedule
 (linear warmup, half-cosine decay to 0.1x ending at the phase's last step):
 
   lr_<rate>     span corruption for LR_FRACTION of the rung's budget at each rate of
-                LEARNING_RATES; the rate with the lowest held-out corpus loss is the
-                rung's (never chosen on a downstream task)
+                LEARNING_RATES, extended by 2x past an edge that wins (MAX_EXTENSIONS);
+                the rate with the lowest held-out corpus loss is the rung's (never
+                chosen on a downstream task)
   sc            span corruption from scratch at the chosen rate, SC_STEPS[rung] steps
   lm            LM adaptation (prefix LM) from sc's final checkpoint, LM_STEPS[rung] steps;
                 checkpoints kept at 10%, 50% and 100% of the budget
@@ -45,6 +46,7 @@ SC_STEPS = {"xs": 400, "s": 500, "m": 600, "l": 700, "xl": 800}
 LM_STEPS = {"xs": 400, "s": 500, "m": 600, "l": 700, "xl": 800}
 LEARNING_RATES = (0.01, 0.02, 0.04)
 LR_FRACTION = 0.25
+MAX_EXTENSIONS = 2  # a sweep whose best rate is at an edge is extended by 2x past that edge, at most twice
 SC_LENGTHS = "{'inputs': 64, 'targets': 16}"
 LM_LENGTHS = "{'inputs': 64, 'targets': 64}"
 
@@ -84,7 +86,11 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
     sc_steps, lm_steps = max(10, int(SC_STEPS[rung] * scale)), max(10, int(LM_STEPS[rung] * scale))
     info_path = os.path.join(root, "ladder.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else {"rung": rung, "wall_s": {}}
-    save = lambda: json.dump(info, open(info_path + ".tmp", "w"), indent=1) or os.replace(info_path + ".tmp", info_path)
+
+    def save():
+        with open(info_path + ".tmp", "w") as f:
+            json.dump(info, f, indent=1)
+        os.replace(info_path + ".tmp", info_path)
     os.makedirs(runs, exist_ok=True)
 
     def phase(name, fn):
@@ -98,11 +104,17 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
     # 1. the rung's learning rate, on held-out span-corruption loss (no sweep for a single rate)
     lr_steps = max(10, int(sc_steps * LR_FRACTION))
     if len(rates) > 1:
-        for rate in rates:
-            d = os.path.join(runs, f"lr_{rate}")
-            phase(f"lr_{rate}", lambda d=d, rate=rate: _train(d, rung, "recall_world_span_corruption", lr_steps,
-                                                                rate, SC_LENGTHS, lr_steps, log=log))
-        sweep = {str(rate): _losses(os.path.join(runs, f"lr_{rate}"))[lr_steps] for rate in rates}
+        rates, sweep = sorted(rates), {}
+        for _ in range(1 + MAX_EXTENSIONS):
+            for rate in rates:
+                d = os.path.join(runs, f"lr_{rate}")
+                phase(f"lr_{rate}", lambda d=d, rate=rate: _train(d, rung, "recall_world_span_corruption", lr_steps,
+                                                                    rate, SC_LENGTHS, lr_steps, log=log))
+                sweep[str(rate)] = _losses(d)[lr_steps]
+            best = min(rates, key=lambda r: sweep[str(r)])
+            if best not in (rates[0], rates[-1]) or "sc" in info["wall_s"]:
+                break  # an interior optimum (or the rung was already built on this sweep)
+            rates = sorted(rates + [best * 2 if best == rates[-1] else best / 2])
         rate = float(min(sweep, key=sweep.get))
         info.update(lr_sweep={"steps": lr_steps, "heldout_loss": sweep})
     else:
