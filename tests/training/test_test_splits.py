@@ -35,7 +35,7 @@ def frozen_ckpt(tmp_path_factory):
 def _run(tmp_path, frozen_ckpt, **over):
     kw = dict(model_dir=str(tmp_path / "run"), mixture_or_task_name=st.TASK, task_feature_lengths=st.LENGTHS,
               train_steps=6, batch_size=8, model_config=CONFIG, initial_checkpoint_path=frozen_ckpt,
-              prompt=trainer.make_prompt(4, prompts.random_uniform), checkpoint_period=2, eval_period=2,
+              prompt=prompts.make_prompt(4, prompts.random_uniform), checkpoint_period=2, eval_period=2,
               log_period=1, eval_split="validation", eval_mode="rank", verbalizers={st.TASK: list(st.LABELS)},
               optimizer_factory=lambda initial_step: __import__("optax").sgd(30.0))
     kw.update(over)
