@@ -2,12 +2,13 @@
 
     python -m experiments.recall_world.recall_probe CHECKPOINT [CHECKPOINT ...] [--split test]
 
-For every (person, relation) of the split's people, the checkpoint scores each value
-of the relation as the completion of a fact it was pretrained on, in both of T5's
-pretraining formats, and picks the most likely one:
+For every (person, relation) of the split's people and every corpus phrasing of the
+relation that ends in the value (5 per relation), the checkpoint scores each value of
+the relation as the completion, in both of T5's pretraining formats, and picks the
+most likely one:
 
-  span    inputs '<name> lives in <extra_id_0>.'   targets '<extra_id_0> <value>' + EOS
-  prefix  inputs '<name> lives in'                 targets '<value>'
+  span    inputs '<Name> lives in <extra_id_0>.'   targets '<extra_id_0> <value>' + EOS
+  prefix  inputs '<Name> lives in'                 targets '<value>'
 
 Accuracy per relation and format, against chance (1 / number of values). A probe
 that rises with model size is the recall control of the issue's gate (b). The
@@ -31,8 +32,16 @@ from prompt_tuning.models import decoding, t5
 
 VOCAB = "assets/recall_world/spm.model"
 EXTRA_IDS = 100
-# One template per relation, the first of world.FACT_TEMPLATES (the value last).
-PROBES = {"city": "{n} lives in", "job": "{n} works as a", "pet": "{n} has a pet"}
+
+
+def probe_prompts(relation: str) -> list[tuple[str, bool]]:
+    """(prefix template, value takes an article) for every corpus phrasing of `relation` that ends in the value."""
+    out = []
+    for t in world_lib.FACT_TEMPLATES[relation]:
+        for slot, article in (("{x}", False), ("{ax}", True)):
+            if t.endswith(slot):
+                out.append((t[: -len(slot)].rstrip(), article))
+    return out
 
 
 def _pad(rows: list[list[int]], length: int) -> np.ndarray:
@@ -49,17 +58,19 @@ def probe_rows(world, split: str, sp, fmt: str, vocab_size: int):
     for person in world.split_people[split]:
         for rel in world_lib.RELATIONS:
             values = world_lib.VALUES[rel]
-            prefix = sp.encode(PROBES[rel].format(n=person.name))
-            for v in values:
-                if fmt == "span":
-                    inputs.append(prefix + [sentinel] + sp.encode(".") + [decoding.EOS_ID])
-                    targets.append([sentinel] + sp.encode(v) + [decoding.EOS_ID])
-                else:
-                    inputs.append(prefix + [decoding.EOS_ID])
-                    targets.append(sp.encode(v))
-            gold.append(values.index(person.value(rel)))
-            relations.append(rel)
-            sizes.append(len(values))
+            for template, article in probe_prompts(rel):
+                prefix = sp.encode(world_lib.capitalize(template.format(n=person.name)))
+                for v in values:
+                    value = sp.encode(world_lib.a(v) if article else v)
+                    if fmt == "span":
+                        inputs.append(prefix + [sentinel] + sp.encode(".") + [decoding.EOS_ID])
+                        targets.append([sentinel] + value + [decoding.EOS_ID])
+                    else:
+                        inputs.append(prefix + [decoding.EOS_ID])
+                        targets.append(value)
+                gold.append(values.index(person.value(rel)))
+                relations.append(rel)
+                sizes.append(len(values))
     return _pad(inputs, 24), _pad(targets, 8), np.array(gold), sizes, relations
 
 
