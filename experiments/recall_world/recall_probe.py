@@ -10,7 +10,8 @@ most likely one:
   span    inputs '<Name> lives in <extra_id_0>.'   targets '<extra_id_0> <value>' + EOS
   prefix  inputs '<Name> lives in'                 targets '<value>'
 
-Accuracy per relation and format, against chance (1 / number of values). A probe
+Accuracy per relation and format, against chance (1 / number of values) and the
+prior (always the relation's most frequent value among all people). A probe
 that rises with model size is the recall control of the issue's gate (b). The
 model, loading and scoring are the package's (checkpoints.loading,
 models.decoding); nothing here trains.
@@ -74,6 +75,17 @@ def probe_rows(world, split: str, sp, fmt: str, vocab_size: int):
     return _pad(inputs, 24), _pad(targets, 8), np.array(gold), sizes, relations
 
 
+def prior_baseline(world, split: str) -> float:
+    """Accuracy (%) of always answering each relation's most frequent value over all people: what a model
+    that learned the corpus's value frequencies but no person's fact would score."""
+    right = []
+    for rel in world_lib.RELATIONS:
+        values = [p.value(rel) for p in world.people]
+        top = max(set(values), key=values.count)
+        right += [p.value(rel) == top for p in world.split_people[split]]
+    return 100 * float(np.mean(right))
+
+
 def recall(checkpoint: str, split: str = "test", seed: int = 0, num_people: int = world_lib.DEFAULT_NUM_PEOPLE) -> dict:
     """{'<fmt>/<relation>': accuracy %, '<fmt>/all': ..., 'chance/all': ...} for one native checkpoint."""
     config = loading.config_from_checkpoint(checkpoint)
@@ -98,6 +110,7 @@ def recall(checkpoint: str, split: str = "test", seed: int = 0, num_people: int 
             out[f"{fmt}/{rel}"] = 100 * float(right[relations_a == rel].mean())
         out[f"{fmt}/all"] = 100 * float(right.mean())
     out["chance/all"] = 100 * float(np.mean([1 / c for c in sizes]))
+    out["prior/all"] = prior_baseline(world, split)
     return out
 
 
