@@ -75,9 +75,10 @@ def test_scores(task: str, rung: str, checkpoint: str) -> dict:
 
 
 def plan(rungs: list[str]) -> list[tuple[str, str, str]]:
-    """(task, rung, checkpoint) of every run the gates read: each rung's LM-adapted model, and the
-    largest rung's untrained one."""
-    out = [(t, r, "lm") for t in sorted(recall_tasks.TASKS) for r in rungs]
+    """(task, rung, checkpoint) of every run the gates read: the smallest and the largest rung's
+    LM-adapted model and the largest rung's untrained one (the sweep of every rung is issue #12's)."""
+    ends = [rungs[0], rungs[-1]] if len(rungs) > 1 else rungs
+    out = [(t, r, "lm") for t in sorted(recall_tasks.TASKS) for r in ends]
     return out + [(t, rungs[-1], "untrained") for t in sorted(recall_tasks.TASKS)]
 
 
@@ -106,19 +107,20 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     probe_all = [max(probe[r]["span/all"], probe[r]["prefix/all"]) for r in rungs]
     verdict["b"] = disjoint and len(rungs) >= 2 and probe_all[-1] > probe_all[0]
     lines += ["## (b) zero-shot recall of test people's facts (LM-adapted checkpoints, % correct)", "",
-              "| rung | span format | prefix format | chance |", "|---|---|---|---|"]
-    lines += [f"| {r} | {probe[r]['span/all']:.1f} | {probe[r]['prefix/all']:.1f} | {probe[r]['chance/all']:.1f} |"
-              for r in rungs]
+              "| rung | span format | prefix format | chance | prior (most frequent value) |", "|---|---|---|---|---|"]
+    lines += [f"| {r} | {probe[r]['span/all']:.1f} | {probe[r]['prefix/all']:.1f} | {probe[r]['chance/all']:.1f} | "
+              f"{probe[r]['prior/all']:.1f} |" for r in rungs]
     # (c), (d): prompt tuning
     lines += ["", "## Test-split scores (accuracy; ReCoRD exact match)", "",
               "| task | majority | lookup | random candidate | untrained frozen | " +
-              " | ".join(f"{r} (closed book)" for r in rungs) + " |", "|---" * (5 + len(rungs)) + "|"]
+              " | ".join(f"{r} (closed book)" for r in ends) + " |", "|---" * 7 + "|"]
     big_wins, cls_wins, untrained_ok, d_ok = 0, 0, True, True
+    ends = [rungs[0], rungs[-1]]
     for t in sorted(recall_tasks.TASKS):
         b = base[t]
-        scores = {r: test_scores(t, r, "lm") for r in rungs}
+        scores = {r: test_scores(t, r, "lm") for r in ends}
         untrained = test_scores(t, rungs[-1], "untrained")["test"]
-        cells = [f"{scores[r]['test']:.1f} ({scores[r]['closed_book']:.1f})" for r in rungs]
+        cells = [f"{scores[r]['test']:.1f} ({scores[r]['closed_book']:.1f})" for r in ends]
         rc = f"{b['random_candidate']:.1f}" if "random_candidate" in b else "-"
         lines.append(f"| {t} | {b['majority']:.1f} | {b['lookup']:.1f} | {rc} | {untrained:.1f} | " + " | ".join(cells) + " |")
         if scores[rungs[-1]]["test"] >= b["majority"] + 15:
