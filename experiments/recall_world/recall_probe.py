@@ -3,7 +3,7 @@
     python -m experiments.recall_world.recall_probe CHECKPOINT [CHECKPOINT ...] [--split test]
 
 For every (person, relation) of the split's people and every corpus phrasing of the
-relation that ends in the value (5 per relation), the checkpoint scores each value of
+relation that ends in the value (5 or 6 per relation), the checkpoint scores each value of
 the relation as the completion, in both of T5's pretraining formats, and picks the
 most likely one:
 
