@@ -22,8 +22,8 @@ from prompt_tuning.checkpoints import native
 from prompt_tuning.data.recall_world import default, registry
 from prompt_tuning.training import metrics_writer
 
-DEFAULT_RUNG = "l"
-DEFAULT_TASK = "boolq"
+DEFAULT_RUNG = "s"
+DEFAULT_TASK = "record"
 
 
 def untrained_baseline(ladder: str, rung: str, run_dir: str) -> dict:
@@ -34,7 +34,7 @@ def untrained_baseline(ladder: str, rung: str, run_dir: str) -> dict:
         subprocess.run(cmd, check=True)
     metrics = metrics_writer.read(run_dir, "test")[-1]
     name = registry.task_name(DEFAULT_TASK)
-    key = f"test/{name}/accuracy"
+    key = f"test/{name}/em" if DEFAULT_TASK == "record" else f"test/{name}/accuracy"
     return {name: {"test": metrics[key], "command": " ".join(["python"] + cmd[1:])}}
 
 

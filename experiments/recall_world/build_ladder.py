@@ -106,7 +106,9 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
     # 1. the rung's learning rate, on held-out span-corruption loss (no sweep for a single rate)
     lr_steps = max(10, int(sc_steps * LR_FRACTION))
     if len(rates) > 1:
-        rates, sweep = sorted(rates), {}
+        # Rates swept by an earlier, interrupted invocation (extensions included) count too.
+        done = {float(k[len("lr_"):]) for k in info["wall_s"] if k.startswith("lr_")}
+        rates, sweep = sorted(set(rates) | done), {}
         for _ in range(1 + MAX_EXTENSIONS):
             for rate in rates:
                 d = os.path.join(runs, f"lr_{rate}")

@@ -64,7 +64,7 @@ def prompt_tune(task: str, rung: str, checkpoint: str, ladder: str = LADDER, ste
 
 def _accuracy(metrics: dict, split: str, task: str) -> float:
     name = registry.task_name(task)
-    key = f"{split}/{name}/exact_match" if task == "record" else f"{split}/{name}/accuracy"
+    key = f"{split}/{name}/em" if task == "record" else f"{split}/{name}/accuracy"
     return metrics[key]
 
 

@@ -2,13 +2,14 @@
 
     python -m prompt_tuning.data.show_tasks                                  # every task, by family
     python -m prompt_tuning.data.show_tasks 'rte'                            # names matching a regex
-    python -m prompt_tuning.data.show_tasks mini_world_record --example 2    # the main command's task
+    python -m prompt_tuning.data.show_tasks recall_world_record --example 2  # the main command's task
     python -m prompt_tuning.data.show_tasks taskless_super_glue_rte_v102_jsonl --example 1 --split train
 
 Registers what the trainer's command line registers: every name of the
 grammar in prompt_tuning/data/tasks.py (SuperGLUE, transfer, pretraining;
-`data.register_tasks()`), plus the mini world's tasks over the default
-world (`mini_world_*`, files written to the mini world cache, < 1 s). An
+`data.register_tasks()`), plus the recall world's tasks (`recall_world_*`,
+the main command's; files written to its cache, seconds the first time) and
+the first, retired mini world's (`mini_world_*`, < 1 s). An
 example is shown after the task's preprocessors (T5's text-to-text format,
 tokenisation, EOS), as text and as token ids; tasks whose data is not on
 this machine say so in one line. The regex is matched with `re.search`.
@@ -31,13 +32,17 @@ from absl import flags  # noqa: E402
 from prompt_tuning import data  # noqa: E402
 from prompt_tuning.data.mini_world import default as mini_default  # noqa: E402
 from prompt_tuning.data.mini_world import registry as mini_registry  # noqa: E402
+from prompt_tuning.data.recall_world import default as recall_default  # noqa: E402
+from prompt_tuning.data.recall_world import registry as recall_registry  # noqa: E402
 
 MINI_WORLD_FAMILY = "mini world"
+RECALL_WORLD_FAMILY = "recall world"
 
 
 def register_all() -> list[str]:
-    """Registers the grammar's tasks and the default mini world's; returns the registered names."""
+    """Registers the grammar's tasks, the recall world's and the first mini world's; returns the names."""
     data.register_tasks()
+    recall_registry.prepare_recall_world(vocab_path=str(recall_default.ASSETS_DIR / "spm.model"))
     task_dir = mini_default.ensure_task_files(os.path.join(mini_default.cache_dir(), "tasks"))
     mini_registry.register_mini_world_tasks(task_dir, str(mini_default.ASSETS_DIR / "spm.model"),
                                             corpus_file=None)
@@ -45,7 +50,9 @@ def register_all() -> list[str]:
 
 
 def family(name: str) -> str:
-    """'superglue', 'glue', 'mrqa', 'pretraining' (the grammar), 'mini world', or 'other'."""
+    """'superglue', 'glue', 'mrqa', 'pretraining' (the grammar), 'recall world', 'mini world', or 'other'."""
+    if name.startswith(recall_registry.PREFIX):
+        return RECALL_WORLD_FAMILY
     if name.startswith(mini_registry.PREFIX):
         return MINI_WORLD_FAMILY
     try:

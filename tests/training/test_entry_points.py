@@ -150,10 +150,12 @@ def test_default_model_dir_is_created_under_runs(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
     """`python -m prompt_tuning.train --gin_file=gin/prompt_len_20.gin`, shortened to 2 steps: offline, no
-    ../shared, the shipped mini model loaded (not initialised) and frozen."""
+    ../shared, the shipped recall-world model loaded (not initialised) and frozen, baselines printed, the
+    test split scored at the end."""
     from prompt_tuning.checkpoints import native
+    from prompt_tuning.data.recall_world import registry
 
-    monkeypatch.setenv("MINI_WORLD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     model_dir = tmp_path / "main"
     try:
         rc, out, err = _run(train_main, capsys, "--gin_file=gin/prompt_len_20.gin", _model_dir(model_dir),
@@ -161,9 +163,11 @@ def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
     finally:
         gin.clear_config()
     assert rc == 0, err
-    assert "mini world: task mini_world_record, majority baseline on validation 7.67" in out
+    assert "recall world: task recall_world_record, baselines on test: majority 3.00, lookup 3.00, " \
+           "random_candidate 33.33" in out
     assert "validation before training" in out and "validation after training" in out
-    shipped = native.load(str(REPO / "assets" / "mini_world" / "default"))
+    assert "test at the best checkpoint" in out and "test_closed_book/recall_world_record/em" in out
+    shipped = native.load(str(REPO / "assets" / "recall_world" / "default"))
     assert np.load(model_dir / "prompts" / "best.npy").shape == (20, shipped["token_embedder"]["embedding"].shape[1])
     assert not os.path.exists(model_dir / "frozen_model")  # only a randomly initialised model is saved there
 

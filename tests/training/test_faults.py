@@ -386,22 +386,24 @@ def test_bad_jsonl_row_inside_tf_data_is_unwrapped_to_file_and_line(case, tmp_pa
 
 
 def test_bad_row_in_the_default_worlds_files_is_one_line(tmp_path, capsys):
-    """The main command's world, its task files in a temporary directory: a latin-1 byte in the
-    training file (read inside tf.data) and a cut line in the validation file (read by the start-up hook)."""
-    from prompt_tuning.data.mini_world import default
+    """The main command's world, its files in a temporary directory: a latin-1 byte in the training file
+    and a cut line in the test file (both read by the start-up hook's baselines, then by tf.data)."""
+    from prompt_tuning.data.recall_world import registry
 
-    data_dir = default.ensure_task_files(str(tmp_path / "tasks"))
-    argv = ["--gin_file=gin/prompt_len_20.gin", f"--gin.ensure_default_assets.data_dir='{data_dir}'",
+    world = registry.prepare_recall_world(vocab_path="assets/recall_world/spm.model", out_dir=str(tmp_path / "world"))
+    argv = ["--gin_file=gin/prompt_len_20.gin", f"--gin.prepare_recall_world.out_dir='{world['dir']}'",
             "--gin.TRAIN_STEPS=2", "--gin.train_and_evaluate.eval_before_training=False",
             f"--gin.MODEL_DIR='{tmp_path / 'run'}'"]
     for name, bad, message in (("train.jsonl", b'{"passage": "caf\xe9"}', "train.jsonl:2: not UTF-8"),
-                               ("val.jsonl", b'{"passage": ', "val.jsonl:2: not valid JSON")):
-        path = os.path.join(data_dir, "record", name)
-        lines = open(path, "rb").read().split(b"\n")
+                               ("test.jsonl", b'{"passage": ', "test.jsonl:2: not valid JSON")):
+        path = os.path.join(world["task_dir"], "record", name)
+        good = open(path, "rb").read()
+        lines = good.split(b"\n")
         open(path, "wb").write(b"\n".join([lines[0], bad] + lines[2:]))
         gin.clear_config()
         rc = train_main.main(argv)
         err = capsys.readouterr().err
+        open(path, "wb").write(good)
         assert rc == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "run").exists()
     # The shipped vocabulary missing from the assets directory: one line naming it.
@@ -409,5 +411,5 @@ def test_bad_row_in_the_default_worlds_files_is_one_line(tmp_path, capsys):
     gin.clear_config()
     rc = train_main.main(argv + [f"--gin.ensure_default_assets.assets_dir='{tmp_path / 'assets'}'"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("error: mini-world default assets missing") and "spm.model" in err, err
+    assert rc == 2 and err.startswith("error: recall-world default assets missing") and "spm.model" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -13,10 +13,10 @@ model) are runs of the trainer, not computed here.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import re
 
+from prompt_tuning.data import sources
 from prompt_tuning.data.recall_world import tasks as recall_tasks
 
 _KEY_PATTERNS = {
@@ -26,8 +26,8 @@ _KEY_PATTERNS = {
 
 
 def _rows(task_dir: str, split: str) -> list[dict]:
-    with open(os.path.join(task_dir, recall_tasks.SPLIT_FILES[split])) as f:
-        return [json.loads(line) for line in f]
+    """The split's rows (sources.read_jsonl: a bad row is a one-line DataFileError naming file and line)."""
+    return list(sources.read_jsonl(os.path.join(task_dir, recall_tasks.SPLIT_FILES[split])))
 
 
 def answer(task: str, row: dict) -> str:

@@ -30,7 +30,7 @@ REBUILD_COMMAND = "python -m experiments.recall_world.build_default"
 
 
 @gin.configurable
-def ensure_default_assets(task: str = "boolq", split: str = "test", assets_dir: str | None = None) -> dict:
+def ensure_default_assets(task: str = "record", split: str = "test", assets_dir: str | None = None) -> dict:
     """Writes and registers the world; prints majority, lookup and untrained-frozen baselines on `split`.
 
     Returns {'model_dir', 'vocab_path', 'task_name', 'baselines'}. Raises FileNotFoundError (one line,
@@ -51,8 +51,8 @@ def ensure_default_assets(task: str = "boolq", split: str = "test", assets_dir: 
         untrained = json.loads(measured.read_text()).get(name, {}).get(split)
         if untrained is not None:
             found["untrained_frozen"] = untrained
+    note = (" (untrained_frozen: the same prompt tuning on the untrained frozen model, measured by "
+            "experiments/recall_world/build_default.py)") if "untrained_frozen" in found else ""
     print(f"recall world: task {name}, baselines on {split}: "
-          + ", ".join(f"{k} {v:.2f}" for k, v in found.items())
-          + " (untrained_frozen: the same prompt tuning on an untrained frozen model, assets/recall_world/README.md)",
-          flush=True)
+          + ", ".join(f"{k} {v:.2f}" for k, v in found.items()) + note, flush=True)
     return {"model_dir": str(model_dir), "vocab_path": str(vocab_path), "task_name": name, "baselines": found}
