@@ -409,7 +409,7 @@ def test_bad_row_in_the_default_worlds_files_is_one_line(tmp_path, capsys):
     # The shipped vocabulary missing from the assets directory: one line naming it.
     (tmp_path / "assets").mkdir()
     gin.clear_config()
-    rc = train_main.main(argv + [f"--gin.ensure_default_assets.assets_dir='{tmp_path / 'assets'}'"])
+    rc = train_main.main(argv + [f"--gin.ensure_recall_world_default.assets_dir='{tmp_path / 'assets'}'"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: recall-world default assets missing") and "spm.model" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@
                                          run, measured by the command it names
     assets/recall_world/README.md        sizes and the commands that reproduce them
 
-`ensure_default_assets()` (a gin startup hook) writes the world's files into the
+`ensure_recall_world_default()` (a gin startup hook) writes the world's files into the
 cache (deterministic; about a minute the first time, for the corpus), registers
 the tasks, checks the shipped files and prints the baselines a score must beat
 on the test split. It never trains; a missing file is an error naming the
@@ -30,7 +30,7 @@ REBUILD_COMMAND = "python -m experiments.recall_world.build_default"
 
 
 @gin.configurable
-def ensure_default_assets(task: str = "record", split: str = "test", assets_dir: str | None = None) -> dict:
+def ensure_recall_world_default(task: str = "record", split: str = "test", assets_dir: str | None = None) -> dict:
     """Writes and registers the world; prints majority, lookup and untrained-frozen baselines on `split`.
 
     Returns {'model_dir', 'vocab_path', 'task_name', 'baselines'}. Raises FileNotFoundError (one line,
