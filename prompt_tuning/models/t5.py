@@ -20,14 +20,21 @@ The parameter tree matches T5X's T5 1.1 checkpoints:
 With a prompt of length P the encoder output has P+T positions; the prompt
 positions are always visible and the decoder attends to all of them.
 
+Parameter-efficient methods (LoRA, IA3, adapters: prompt_tuning/methods/) attach
+through `T5(config, methods=(...))`: each method is a Flax method interceptor
+(`nn.intercept_methods`) installed around `encode` and `decode`, which adds its
+own parameters inside the modules it targets (e.g. `.../attention/query/lora_a`)
+and rewrites their inputs or outputs. The model code has no branch per method.
+
 Shape letters: B batch, T encoder input length, L decoder length, P prompt
 length, H hidden size, V vocabulary.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -252,6 +259,15 @@ class Decoder(nn.Module):
         return logits.astype(jnp.float32)
 
 
+@contextlib.contextmanager
+def attached(methods: Sequence[Any]):
+    """Installs each method as a Flax method interceptor, the first outermost."""
+    with contextlib.ExitStack() as stack:
+        for method in methods:
+            stack.enter_context(nn.intercept_methods(method))
+        yield
+
+
 class T5(nn.Module):
     """T5 1.1 encoder-decoder; `prompt` (a `prompts.Prompt` or `PromptBank`) is optional.
 
@@ -261,6 +277,8 @@ class T5(nn.Module):
     config: T5Config
     # (name=...) -> prompts.Prompt | prompts.PromptBank, e.g. functools.partial(Prompt, length=P).
     prompt_factory: Optional[Any] = None
+    # Hashable method interceptors (prompt_tuning/methods/), e.g. (methods.LoRA(rank=8),).
+    methods: Sequence[Any] = ()
 
     def setup(self):
         """The shared token embedder, the (prompted) encoder and the decoder."""
@@ -271,15 +289,17 @@ class T5(nn.Module):
 
     def encode(self, encoder_input_tokens, *, enable_dropout: bool = False, prompt_index=None):
         """[B, T] -> (encoded [B, P+T, H], mask [B, P+T])."""
-        return self.encoder(encoder_input_tokens, not enable_dropout, prompt_index)
+        with attached(self.methods):
+            return self.encoder(encoder_input_tokens, not enable_dropout, prompt_index)
 
     def decode(self, encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens=None,
                *, enable_dropout: bool = False, decode: bool = False):
         """-> logits [B, L, V] float32."""
-        return self.decoder(
-            encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens,
-            deterministic=not enable_dropout, decode=decode,
-        )
+        with attached(self.methods):
+            return self.decoder(
+                encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens,
+                deterministic=not enable_dropout, decode=decode,
+            )
 
     def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
                  *, enable_dropout: bool = False, prompt_index=None):

@@ -54,7 +54,7 @@ quiet_import_tensorflow()
 import gin  # noqa: E402
 from absl import flags  # noqa: E402
 
-from prompt_tuning import data, prompts  # noqa: E402
+from prompt_tuning import data, methods, prompts  # noqa: E402,F401
 from prompt_tuning.checkpoints.errors import CheckpointError  # noqa: E402
 from prompt_tuning.data.sources import DataFileError  # noqa: E402
 from prompt_tuning.training import (config_checks, evaluation, gin_bindings, inference, input_pipeline, optimizer,  # noqa: E402,F401

@@ -39,7 +39,7 @@ def _output_dir(output_dir: Optional[str], checkpoint_path: Optional[str], kind:
 
 
 def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoint_path, seed,
-           random_init_frozen_model, mesh):
+           random_init_frozen_model, mesh, methods=()):
     overrides, step = None, None
     if checkpoint_path:
         overrides, step = save_restore.read_params(checkpoint_path)
@@ -51,7 +51,7 @@ def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoi
     setup = trainer.build(model_config=model_config, task_name=task_name, prompt=prompt,
                           initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainer.ALL_REGEX,
                           seed=seed, mesh=mesh, random_init_frozen_model=random_init_frozen_model,
-                          overrides=overrides)
+                          overrides=overrides, methods=methods)
     return setup, step
 
 
@@ -94,6 +94,7 @@ def evaluate_checkpoint(
     verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     seed: int = 0,
     random_init_frozen_model: bool = False,
+    methods: Sequence = (),
     mesh=None,
 ) -> dict:
     """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}."""
@@ -102,7 +103,8 @@ def evaluate_checkpoint(
     sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
     setup, step = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                          initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
-                         seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh)
+                         seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
+                         methods=methods)
     out = _output_dir(output_dir, checkpoint_path, "eval", split)
     metrics, predictions = evaluation.evaluate(setup.model, setup.params, sets, mode=mode, batch_size=batch_size,
                                                mesh=mesh, verbalizers=verbalizers)
@@ -136,6 +138,7 @@ def infer(
     output_dir: Optional[str] = None,
     seed: int = 0,
     random_init_frozen_model: bool = False,
+    methods: Sequence = (),
     mesh=None,
 ) -> dict[str, list[str]]:
     """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}."""
@@ -144,7 +147,8 @@ def infer(
     sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
     setup, _ = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
-                      seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh)
+                      seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
+                      methods=methods)
     out = _output_dir(output_dir, checkpoint_path, "infer", split)
     result = {}
     for es in sets:

@@ -133,17 +133,38 @@ def _load_frozen(config: t5.T5Config, path: Optional[str], random_init: bool, se
     return jax.tree.map(np.asarray, nn.meta.unbox(variables["params"])), None
 
 
+def _init_method_params(model: t5.T5, present: Mapping, seed: int) -> dict:
+    """Initial values of the parameters `model` has and `present` lacks (the methods' own, e.g. LoRA's).
+
+    One jitted init whose only outputs are the missing leaves, so XLA drops the
+    frozen weights' initialisation; the key is fold_in(PRNGKey(seed), 2).
+    """
+    have = set(traverse_util.flatten_dict(dict(present), sep="/"))
+    tokens = jnp.ones((1, 1), jnp.int32)
+
+    def missing():
+        params = nn.meta.unbox(model.init(jax.random.fold_in(jax.random.PRNGKey(seed), 2), tokens, tokens, tokens))
+        flat = traverse_util.flatten_dict(params["params"], sep="/")
+        return {k: v for k, v in flat.items() if k not in have}
+
+    flat = jax.tree.map(np.asarray, jax.jit(missing)())
+    return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
 def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts.PromptSpec],
           initial_checkpoint_path: Optional[str], trainable_regex: str, seed: int, mesh,
-          random_init_frozen_model: bool = False, overrides: Optional[Mapping] = None) -> Setup:
+          random_init_frozen_model: bool = False, overrides: Optional[Mapping] = None,
+          methods: Sequence[Any] = ()) -> Setup:
     """Loads the frozen model, makes the prompt, builds the model once, splits and places both trees.
 
     The prompt is made in prompts.py: `prompt.initializer(context)` with a
     PromptContext of the frozen embeddings, the task's vocabulary and label
     words. `overrides` (a nested tree, e.g. a trainer checkpoint's params)
     replaces leaves after loading; a prompt found there is used instead of the
-    initializer (prompts.from_array). Raises ConfigError / CheckpointError /
-    prompts.PromptError with one-line messages.
+    initializer (prompts.from_array). `methods` (prompt_tuning/methods/, e.g.
+    LoRA) are attached to the model; their parameters are initialised by the
+    model (_init_method_params) unless `overrides` holds them. Raises
+    ConfigError / CheckpointError / prompts.PromptError with one-line messages.
     """
     if not isinstance(model_config, t5.T5Config):
         raise ConfigError(f"MODEL_CONFIG must be a T5Config (e.g. @t5_config()), got {type(model_config).__name__}")
@@ -166,9 +187,11 @@ def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts
             values = np.asarray(restored)
             factory = prompt.module(prompts.from_array(values), bank_values=bool(prompt.num_prompts))
         params = merge_params(params, {"encoder": {"prompt": {"prompt": values}}})
+    model = t5.T5(model_config, factory, tuple(methods))
+    if methods:
+        params = merge_params(_init_method_params(model, params, seed), params)
     if overrides:
         params = merge_params(params, jax.tree.map(np.asarray, dict(overrides)))
-    model = t5.T5(model_config, factory)
     abstract = _abstract_params(model)
     expected = {k: v.value.shape for k, v in traverse_util.flatten_dict(
         abstract, sep="/", is_leaf=lambda _, x: isinstance(x, nn.LogicallyPartitioned)).items()}
@@ -256,6 +279,7 @@ def train_and_evaluate(
     initial_checkpoint_path: Optional[str] = gin.REQUIRED,
     prompt: Optional[prompts.PromptSpec] = None,
     trainable_regex: str = PROMPT_REGEX,
+    methods: Sequence[Any] = (),
     optimizer_factory: Callable[..., optax.GradientTransformation] = optimizer.adafactor,
     adafactor_step_from_checkpoint: bool = False,
     z_loss: float = 1e-4,
@@ -331,7 +355,7 @@ def train_and_evaluate(
             input_pipeline.check_split(mixture_or_task_name, split)
         setup = build(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, trainable_regex=trainable_regex, seed=seed,
-                      mesh=mesh, random_init_frozen_model=random_init_frozen_model)
+                      mesh=mesh, random_init_frozen_model=random_init_frozen_model, methods=methods)
         if eval_mode not in (evaluation.GENERATE, evaluation.RANK):
             raise ConfigError(f"EVAL_MODE must be {evaluation.GENERATE!r} or {evaluation.RANK!r}, got {eval_mode!r}")
         if eval_mode == evaluation.RANK:

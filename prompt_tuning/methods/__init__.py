@@ -1,0 +1,18 @@
+"""Parameter-efficient methods beside prompt tuning, attached to a frozen T5 without model branches.
+
+    lora.LoRA          W x + (alpha / r) B A x beside chosen projections (Hu et al., 2021)
+    ia3.IA3            learned rescaling of keys, values and the FFN hidden activation (Liu et al., 2022)
+    adapters.Adapters  Houlsby bottleneck adapters after every attention and FFN sublayer (Houlsby et al., 2019)
+
+Each method is a frozen (hashable) dataclass that is also a Flax method
+interceptor; `T5(config, methods=(LoRA(rank=8),))` installs it (models/t5.py).
+It creates its parameters inside the modules it targets, with names no frozen
+checkpoint uses, and each class names them by `TRAINABLE_REGEX`, which is
+what the trainer's one regex mechanism (TRAINABLE_REGEX in gin) selects.
+gin: `@lora()`, `@ia3()`, `@adapters()` (gin/methods/*.gin).
+"""
+from prompt_tuning.methods.adapters import Adapters, adapters
+from prompt_tuning.methods.ia3 import IA3, ia3
+from prompt_tuning.methods.lora import LoRA, lora
+
+__all__ = ["Adapters", "IA3", "LoRA", "adapters", "ia3", "lora"]
