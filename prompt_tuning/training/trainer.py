@@ -564,8 +564,10 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         if metrics_after:
             _say(f"validation after training:  {_format_metrics(metrics_after)}")
         if best is not None:
-            _say(f"best: step {best['step']} (value {best['value']:.4g}); prompt at "
-                 f"{os.path.join(model_dir, save_restore.PROMPTS_DIR, 'best.npy')}")
+            prompted = setup.model.prompt_factory is not None
+            where = (f"prompt at {os.path.join(model_dir, save_restore.PROMPTS_DIR, 'best.npy')}" if prompted
+                     else f"parameters in {os.path.join(model_dir, save_restore.BEST_DIR)}")
+            _say(f"best: step {best['step']} (value {best['value']:.4g}); {where}")
         if metrics_test:
             _say(f"test at the best checkpoint (step {best['step']}): {_format_metrics(metrics_test)}")
     return {"model_dir": model_dir, "step": end, "metrics_before": metrics_before, "metrics_after": metrics_after,

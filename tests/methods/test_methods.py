@@ -1,0 +1,147 @@
+"""LoRA, IA3 and Houlsby adapters attached to a frozen T5: what each method guarantees.
+
+Per method: it adds exactly its own parameters (the trainable regex selects
+those and nothing of the plain model); at initialisation the model computes
+the frozen model's logits exactly; training steps (trainer.train_step, jitted
+as the trainer does) leave every frozen array bit-identical and lower the loss
+on a tiny synthetic task; the compiled step forms no gradient for a frozen
+weight (benchmarks/hlo.py), and the same check finds them in a step that trains
+everything, so it cannot pass vacuously.
+"""
+import functools
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from benchmarks import hlo
+from prompt_tuning import methods
+from prompt_tuning.models import t5
+from prompt_tuning.training import optimizer, trainer
+
+# No activation row count (B*T = 30, B*L = 12) equals a weight dim (H = N*D = 32, F = 64, V = 96) or a
+# method's rank / bottleneck (4): an activation can never pass for a weight gradient.
+CONFIG = t5.get_config("test", vocab_size=96)
+B, T, L, RANK = 3, 10, 4, 4
+
+METHODS = {
+    "lora": methods.LoRA(rank=RANK, alpha=8.0),
+    "ia3": methods.IA3(),
+    "adapters": methods.Adapters(size=RANK),
+}
+# Parameters each method adds to the test model (2 encoder, 2 decoder layers).
+EXPECTED_COUNTS = {
+    "lora": 2 * 2 * 2 + 2 * 2 * 2 * 2,  # (q, v) x (a, b): 2 encoder layers x 1 attention, 2 decoder x 2
+    "ia3": 2 * 3 + 2 * 5,  # k, v per attention + wo per layer
+    "adapters": (2 * 2 + 2 * 3) * 4,  # per sublayer: down/up kernel and bias
+}
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    enc = rng.integers(2, CONFIG.vocab_size, size=(B, T)).astype(np.int32)
+    enc[1, 7:] = 0  # padding
+    targets = rng.integers(2, CONFIG.vocab_size, size=(B, L)).astype(np.int32)
+    dec_in = np.concatenate([np.zeros((B, 1), np.int32), targets[:, :-1]], axis=1)
+    return {"encoder_input_tokens": enc, "decoder_input_tokens": dec_in, "decoder_target_tokens": targets,
+            "decoder_loss_weights": (targets > 0).astype(np.float32)}
+
+
+def _flat(tree):
+    return traverse_util.flatten_dict(dict(tree), sep="/")
+
+
+@functools.lru_cache(maxsize=None)
+def _params(name):
+    model = t5.T5(CONFIG, methods=(METHODS[name],))
+    batch = _batch()
+    variables = model.init(jax.random.PRNGKey(0), batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                           batch["decoder_target_tokens"])
+    return model, jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+
+
+def _logits(model, params, batch):
+    return np.asarray(model.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                                  batch["decoder_target_tokens"]))
+
+
+def _step(model, regex, lr):
+    tx = optimizer.adafactor(optimizer.learning_rate_schedule(lr), weight_decay_rate=None)
+    step = jax.jit(functools.partial(trainer.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None))
+    return step, tx
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_adds_only_its_own_parameters_and_starts_at_the_frozen_model(name):
+    model, params = _params(name)
+    regex = METHODS[name].TRAINABLE_REGEX
+    trainable, frozen = trainer.split_params(params, regex)
+    assert len(_flat(trainable)) == EXPECTED_COUNTS[name]
+    plain_model = t5.T5(CONFIG)
+    plain_keys = set(_flat(nn.meta.unbox(jax.eval_shape(lambda: plain_model.init(
+        jax.random.PRNGKey(0), *[_batch()[k] for k in ("encoder_input_tokens", "decoder_input_tokens")]))["params"])))
+    assert set(_flat(frozen)) == plain_keys  # the regex takes nothing of the plain model
+    batch = _batch()
+    np.testing.assert_array_equal(_logits(model, params, batch), _logits(plain_model, frozen, batch))
+    # A non-zero method parameter changes the output (the attachment is live).
+    perturbed = {k: (v + 0.5 if re.fullmatch(regex, k) else v) for k, v in _flat(params).items()}
+    perturbed = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in perturbed.items()})
+    assert np.abs(_logits(model, perturbed, batch) - _logits(plain_model, frozen, batch)).max() > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_training_changes_only_the_method_and_lowers_the_loss(name):
+    model, params = _params(name)
+    trainable, frozen = trainer.split_params(params, METHODS[name].TRAINABLE_REGEX)
+    before = {k: v.copy() for k, v in _flat(frozen).items()}
+    step, tx = _step(model, METHODS[name].TRAINABLE_REGEX, lr=1e-2)
+    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
+    batch = _batch()
+    losses = []
+    for _ in range(30):
+        state, metrics = step(state, frozen, batch, jax.random.PRNGKey(0))
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.8 * losses[0], losses
+    merged = _flat(trainer.merge_params(frozen, state["params"]))
+    for key, value in before.items():
+        assert merged[key].dtype == value.dtype and np.array_equal(np.asarray(merged[key]), value), key
+    changed = [k for k, v in _flat(state["params"]).items() if not np.array_equal(np.asarray(v), _flat(trainable)[k])]
+    assert changed, "the method's parameters were updated"
+
+
+def _compiled(name, regex):
+    model, params = _params(name)
+    trainable, frozen = trainer.split_params(params, regex)
+    step, tx = _step(model, regex, lr=1e-3)
+    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
+    text = step.lower(state, frozen, _batch(), jax.random.PRNGKey(0)).compile().as_text()
+    return text, trainable, frozen
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_no_gradient_is_formed_for_a_frozen_weight(name):
+    text, trainable, frozen = _compiled(name, METHODS[name].TRAINABLE_REGEX)
+    weights = list(hlo.kernel_shapes(frozen).values())
+    assert hlo.ambiguous_dims(weights, [B * T, B * L, RANK]) == set()
+    assert hlo.weight_gradient_ops(text, weights) == []
+    assert any(op.backward for op in hlo.matmul_ops(text))  # there is a backward pass
+    if name != "ia3":  # LoRA's and the adapters' own gradients are matmuls the reader sees
+        assert hlo.weight_gradient_ops(text, [v.shape for v in _flat(trainable).values() if v.ndim == 2])
+
+
+def test_the_check_finds_weight_gradients_when_everything_trains():
+    text, _, frozen = _compiled("lora", trainer.ALL_REGEX)
+    found = {op.shape for op in hlo.weight_gradient_ops(text, hlo.kernel_shapes(frozen).values())}
+    for shape in hlo.kernel_shapes(frozen).values():
+        assert shape in found or tuple(reversed(shape)) in found, shape
+
+
+def test_bad_configuration_is_a_clear_error():
+    with pytest.raises(ValueError, match="rank must be a positive int"):
+        methods.LoRA(rank=0)
+    with pytest.raises(ValueError, match="adapter activation"):
+        methods.Adapters(activation="tanh")
