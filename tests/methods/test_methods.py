@@ -6,7 +6,8 @@ the frozen model's logits exactly; training steps (trainer.train_step, jitted
 as the trainer does) leave every frozen array bit-identical and lower the loss
 on a tiny synthetic task; the compiled step forms no gradient for a frozen
 weight (benchmarks/hlo.py), and the same check finds them in a step that trains
-everything, so it cannot pass vacuously.
+everything, so it cannot pass vacuously; cached greedy decoding with the method
+equals re-running the whole decoder.
 """
 import functools
 import re
@@ -20,8 +21,9 @@ from flax import traverse_util
 
 from benchmarks import hlo
 from prompt_tuning import methods
-from prompt_tuning.models import t5
+from prompt_tuning.models import decoding, t5
 from prompt_tuning.training import optimizer, trainer
+from tests.models.test_decoding import _naive_greedy
 
 # No activation row count (B*T = 30, B*L = 12) equals a weight dim (H = N*D = 32, F = 64, V = 96) or a
 # method's rank / bottleneck (4): an activation can never pass for a weight gradient.
@@ -145,3 +147,19 @@ def test_bad_configuration_is_a_clear_error():
         methods.LoRA(rank=0)
     with pytest.raises(ValueError, match="adapter activation"):
         methods.Adapters(activation="tanh")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_cached_greedy_decoding_with_the_method_matches_naive_recompute(name):
+    model, params = _params(name)
+    rng = np.random.default_rng(1)
+    regex = METHODS[name].TRAINABLE_REGEX
+    flat = {k: (v + 0.3 * rng.normal(size=v.shape).astype(np.float32) if re.fullmatch(regex, k) else v)
+            for k, v in _flat(params).items()}
+    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
+    flat["decoder/logits_dense/kernel"][:, :2] = 0.0  # no pad / EOS: every position is generated from the cache
+    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
+    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
+    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
+    assert (got > 0).all()
