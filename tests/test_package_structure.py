@@ -103,6 +103,7 @@ def test_no_import_cycles_counting_function_level_imports():
 @pytest.mark.parametrize("lower, upper", [
     ("prompt_tuning.data", "prompt_tuning.training"), ("prompt_tuning.data", "prompt_tuning.checkpoints"),
     ("prompt_tuning.models", "prompt_tuning.training"), ("prompt_tuning.models", "prompt_tuning.checkpoints"),
+    ("prompt_tuning.models", "prompt_tuning.methods"), ("prompt_tuning.methods", "prompt_tuning.training"),
     ("prompt_tuning", "experiments"),
 ])
 def test_layers_point_one_way(lower, upper):
