@@ -1,0 +1,35 @@
+"""How many parameters a method trains on a given T5, counted from the module's abstract parameter tree.
+
+    trainable_parameters(config, method) -> int
+
+The attached model is initialised abstractly (`jax.eval_shape`, nothing
+allocated) and the leaves the method's TRAINABLE_REGEX selects are summed, so
+the count is that of the parameters the trainer would actually train. Closed
+forms (tests/methods/test_counts.py checks them at the five T5 1.1 sizes), with
+H = emb_dim, d = num_heads * head_dim, F = mlp_dim, L_e / L_d encoder / decoder
+layers and A = L_e + 2 L_d attentions:
+
+    LoRA (query, value)   2 * A * r * (H + d)
+    IA3                   2 * A * d + (L_e + L_d) * F
+    adapters (size s)     (2 L_e + 3 L_d) * (2 H s + s + H)
+"""
+from __future__ import annotations
+
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from prompt_tuning.models import t5
+
+
+def trainable_parameters(config: t5.T5Config, method) -> int:
+    """Parameters of `T5(config, methods=(method,))` that `method.TRAINABLE_REGEX` selects."""
+    tokens = jnp.ones((1, 1), jnp.int32)
+    model = t5.T5(config, methods=(method,))
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), tokens, tokens, tokens))["params"]
+    flat = traverse_util.flatten_dict(nn.meta.unbox(shapes), sep="/")
+    return int(sum(np.prod(v.shape) for k, v in flat.items() if re.fullmatch(method.TRAINABLE_REGEX, k)))
