@@ -1,7 +1,9 @@
 """The method gin files through the real commands (`prompt_tuning.train.main` / `eval.main`, in-process)
 on the tiny synthetic world: training lowers the validation loss from its start, leaves every frozen
 array bit-identical, checkpoints only the method's parameters, and `eval` on that checkpoint
-reproduces the run's final accuracy (the method's parameters restored into the same model)."""
+reproduces the run's final accuracy (the method's parameters restored into the same model). For
+LoRA, `export` merges the run into a native checkpoint whose evaluation as a plain frozen model
+(no method, no prompt) gives the same accuracy."""
 import json
 import os
 
@@ -10,7 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
+from prompt_tuning.checkpoints import native
+
 from prompt_tuning import eval as eval_main
+from prompt_tuning import export as export_main
 from prompt_tuning import train as train_main
 from tests.training import synthetic_tasks as st
 
@@ -57,3 +62,29 @@ def test_method_gin_file_trains_checkpoints_and_evaluates(name, tmp_path, capsys
     got = [json.loads(l) for l in open(os.path.join(run, "eval_validation", "metrics.jsonl"))][-1]
     # The trained parameters were restored, not initialised afresh: the start scored differently.
     assert got[acc] == last[acc] != first[acc]
+    if name == "lora":
+        _export_and_evaluate_the_plain_model(common, run, tmp_path, capsys, last[acc])
+
+
+def _export_and_evaluate_the_plain_model(common, run, tmp_path, capsys, accuracy):
+    """`export` merges LoRA into a native checkpoint; `eval` of it with no method gives the run's accuracy."""
+    merged = str(tmp_path / "merged")
+    gin.clear_config()
+    rc = export_main.main(common + ["--gin_file=gin/runs/export.gin", f"--gin.CHECKPOINT_PATH='{run}'",
+                                    f"--gin.OUTPUT_DIR='{merged}'"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert native.is_native_checkpoint(merged)
+    gin.clear_config()
+    rc = eval_main.main(["--gin_file=gin/runs/model_finetune.gin", f"--gin_file={WORLD}", "--gin_file=gin/runs/eval.gin",
+                         f"--gin.INITIAL_CHECKPOINT_PATH='{merged}'", f"--gin.OUTPUT_DIR='{tmp_path / 'plain_eval'}'"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    got = [json.loads(l) for l in open(tmp_path / "plain_eval" / "metrics.jsonl")][-1]
+    assert got[f"{st.TASK}/accuracy"] == accuracy
+
+
+def test_export_refuses_a_run_without_lora(capsys):
+    rc = export_main.main(["--gin_file=gin/methods/ia3.gin", f"--gin_file={WORLD}", "--gin_file=gin/runs/export.gin",
+                           "--gin.CHECKPOINT_PATH='x'", "--gin.OUTPUT_DIR='y'"])
+    assert rc == 2 and "export merges exactly one LoRA method" in capsys.readouterr().err
