@@ -163,3 +163,26 @@ def test_cached_greedy_decoding_with_the_method_matches_naive_recompute(name):
     got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
     np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
     assert (got > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_method_attaches_the_same_under_rematerialisation(name):
+    # T5Config.remat wraps the blocks in nn.remat: the method's parameters, logits and gradients are unchanged.
+    _, params = _params(name)
+    regex = METHODS[name].TRAINABLE_REGEX
+    flat = {k: (v + 0.3 if re.fullmatch(regex, k) else v) for k, v in _flat(params).items()}
+    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    batch = _batch()
+    results = []
+    for remat in ("none", "full"):
+        model = t5.T5(CONFIG.replace(remat=remat), methods=(METHODS[name],))
+        shapes = _flat(nn.meta.unbox(jax.eval_shape(lambda: model.init(
+            jax.random.PRNGKey(0), batch["encoder_input_tokens"], batch["decoder_input_tokens"]))["params"]))
+        assert set(shapes) == set(flat)
+        trainable, frozen = trainer.split_params(params, regex)
+        loss = lambda t: model.apply({"params": trainer.merge_params(frozen, t)}, batch["encoder_input_tokens"],
+                                     batch["decoder_input_tokens"]).mean()
+        results.append((_logits(model, params, batch), jax.grad(loss)(trainable)))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
