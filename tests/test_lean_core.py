@@ -32,7 +32,8 @@ sys.meta_path.insert(0, Blocker())
 LEAN = BLOCKER + r"""
 import functools, pathlib, tempfile
 import jax, jax.numpy as jnp, numpy as np, flax.linen as nn
-from prompt_tuning import prompts
+from prompt_tuning import methods, prompts
+from prompt_tuning.methods import counts, export as method_export
 from prompt_tuning.models import decoding, t5
 from prompt_tuning.checkpoints import huggingface, loading, native, sharded, t5x
 from prompt_tuning.training import optimizer, partitioning, steps

@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 
+from prompt_tuning.configurable import gin
 from prompt_tuning.methods import sites
 from prompt_tuning.models import layers
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
-import gin
 
+from prompt_tuning.configurable import gin
 from prompt_tuning.methods import sites
 from prompt_tuning.models import layers
 

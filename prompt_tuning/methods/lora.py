@@ -22,11 +22,11 @@ import re
 from typing import Mapping
 
 import flax.linen as nn
-import gin
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from prompt_tuning.configurable import gin
 from prompt_tuning.methods import sites
 from prompt_tuning.models import layers
 
