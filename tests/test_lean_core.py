@@ -3,7 +3,7 @@
 A subprocess puts a finder at the front of sys.meta_path that refuses those
 packages (as on an accelerator image with only JAX, Flax, Optax, Orbax,
 safetensors and tensorstore), then imports the model, the prompts, the
-checkpoint loaders, the train step and benchmarks/, loads a checkpoint with the
+methods (LoRA, IA3, adapters), the checkpoint loaders, the train step and benchmarks/, loads a checkpoint with the
 sharded loader, trains a prompt for two steps, and runs the train benchmark at
 toy shapes. A control run shows the blocker works: importing the trainer
 (which needs gin and SeqIO) fails under it.
