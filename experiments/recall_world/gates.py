@@ -10,7 +10,8 @@ Gates, on every task's **test** split (people disjoint from the training split's
   (c) prompt tuning on the largest rung beats majority by >= 15 points on >= 3 tasks,
       >= 2 of them classification-shaped, while the same prompt tuning on the
       untrained frozen model stays within 3 points of majority;
-  (d) the largest rung beats the smallest under prompt tuning on every task.
+  (d) the largest rung beats the smallest under prompt tuning on every task, by more than two
+      binomial standard errors (4.1 points on a 600-example test split).
 
 Prompt tuning here is the main command's recipe (gin/runs/prompt_finetune.gin: Adafactor
 0.3, class-label init; sampled-vocabulary init for ReCoRD, whose paper task words are not in
@@ -111,11 +112,11 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     lines += [f"| {r} | {probe[r]['span/all']:.1f} | {probe[r]['prefix/all']:.1f} | {probe[r]['chance/all']:.1f} | "
               f"{probe[r]['prior/all']:.1f} |" for r in rungs]
     # (c), (d): prompt tuning
+    ends = [rungs[0], rungs[-1]]
     lines += ["", "## Test-split scores (accuracy; ReCoRD exact match)", "",
               "| task | majority | lookup | random candidate | untrained frozen | " +
               " | ".join(f"{r} (closed book)" for r in ends) + " |", "|---" * 7 + "|"]
     big_wins, cls_wins, untrained_ok, d_ok = 0, 0, True, True
-    ends = [rungs[0], rungs[-1]]
     for t in sorted(recall_tasks.TASKS):
         b = base[t]
         scores = {r: test_scores(t, r, "lm") for r in ends}
@@ -127,7 +128,9 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
             big_wins += 1
             cls_wins += t in recall_tasks.CLASSIFICATION_TASKS
         untrained_ok &= abs(untrained - b["majority"]) <= 3
-        d_ok &= scores[rungs[-1]]["test"] > scores[rungs[0]]["test"]
+        # Beyond noise: more than two binomial standard errors of a 50% accuracy on the test split.
+        margin = 2 * 100 * (0.25 / recall_tasks.SPLIT_SIZES["test"]) ** 0.5
+        d_ok &= scores[rungs[-1]]["test"] - scores[rungs[0]]["test"] > margin
     verdict["c"] = big_wins >= 3 and cls_wins >= 2 and untrained_ok
     verdict["d"] = d_ok
     lines += ["", "## Gates", ""] + [f"- ({g}) {'PASS' if ok else 'FAIL'}" for g, ok in verdict.items()]
