@@ -93,7 +93,7 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     """(markdown table, {gate: passed}) from the ladder and the gate runs."""
     from experiments.recall_world import recall_probe
 
-    info = registry.prepare_recall_world()
+    info = registry.prepare_recall_world(vocab_path=recall_probe.VOCAB)  # the shipped vocabulary, not a new one
     rungs = _ladder_rungs(ladder)
     lines, verdict = ["# Recall world gates", "", f"Ladder: `{ladder}` rungs {', '.join(rungs)}; "
                       f"prompt tuning P={PROMPT_LENGTH}, {RUN_STEPS} steps; test split (people disjoint from train).",

@@ -24,8 +24,11 @@ unless `early_stopping_metric` names one ('task/metric').
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Callable, Mapping, Optional, Sequence
 
+import jax
 import numpy as np
 
 from prompt_tuning import data
@@ -243,3 +246,18 @@ def early_stopping_value(metrics: Mapping[str, float], name: Optional[str] = Non
             raise EvaluationError(f"early_stopping_metric {name!r} is not among the metrics {sorted(metrics)}")
         return float(metrics[name])
     return float(np.mean(list(metrics.values())))
+
+
+def write_predictions(path: str, eval_set, predictions: Sequence[str]) -> None:
+    """One jsonl row per example, {'inputs', 'prediction'[, 'target']} (process 0 only), for later
+    inspection and paired tests."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
+    with open(path, "w") as f:
+        for ex, pred in zip(eval_set.examples, predictions):
+            row = {"inputs": text(ex.get("inputs_pretokenized", "")), "prediction": pred}
+            if "targets_pretokenized" in ex:
+                row["target"] = text(ex["targets_pretokenized"])
+            f.write(json.dumps(row) + "\n")

@@ -16,7 +16,6 @@ Outputs go to OUTPUT_DIR (default: <MODEL_DIR>/eval_<split> or
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from typing import Mapping, Optional, Sequence
 
@@ -55,28 +54,6 @@ def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoi
     return setup, step
 
 
-def _write_predictions(path: str, eval_set, predictions: Sequence[str]) -> None:
-    if jax.process_index() != 0:
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
-    with open(path, "w") as f:
-        for ex, pred in zip(eval_set.examples, predictions):
-            row = {"inputs": text(ex.get("inputs_pretokenized", "")), "prediction": pred}
-            if "targets_pretokenized" in ex:
-                row["target"] = text(ex["targets_pretokenized"])
-            f.write(json.dumps(row) + "\n")
-
-
-def _eval_sets(task_name, split, lengths, max_examples):
-    input_pipeline.check_feature_lengths(task_name, lengths)
-    sets = []
-    for task in input_pipeline.leaf_tasks(task_name):
-        input_pipeline.check_split(task.name, split)
-        sets.append(input_pipeline.load_eval_set(task, split, lengths, max_examples))
-    return sets
-
-
 @gin.configurable
 def evaluate_checkpoint(
     *,
@@ -100,7 +77,7 @@ def evaluate_checkpoint(
     """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
     setup, step = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                          initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                          seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
@@ -114,7 +91,7 @@ def evaluate_checkpoint(
     writer.write(step or 0, "eval", metrics)
     writer.close()
     for es in sets:
-        _write_predictions(os.path.join(out, f"predictions_{es.name}.jsonl"), es, predictions[es.name])
+        evaluation.write_predictions(os.path.join(out, f"predictions_{es.name}.jsonl"), es, predictions[es.name])
     if jax.process_index() == 0:
         where = f" (checkpoint step {step})" if step is not None else ""
         print(f"{split} metrics{where}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())))
@@ -144,7 +121,7 @@ def infer(
     """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = _eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
     setup, _ = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                       seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
@@ -156,7 +133,7 @@ def infer(
         preds = evaluation.generate(setup.model, setup.params, es, batch_size=batch_size, mesh=mesh,
                                     max_decode_length=length)
         path = os.path.join(out, f"predictions_{es.name}.jsonl")
-        _write_predictions(path, es, preds)
+        evaluation.write_predictions(path, es, preds)
         result[es.name] = preds
         if jax.process_index() == 0:
             print(f"{len(preds)} predictions for {es.name} -> {path}")

@@ -273,6 +273,17 @@ class EvalSet:
         return len(self.examples)
 
 
+def load_eval_sets(name: str, split: str, lengths: Mapping[str, int],
+                   max_examples: Optional[int] = None) -> list:
+    """An EvalSet per leaf task of `name` for `split`; TaskError when a length or the split is wrong."""
+    check_feature_lengths(name, lengths)
+    sets = []
+    for task in leaf_tasks(name):
+        check_split(task.name, split)
+        sets.append(load_eval_set(task, split, lengths, max_examples))
+    return sets
+
+
 def load_eval_set(task, split: str, lengths: Mapping[str, int], max_examples: Optional[int] = None,
                   seed: int = 0) -> EvalSet:
     """Preprocessed examples (with *_pretokenized strings) and the same examples converted."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import shutil
@@ -250,20 +249,14 @@ def _evaluate_split(setup: Setup, params, task_name: str, split: str, lengths, m
     """{'<split>/<task>/<metric>': value} of `params` on `split` (TEST_SPLITS: reported, never selected on).
 
     Predictions go to MODEL_DIR/test_predictions/<split>_<task>.jsonl (one row per example, with the
-    target) so paired tests can be recomputed.
+    inputs and target) so paired tests can be recomputed.
     """
-    sets = [input_pipeline.load_eval_set(task, split, lengths, max_examples)
-            for task in input_pipeline.leaf_tasks(task_name)]
+    sets = input_pipeline.load_eval_sets(task_name, split, lengths, max_examples)
     metrics, predictions = evaluation.evaluate(setup.model, params, sets, mode=mode, batch_size=batch_size,
                                                mesh=mesh, verbalizers=verbalizers)
-    if jax.process_index() == 0:
-        out = os.path.join(model_dir, "test_predictions")
-        os.makedirs(out, exist_ok=True)
-        text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
-        for es in sets:
-            with open(os.path.join(out, f"{split}_{es.name}.jsonl"), "w") as f:
-                for ex, pred in zip(es.examples, predictions[es.name]):
-                    f.write(json.dumps({"target": text(ex.get("targets_pretokenized", "")), "prediction": pred}) + "\n")
+    for es in sets:
+        evaluation.write_predictions(os.path.join(model_dir, "test_predictions", f"{split}_{es.name}.jsonl"), es,
+                                     predictions[es.name])
     return {f"{split}/{k}": v for k, v in metrics.items()}
 
 
