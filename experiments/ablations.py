@@ -1,9 +1,9 @@
 """Paper Fig 3 ("ablations"): four prompt-tuning ablations, each against model size.
 
 Every panel varies one factor and holds the others at the centre point
-(the backend's centre prompt length: the paper's 100 for real T5 1.1, 20 for
-the mini world; class-label init; LM adaptation at the backend's longest
-budget: 100K steps for real T5 1.1, 1,500 for the mini ladder):
+(the backend's centre prompt length: the paper's 100 for real T5 1.1;
+class-label init; LM adaptation at the backend's longest budget: 100K steps
+for real T5 1.1):
 
   (a) prompt_length   {1, 5, 20, 100, 150}
       claim: beyond ~20 tokens gains are marginal; 150 is slightly worse than
@@ -14,7 +14,7 @@ budget: 100K steps for real T5 1.1, 1,500 for the mini ladder):
   (c) objective       {span corruption, span corruption + sentinel, LM adaptation}
       claim: plain span corruption is poor (near 0 for mid sizes), the
       sentinel helps a little, LM adaptation helps at every size.
-  (d) lm_steps        {0, then the backend's budgets}: real {0, 10K, 50K, 100K}, mini {0, 150, 750, 1500}
+  (d) lm_steps        {0, then the backend's budgets}: real {0, 10K, 50K, 100K}
       claim: longer LM adaptation helps, most for small models.
 
 Panels share runs: (d)'s 0 steps is (c)'s span corruption, and each panel's
@@ -24,16 +24,14 @@ min-max.
 
 Run it:
 
-    python -m experiments.runner --sweep ablations --backend mini --workers 2
-    python -m experiments.collect --sweep ablations --backend mini --out experiments/results/mini/ablations.csv
-    python -m experiments.plots ablations experiments/results/mini/ablations.csv --out experiments/results/mini/ablations
+    python -m experiments.runner --sweep ablations --backend real --print-commands   # or --workers N here
+    python -m experiments.collect --sweep ablations --backend real --out experiments/results/real/ablations.csv
+    python -m experiments.plots ablations experiments/results/real/ablations.csv --out experiments/results/real/ablations
 
-Runtime here (mini backend, 2-core CPU, `--workers 2`): distinct runs = sizes x tasks x seeds x
-(4 lengths + 2 inits + 2 objectives + 2 LM budgets + the centre) = 3 (xs s m) x 1 (mini ReCoRD) x 3 x 11
-= 99, 9 of them shared with Fig 1's prompt-tuning line. Measured: 61 min wall
-for the 90 not shared (two workers; per run xs ~25 s, s ~45 s, m ~100 s at 20 tokens, m ~285 s at 100).
-`--list` prints the count, `--only REGEX` selects a subset (e.g. one size). Real scale:
-`--backend real --print-commands` gives 5 x 8 x 3 x 11 = 1,320 command lines.
+Distinct runs = sizes x tasks x seeds x (4 lengths + 2 inits + 2 objectives + 2 LM budgets + the
+centre): real scale 5 x 8 x 3 x 11 = 1,320 command lines. `--list` prints the count, `--only REGEX`
+selects a subset (e.g. one size). (experiments/results/mini/ holds this sweep run on the first mini
+world: retired, see its README.)
 """
 from __future__ import annotations
 

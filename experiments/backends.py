@@ -1,7 +1,7 @@
 """Where the sweeps' abstract points meet the trainer: the one mapping to gin files and values.
 
 A `Backend` says which model sizes, tasks, checkpoints, gin files and
-hyperparameters a sweep runs with. Two exist:
+hyperparameters a sweep runs with. One exists here (tests build their own):
 
 - "real": the paper's grid. T5 1.1 Small..XXL from the public T5X checkpoints
   (span corruption: t5_1_1_<size>/checkpoint_1000000; LM-adapted 100K:
@@ -13,14 +13,10 @@ hyperparameters a sweep runs with. Two exist:
   copy (T5X_ROOT below). Other LM-adaptation budgets (10K, 50K) were not
   released: produce them with the LM-adaptation objective (prefix LM on C4)
   and put them under LM_ADAPT_ROOT.
-- "mini": the mini world's model ladder (runs/mini_world/ladder/model_<size>/,
-  built by experiments/mini_world/build_ladder.py; sizes xs s m l, gin files
-  gin/models/mini_<size>.gin) and its SeqIO tasks mini_world_<task>[_sentinel]
-  (registered by gin/mini_world_tasks.gin with assets/mini_world/spm.model).
-  Chosen task: record (exact match / F1, generate eval); sizes xs s m;
-  LM-adaptation budgets 0 / 150 / 750 / 1500 steps; centre prompt length 20;
-  300 steps at batch 32 per run, no dropout (xs ~25 s, s ~45 s, m ~100 s with
-  two workers on the 2-core CPU; results in experiments/results/mini/).
+
+The first mini world's backend ("mini", results in experiments/results/mini/) is
+retired with that world: its ladder came from a second training stack and its task
+could be solved by shortcuts (experiments/mini_world/RESULTS.md).
 
 Gin file order (the trainer's headers): gin/runs/<method>.gin,
 gin/models/<size>.gin, gin/prompts/<init>.gin, the backend's task gin files,
@@ -39,13 +35,8 @@ import dataclasses
 import os
 from typing import Any, Callable, Mapping, Optional
 
-import gin
-import gin.config
-import gin.config_parser
-
 from experiments import spec as S
 from prompt_tuning import data
-from prompt_tuning.data.mini_world import tasks as mini_world_tasks
 from prompt_tuning.models import t5
 
 # The public T5X checkpoints live in gs://t5-data/pretrained_models/t5x/<name>/checkpoint_<step>. The
@@ -87,7 +78,7 @@ class Backend:
     ensemble_size: str = ""                # the size Table 3 is run on (the paper: XXL)
     ensemble_prompts: int = 5
     minutes_per_run: float = 0.0           # a rough runtime estimate for the docstrings / --list
-    centre_prompt_length: int = 100        # the paper's default; the mini backend's is cheaper
+    centre_prompt_length: int = 100        # the paper's default
     # Tasks prompt_tuning.data does not know (a test's own task): task -> verbalizers / label words.
     # The paper's tasks read both from the data package (data.verbalizers, data.label_words).
     verbalizers: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
@@ -215,86 +206,7 @@ REAL = Backend(
     minutes_per_run=0.0,  # TPU/GPU cluster: hours per run at XL/XXL; not run here
 )
 
-# ---------------------------------------------------------------------------- mini
-# The mini world's ladder, built by `python experiments/mini_world/build_ladder.py` (not committed):
-# runs/mini_world/ladder/model_<size>/{untrained,sc,lm_150,lm_750,lm}/ in the native format
-# (params.safetensors + config.json), each size pretrained with 1500 span-corruption steps then
-# 1500 LM-adaptation steps; sc = 0 LM steps, lm_150 / lm_750 at 10% / 50%, lm = all 1500.
-MINI_LADDER = os.environ.get("PT_MINI_LADDER", "runs/mini_world/ladder")
-MINI_TASKS = tuple(sorted(mini_world_tasks.TASKS))
-MINI_SIZE_GIN = "gin/models/mini_{size}.gin"
-MINI_LADDER_SIZES = ("xs", "s", "m", "l")  # what build_ladder.py builds
-
-
-def mini_size_config(size: str) -> t5.T5Config:
-    """The T5Config gin/models/mini_<size>.gin builds (dropout left at 0, as in the ladder's config.json).
-
-    Read with gin's own parser from the file's literal `t5_config.<field> = <value>`
-    bindings (references such as %DROPOUT_RATE are left at the config's default),
-    so the gin file stays the one definition; tests check it equals the ladder.
-    """
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MINI_SIZE_GIN.format(size=size))
-    if not os.path.exists(path):
-        raise S.SpecError(f"no mini size {size!r}: {path} does not exist")
-    with open(path) as f:
-        parser = gin.config_parser.ConfigParser(f, gin.config.ParserDelegate(skip_unknown=True))
-        fields: dict[str, Any] = {
-            b.arg_name: b.value for b in parser
-            if isinstance(b, gin.config_parser.BindingStatement) and b.selector == "t5_config" and not b.scope
-            and not isinstance(b.value, gin.config.ConfigurableReference)}
-    return t5.get_config(fields.pop("size"), **fields)
-
-
-MINI = Backend(
-    name="mini",
-    # 156,000 / 459,648 / 1,706,368 parameters (11x). The ladder's 'l' (5,509,504) is left out of the grid:
-    # a 300-step run costs ~4x m's on 2 cores (37 runs ~ 3 h alone) and its pretraining ended at a worse LM
-    # loss than m's (0.827 vs 0.798); select it with dataclasses.replace(MINI, sizes=MINI_LADDER_SIZES).
-    sizes=("xs", "s", "m"),
-    # record (ReCoRD-shaped cloze, answer copied from the passage) is the one task a frozen mini model
-    # can be prompt-tuned on; the classification tasks are near chance at this scale. The others stay
-    # selectable: dataclasses.replace(MINI, tasks=MINI_TASKS).
-    tasks=("record",),
-    seeds=(0, 1, 2),
-    lm_budgets=(0, 150, 750, 1_500),
-    size_gin=MINI_SIZE_GIN,
-    checkpoints={
-        "sc": MINI_LADDER + "/model_{size}/sc",
-        "lm150": MINI_LADDER + "/model_{size}/lm_150",
-        "lm750": MINI_LADDER + "/model_{size}/lm_750",
-        "lm1500": MINI_LADDER + "/model_{size}/lm",
-    },
-    task_template="mini_world_{task}",
-    sentinel_task_template="mini_world_{task}_sentinel",
-    feature_lengths={"*": {"inputs": 96, "targets": 8}},
-    # The real backend's task descriptions; token counts with the mini vocabulary (assets/mini_world/spm.model,
-    # checked by tests/experiments/test_mini_backend.py). Most words split into several mini pieces.
-    prompt_design={t: (REAL.prompt_design[t][0], n) for t, n in
-                   {"boolq": 19, "cb": 35, "copa": 27, "record": 31, "rte": 22, "wic": 22}.items()},
-    size_config=mini_size_config,
-    # Prompt tuning: PT_STEPS x batch 32 (learning rate 0.3 as in the paper). Model tuning: same steps at
-    # batch 32 (at 96 input tokens the paper's 2^16-token batch would be 680 examples; too slow here).
-    train_steps={S.PROMPT_TUNING: 300, S.MODEL_TUNING: 300, S.PROMPT_DESIGN: 0},
-    batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 32, S.PROMPT_DESIGN: 32},
-    task_gin=("gin/mini_world_tasks.gin",),
-    task_setup=("prompt_tuning.data.mini_world.default:ensure_default_assets",),
-    # Generate mode (greedy decoding, the tasks' own metrics: exact match / F1 for record, accuracy
-    # for the classification tasks); 'rank' needs class labels, which record has none of.
-    # No dropout (as gin/default_world.gin): at this size the paper's 0.1 perturbs the frozen features so much
-    # that a 300-step prompt stays far behind (main default: exact match 14.3 at 300 steps with 0.1, 46.3 at 600
-    # without).
-    extra_overrides=(("EVAL_MODE", "generate"), ("DROPOUT_RATE", 0.0), ("train_and_evaluate.checkpoint_period", 100),
-                     ("train_and_evaluate.eval_period", 100)),
-    # The main command's prompt length (gin/prompt_len_20.gin), not the paper's 100: the mini inputs are 96
-    # tokens, and the centre point is shared by 7 of the 11 ablation settings, so its length sets the cost.
-    centre_prompt_length=20,
-    ensemble_size="s",
-    # Measured: the 113 runs of scale + ablations + ensemble took 81 min of wall time on the 2-core CPU, mostly
-    # with --workers 2 (43 s per run; experiments/results/mini/README.md).
-    minutes_per_run=0.75,
-)
-
-BACKENDS = {"real": REAL, "mini": MINI}
+BACKENDS = {"real": REAL}
 
 
 def get_backend(name: str) -> Backend:

@@ -1,6 +1,6 @@
 """One tidy results table (CSV) from run directories.
 
-    python -m experiments.collect --sweep ablations --backend mini [--results-dir DIR] [--out FILE.csv]
+    python -m experiments.collect --sweep ablations --backend real [--results-dir DIR] [--out FILE.csv]
 
 One row per (sweep point, metric): the sweep's labels (sweep, panel, method,
 size, task, setting, seed, prompt_length, init, objective, lm_steps), the
@@ -160,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.collect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
-    ap.add_argument("--backend", default="mini")
+    ap.add_argument("--backend", default="real")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--out", default=None, help="CSV path (default: <results-dir>/<sweep>.csv)")
     args = ap.parse_args(argv)

@@ -7,25 +7,24 @@ on T5-XXL with 5 prompts).
 
 Two steps:
 
-1. Train the N prompts: the centre point (length 100 real / 20 mini,
-   class-label init, longest LM adaptation) at the backend's ensemble size
-   (real: xxl, as the paper; mini: s), seeds 0..N-1 (N = 5);
-   seeds 0-2 are the ablations' centre runs, so only seeds 3-4 are new.
+1. Train the N prompts: the centre point (length 100, class-label init,
+   longest LM adaptation) at the backend's ensemble size (real: xxl, as the
+   paper), seeds 0..N-1 (N = 5); seeds 0-2 are the ablations' centre runs,
+   so only seeds 3-4 are new.
 
-       python -m experiments.runner --sweep ensemble --backend mini
+       python -m experiments.runner --sweep ensemble --backend real --print-commands
 
 2. Evaluate: every validation example is replicated N times in one batch,
    row k under prompt k (prompt_tuning.ensembling), and the N answers are
    combined by majority vote (tie rule in prompt_tuning/ensembling.py).
    Writes ensemble.csv (task, metric, average, best, ensemble) and
    ensemble.md (the same as a Markdown table, the metrics' own scale: 0-100 for
-   SuperGLUE and the mini tasks).
+   SuperGLUE).
 
-       python -m experiments.ensemble --backend mini [--mode generate|rank] [--out DIR]
+       python -m experiments.ensemble --backend real [--mode generate|rank] [--out DIR]
 
-Runtime here (mini backend, 2-core CPU): 2 new runs (mini ReCoRD on 's', ~45 s each) + one
-evaluation pass over the 300 validation examples x 5 prompts.
-Measured: 46 s for the two runs, 14 s for the evaluation.
+(experiments/results/mini/ensemble/ holds Table 3 on the first mini world: retired, see
+experiments/results/mini/README.md.)
 """
 from __future__ import annotations
 
@@ -165,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m experiments.ensemble", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="mini")
+    ap.add_argument("--backend", default="real")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--out", default=None, help="output directory (default: <results-dir>/ensemble)")
     ap.add_argument("--mode", choices=("generate", "rank"), default="generate")

@@ -36,7 +36,6 @@ the CSV also holds the intermediate lengths. Command (about 10 s here):
     python -m experiments.parameters --out experiments/results/parameters
     python -m experiments.parameters --ladder tiny,test --out /tmp/params   # add a ladder of named configs
     python -m experiments.parameters --ladder-json ladder.json ...          # {name: T5Config fields}
-    python -m experiments.parameters --mini --out experiments/results/mini  # + the mini world's ladder
 
 Writes parameters.csv (columns: model_set, size, model_params, method,
 prompt_length, task_params, percent) and parameters.png / .pdf.
@@ -51,7 +50,7 @@ import sys
 from typing import Iterable, Optional, Sequence
 
 
-from experiments import backends, plots
+from experiments import plots
 from prompt_tuning.models import t5
 
 REAL_SIZES = ("small", "base", "large", "xl", "xxl")
@@ -141,7 +140,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--ladder", default=None, help="comma-separated names of prompt_tuning.models.t5 CONFIGS")
     ap.add_argument("--ladder-json", default=None, help="a JSON file of {name: T5Config fields}")
     ap.add_argument("--ladder-name", default="ladder", help="model_set name of the ladder")
-    ap.add_argument("--mini", action="store_true", help="add the mini world's ladder (gin/models/mini_<size>.gin)")
     args = ap.parse_args(argv)
     ladders = [("t5_1_1", real_sizes())]
     extra = []
@@ -151,8 +149,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         extra += load_ladder_json(args.ladder_json)
     if extra:
         ladders.append((args.ladder_name, extra))
-    if args.mini:
-        ladders.append(("mini", [(n, backends.mini_size_config(n)) for n in backends.MINI_LADDER_SIZES]))
     rows = table(ladders)
     csv_path = os.path.join(args.out, "parameters.csv")
     write_csv(rows, csv_path)

@@ -1,6 +1,6 @@
 """Run a sweep here (one run after another, or a pool of workers), or print its command lines.
 
-    python -m experiments.runner --sweep ablations --backend mini [--workers N] [--only REGEX]
+    python -m experiments.runner --sweep ablations --backend real [--workers N] [--only REGEX]
                                  [--results-dir DIR] [--print-commands [--all]] [--list]
 
 Each distinct run (see spec.py: equal names are the same computation) lives in
@@ -220,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.runner", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
-    ap.add_argument("--backend", default="mini")
+    ap.add_argument("--backend", default="real")
     ap.add_argument("--results-dir", default=None)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--only", default=None, help="run only specs whose name matches this regular expression")

@@ -6,7 +6,7 @@ design (here: zero-shot, a task description in front of the input) stays far
 below both.
 
 Grid: every size of the backend x {model tuning, prompt tuning at the centre
-point (the backend's centre length: 100 real, 20 mini; class-label init;
+point (the backend's centre length: 100 for the paper; class-label init;
 longest LM adaptation), prompt design}
 x every task x seeds {0, 1, 2}. Prompt design is deterministic (no training),
 so it runs with seed 0 only. The prompt-tuning runs are the same runs as the
@@ -14,15 +14,12 @@ ablations' centre point (shared by name; trained once).
 
 Run it:
 
-    python -m experiments.runner --sweep scale --backend mini --workers 2
-    python -m experiments.collect --sweep scale --backend mini --out experiments/results/mini/scale.csv
-    python -m experiments.plots scale experiments/results/mini/scale.csv --out experiments/results/mini/scale
+    python -m experiments.runner --sweep scale --backend real --print-commands   # or --workers N here
+    python -m experiments.collect --sweep scale --backend real --out experiments/results/real/scale.csv
+    python -m experiments.plots scale experiments/results/real/scale.csv --out experiments/results/real/scale
 
-Runtime here (mini backend, 2-core CPU): sizes x tasks x (3 + 3 + 1) runs = 3 (xs s m) x 1 (mini
-ReCoRD) x 7 = 21, 9 of them shared with the ablations' centre. Measured: ~20 min wall
-(model tuning on one worker beside another training job: xs ~37 s, s ~65 s, m ~150 s per run).
-Real scale: `--backend real --print-commands` gives 5 sizes x 8 tasks x 7 =
-280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
+Real scale: 5 sizes x 8 tasks x 7 = 280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
+(experiments/results/mini/ holds this sweep run on the first mini world: retired, see its README.)
 """
 from __future__ import annotations
 

@@ -8,8 +8,7 @@
 Registers what the trainer's command line registers: every name of the
 grammar in prompt_tuning/data/tasks.py (SuperGLUE, transfer, pretraining;
 `data.register_tasks()`), plus the recall world's tasks (`recall_world_*`,
-the main command's; files written to its cache, seconds the first time) and
-the first, retired mini world's (`mini_world_*`, < 1 s). An
+the main command's; files written to its cache, seconds the first time). An
 example is shown after the task's preprocessors (T5's text-to-text format,
 tokenisation, EOS), as text and as token ids; tasks whose data is not on
 this machine say so in one line. The regex is matched with `re.search`.
@@ -30,31 +29,23 @@ import seqio  # noqa: E402
 from absl import flags  # noqa: E402
 
 from prompt_tuning import data  # noqa: E402
-from prompt_tuning.data.mini_world import default as mini_default  # noqa: E402
-from prompt_tuning.data.mini_world import registry as mini_registry  # noqa: E402
 from prompt_tuning.data.recall_world import default as recall_default  # noqa: E402
 from prompt_tuning.data.recall_world import registry as recall_registry  # noqa: E402
 
-MINI_WORLD_FAMILY = "mini world"
 RECALL_WORLD_FAMILY = "recall world"
 
 
 def register_all() -> list[str]:
-    """Registers the grammar's tasks, the recall world's and the first mini world's; returns the names."""
+    """Registers the grammar's tasks and the recall world's; returns the names."""
     data.register_tasks()
     recall_registry.prepare_recall_world(vocab_path=str(recall_default.ASSETS_DIR / "spm.model"))
-    task_dir = mini_default.ensure_task_files(os.path.join(mini_default.cache_dir(), "tasks"))
-    mini_registry.register_mini_world_tasks(task_dir, str(mini_default.ASSETS_DIR / "spm.model"),
-                                            corpus_file=None)
     return sorted(seqio.TaskRegistry.names())
 
 
 def family(name: str) -> str:
-    """'superglue', 'glue', 'mrqa', 'pretraining' (the grammar), 'recall world', 'mini world', or 'other'."""
+    """'superglue', 'glue', 'mrqa', 'pretraining' (the grammar), 'recall world', or 'other'."""
     if name.startswith(recall_registry.PREFIX):
         return RECALL_WORLD_FAMILY
-    if name.startswith(mini_registry.PREFIX):
-        return MINI_WORLD_FAMILY
     try:
         return data.parse_task_name(name)["family"]
     except ValueError:

@@ -5,7 +5,6 @@ from prompt_tuning.data import show_tasks
 
 
 def test_prints_the_default_tasks_example_as_text_and_ids(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINI_WORLD_CACHE", str(tmp_path / "mini"))
     monkeypatch.setenv("RECALL_WORLD_CACHE", str(tmp_path / "recall"))
     out = io.StringIO()
     assert show_tasks.show("^recall_world_record$", example=1, out=out) == 0
@@ -19,10 +18,10 @@ def test_prints_the_default_tasks_example_as_text_and_ids(monkeypatch, tmp_path)
 
 def test_lists_every_family_and_rejects_bad_input(capsys):
     out = io.StringIO()
-    assert show_tasks.show("rte_v102$|mrpc_v100|c4_v301_span|mrqa_squad|mini_world_record$|recall_world_rte$",
+    assert show_tasks.show("rte_v102$|mrpc_v100|c4_v301_span|mrqa_squad|recall_world_rte$",
                            out=out) == 0
     text = out.getvalue()
-    for family in ("superglue (1)", "glue (1)", "pretraining (1)", "mrqa (1)", "mini world (1)", "recall world (1)"):
+    for family in ("superglue (1)", "glue (1)", "pretraining (1)", "mrqa (1)", "recall world (1)"):
         assert family in text, text
     assert show_tasks.main(["no_task_is_called_this"]) == 2
     assert show_tasks.main(["("]) == 2

@@ -89,16 +89,6 @@ def test_committed_fig4_table_is_current_and_plots_with_a_ladder(tmp_path):
     assert (tmp_path / "parameters.png").exists() and (tmp_path / "parameters.pdf").exists()
 
 
-def test_committed_mini_fig4_table_is_current(tmp_path):
-    from experiments import backends
-
-    assert parameters.main(["--out", str(tmp_path), "--mini"]) == 0
-    rows = plots.read_csv(str(tmp_path / "parameters.csv"))
-    assert rows == plots.read_csv(str(PARAMS_CSV.parents[1] / "mini" / "parameters.csv"))
-    mini = {r["size"]: r["model_params"] for r in rows if r["model_set"] == "mini"}
-    assert mini == {s: backends.MINI.params(s) for s in backends.MINI_LADDER_SIZES}
-
-
 def test_stats_table_gives_the_plotted_means_per_setting_and_size(tmp_path):
     rows = plots.read_csv(str(SYNTHETIC / "ablations.csv"))
     stats = plots.seed_stats(rows)

@@ -128,11 +128,12 @@ def test_dedupe_refuses_two_different_runs_with_one_name_and_filters_by_regex():
         sweeps.get_specs("fig9", REAL)
 
 
-def test_the_mini_backend_builds_every_sweep():
-    for name in sweeps.SWEEPS:
-        specs = sweeps.get_specs(name, backends.MINI)
-        assert specs and all(s.name.split("-")[1] in backends.MINI.sizes for s in specs)
-    assert all((REPO / backends.MINI.size_gin.format(size=s)).exists() for s in backends.MINI.sizes)
+def test_every_backend_builds_every_sweep_from_gin_files_that_exist():
+    for backend in backends.BACKENDS.values():
+        for name in sweeps.SWEEPS:
+            specs = sweeps.get_specs(name, backend)
+            assert specs and all(s.name.split("-")[1] in backend.sizes for s in specs)
+            assert all((REPO / f).exists() for s in specs for f in s.gin_files), name
 
 
 def test_real_backend_agrees_with_the_data_package():

@@ -1,4 +1,4 @@
-"""A SentencePiece vocabulary trained on the mini-world corpus, with T5's special ids.
+"""A SentencePiece vocabulary trained on a synthetic corpus (the recall world's), with T5's special ids.
 
 pad=0, eos=1, unk=2 and no bos, like T5's `cc_all.32000` model; seqio's
 `SentencePieceVocabulary(path, extra_ids=100)` appends the 100 sentinels

@@ -1,1 +1,0 @@
-"""The mini world: probes, the default model and the ladder builder."""
