@@ -1,7 +1,9 @@
 """Builds the recall world's model ladder with the package's trainer (`python -m prompt_tuning.train`).
 
     python -m experiments.recall_world.build_ladder                        # every rung (resumable)
-    python -m experiments.recall_world.build_ladder --rungs xs,s --scale 0.02   # smoke test
+    python -m experiments.recall_world.build_ladder --rungs xs,s --scale 0.02   # a small trial
+    python -m experiments.recall_world.build_ladder --rungs xxs,xs --rates 0.02 --steps 4 --phases sc,lm
+                                                                           # smoke size (tests/experiments/)
 
 Per rung (shapes in gin/models/recall_<rung>.gin), all by `prompt_tuning.train` with
 gin/runs/pretrain.gin and gin/recall_world.gin, every phase on its own schedule
@@ -23,7 +25,8 @@ INITIAL_CHECKPOINT_PATH) under <out_dir>/<rung>/: untrained, sc (= lm_0), lm_10,
 lm_50, lm, sc_control; and <out_dir>/<rung>/ladder.json (parameters, rate, steps,
 tokens, held-out losses, wall times). A phase whose export exists is skipped, and an
 interrupted phase resumes from its MODEL_DIR (the trainer resumes), so rerunning the
-command after any interruption finishes the ladder.
+command after any interruption finishes the ladder. `--phases` runs a subset (sc first: lm and
+sc_control continue from its export); a later invocation with more phases adds the missing ones.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ LR_FRACTION = 0.25
 MAX_EXTENSIONS = 2  # a sweep whose best rate is at an edge is extended by 2x past that edge, at most twice
 SC_LENGTHS = "{'inputs': 64, 'targets': 16}"
 LM_LENGTHS = "{'inputs': 64, 'targets': 64}"
+PHASES = ("sc", "lm", "sc_control")  # after the learning-rate sweep, in this order
 
 
 # Extra --gin.X=Y bindings for every run (the smoke test points the world at a small corpus and vocabulary).
@@ -81,11 +85,25 @@ def _losses(model_dir: str) -> dict[int, float]:
     return {r["step"]: v for r in metrics_writer.read(model_dir, "eval") for k, v in r.items() if k.endswith("/loss")}
 
 
-def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES, log=None) -> dict:
-    """Runs (or resumes) every phase of one rung; returns its ladder.json record."""
+def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES, log=None,
+               steps: int | None = None, phases=PHASES) -> dict:
+    """Runs (or resumes) the given phases of one rung; returns its ladder.json record.
+
+    steps: every phase runs exactly this many steps (smoke tests; overrides SC_STEPS, LM_STEPS and scale).
+    phases: a subset of PHASES. Raises ValueError for steps < 1, an unknown phase, or lm / sc_control
+    without sc (done now or by an earlier invocation).
+    """
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; known: {list(PHASES)}")
     root = os.path.join(out_dir, rung)
     runs = os.path.join(root, "runs")
-    sc_steps, lm_steps = max(10, int(SC_STEPS[rung] * scale)), max(10, int(LM_STEPS[rung] * scale))
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        sc_steps = lm_steps = int(steps)
+    else:
+        sc_steps, lm_steps = max(10, int(SC_STEPS[rung] * scale)), max(10, int(LM_STEPS[rung] * scale))
     info_path = os.path.join(root, "ladder.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else {"rung": rung, "wall_s": {}}
 
@@ -94,9 +112,11 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
             json.dump(info, f, indent=1)
         os.replace(info_path + ".tmp", info_path)
     os.makedirs(runs, exist_ok=True)
+    if "sc" not in phases and "sc" not in info["wall_s"] and set(phases) & {"lm", "sc_control"}:
+        raise ValueError(f"rung {rung}: lm and sc_control continue from sc; add sc to the phases")
 
     def phase(name, fn):
-        if name in info["wall_s"]:
+        if name in info["wall_s"] or (name in PHASES and name not in phases):
             return
         t0 = time.time()
         fn()
@@ -156,10 +176,14 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
         _export(control, lm_steps, os.path.join(root, "sc_control"), config_dir)
 
     phase("sc_control", run_control)
+    if "sc" not in info["wall_s"]:  # only the learning-rate sweep was asked for
+        save()
+        return info
+    done = {name: (d, n) for name, d, n in (("sc", sc, sc_steps), ("lm", lm, lm_steps),
+                                            ("sc_control", control, lm_steps)) if name in info["wall_s"]}
     info.update(sc_steps=sc_steps, lm_steps=lm_steps,
                 params=int(sum(np.size(x) for x in jax.tree.leaves(native.load(config_dir)))),
-                heldout_loss={"sc": _losses(sc)[sc_steps], "lm": _losses(lm)[lm_steps],
-                              "sc_control": _losses(control)[lm_steps]})
+                heldout_loss={name: _losses(d)[n] for name, (d, n) in done.items()})
     save()
     return info
 
@@ -171,6 +195,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every phase's steps (smoke tests)")
     ap.add_argument("--rates", default=",".join(map(str, LEARNING_RATES)),
                     help="comma-separated peak learning rates; with one, no sweep is run")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="every phase runs exactly this many steps (smoke tests; overrides --scale)")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help="comma-separated subset of " + ",".join(PHASES) + " (sc is needed before the others)")
     ap.add_argument("--gin_binding", action="append", default=[],
                     help="extra X=Y gin binding for every run, e.g. prepare_recall_world.corpus_documents=2000")
     args = ap.parse_args(argv)
@@ -178,7 +206,8 @@ def main(argv=None) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "build.log"), "a") as log:
         for rung in args.rungs.split(","):
-            info = build_rung(args.out_dir, rung, args.scale, tuple(float(r) for r in args.rates.split(",")), log)
+            info = build_rung(args.out_dir, rung, args.scale, tuple(float(r) for r in args.rates.split(",")), log,
+                              steps=args.steps, phases=tuple(p for p in args.phases.split(",") if p))
             print(json.dumps(info), flush=True)
     return 0
 

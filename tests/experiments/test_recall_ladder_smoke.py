@@ -1,6 +1,15 @@
-"""Smoke-size recall ladder through the package's trainer: world, corpus, vocabulary, two rungs, exports."""
+"""Smoke-size recall ladder through the package's trainer: world, corpus, vocabulary, two rungs, exports.
+
+Every phase is a `python -m prompt_tuning.train` subprocess (gin/runs/pretrain.gin), as in the full build.
+The issue's bound is 2 minutes on this 2-core machine. Wall time depends on whoever else shares the cores,
+so the test asserts on CPU time (this process + every trainer subprocess), which a serial pipeline turns
+into about the same wall time on an idle 2-core machine, and prints wall time and load average beside it.
+Measured here (5 trainer runs, nice -n 15, beside the ladder build and other jobs): CPU 103 s, wall 295 s
+at load average 15-16; an earlier variant with 6 runs of 10 steps took CPU 118 s, wall 301 s at load 10-11.
+"""
 import json
 import os
+import resource
 import time
 
 import numpy as np
@@ -10,30 +19,67 @@ from prompt_tuning.checkpoints import native
 from prompt_tuning.data.recall_world import registry
 from experiments.recall_world import build_ladder
 
+CPU_BUDGET_S = 120  # the issue's 2 minutes, as CPU seconds
+
+
+def _cpu_s() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def _emb(path):
+    return native.load(path)["token_embedder"]["embedding"]
+
 
 @pytest.mark.slow
 def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
-    t0 = time.time()
+    t0, cpu0, load0 = time.time(), _cpu_s(), os.getloadavg()[0]
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    # A rung's phases share the model's init and (sc, sc_control) the train and eval steps: the trainer
+    # subprocesses reuse one another's XLA executables through a persistent cache private to this test.
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     world = registry.prepare_recall_world(corpus_documents=3000, validation_documents=200, vocab_size=600,
                                           out_dir=str(tmp_path / "world"))  # world, corpus and a vocabulary
-    bindings = [f"prepare_recall_world.out_dir='{world['dir']}'", f"prepare_recall_world.vocab_path='{world['vocab_path']}'",
+    bindings = [f"prepare_recall_world.out_dir='{world['dir']}'",
+                f"prepare_recall_world.vocab_path='{world['vocab_path']}'",
                 f"get_vocabulary.path='{world['vocab_path']}'"]
+    rungs = build_ladder.RUNGS[:2]  # the two smallest
     out = str(tmp_path / "ladder")
-    build_ladder.main(["--out_dir", out, "--rungs", "xs,s", "--scale", "0.005", "--rates", "0.02"]
-                      + [a for b in bindings for a in ("--gin_binding", b)])
-    info = {r: json.load(open(os.path.join(out, r, "ladder.json"))) for r in ("xs", "s")}
-    assert info["xs"]["params"] < info["s"]["params"]
-    for rung in ("xs", "s"):
-        for ckpt in ("untrained", "sc", "lm_10", "lm_50", "lm", "sc_control"):
+    args = ["--out_dir", out, "--steps", "4", "--rates", "0.02"] + [a for b in bindings for a in ("--gin_binding", b)]
+
+    # Both rungs: span corruption, then LM adaptation from its export.
+    build_ladder.main(["--rungs", ",".join(rungs), "--phases", "sc,lm"] + args)
+    info = {r: json.load(open(os.path.join(out, r, "ladder.json"))) for r in rungs}
+    assert info[rungs[0]]["params"] < info[rungs[1]]["params"]
+    for rung in rungs:
+        assert set(info[rung]["wall_s"]) == set(info[rung]["heldout_loss"]) == {"sc", "lm"}
+        for ckpt in ("untrained", "sc", "lm_10", "lm_50", "lm"):
             assert native.is_native_checkpoint(os.path.join(out, rung, ckpt)), (rung, ckpt)
-        trained, init = native.load(os.path.join(out, rung, "lm")), native.load(os.path.join(out, rung, "untrained"))
-        assert not np.allclose(trained["token_embedder"]["embedding"], init["token_embedder"]["embedding"])
-        sc, control = native.load(os.path.join(out, rung, "sc")), native.load(os.path.join(out, rung, "sc_control"))
-        assert not np.allclose(sc["token_embedder"]["embedding"], control["token_embedder"]["embedding"])
-    # Resumable at phase granularity: a finished rung is not rebuilt.
-    stamp = os.path.getmtime(os.path.join(out, "xs", "lm", "params.safetensors"))
-    build_ladder.main(["--out_dir", out, "--rungs", "xs", "--scale", "0.005", "--rates", "0.02"]
-                      + [a for b in bindings for a in ("--gin_binding", b)])
-    assert os.path.getmtime(os.path.join(out, "xs", "lm", "params.safetensors")) == stamp
-    print(f"smoke ladder: {time.time() - t0:.0f} s")
+        assert not os.path.exists(os.path.join(out, rung, "sc_control"))
+        assert not np.allclose(_emb(os.path.join(out, rung, "lm")), _emb(os.path.join(out, rung, "untrained")))
+        assert not np.allclose(_emb(os.path.join(out, rung, "lm")), _emb(os.path.join(out, rung, "sc")))
+
+    # Resumable at phase granularity: all phases asked for, only the missing control is trained.
+    stamp = os.path.getmtime(os.path.join(out, rungs[0], "lm", "params.safetensors"))
+    build_ladder.main(["--rungs", rungs[0]] + args)
+    assert os.path.getmtime(os.path.join(out, rungs[0], "lm", "params.safetensors")) == stamp
+    again = json.load(open(os.path.join(out, rungs[0], "ladder.json")))
+    assert set(again["heldout_loss"]) == {"sc", "lm", "sc_control"}
+    assert {k: again["wall_s"][k] for k in ("sc", "lm")} == info[rungs[0]]["wall_s"]
+    control = os.path.join(out, rungs[0], "sc_control")
+    assert not np.allclose(_emb(os.path.join(out, rungs[0], "sc")), _emb(control))
+
+    wall, cpu = time.time() - t0, _cpu_s() - cpu0
+    print(f"smoke ladder: wall {wall:.0f} s, CPU {cpu:.0f} s (this process + trainers), "
+          f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    assert cpu < CPU_BUDGET_S, f"{cpu:.0f} CPU s: the smoke ladder no longer fits the issue's 2 minutes"
+
+
+def test_phase_selection_refuses_unknown_phases_and_lm_without_sc(tmp_path):
+    with pytest.raises(ValueError, match="unknown phase"):
+        build_ladder.build_rung(str(tmp_path), build_ladder.RUNGS[0], rates=(0.02,), phases=("sc", "lm_adapt"))
+    with pytest.raises(ValueError, match="add sc to the phases"):
+        build_ladder.build_rung(str(tmp_path), build_ladder.RUNGS[0], rates=(0.02,), phases=("lm",))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        build_ladder.build_rung(str(tmp_path), build_ladder.RUNGS[0], rates=(0.02,), steps=0)
