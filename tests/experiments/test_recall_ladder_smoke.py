@@ -4,8 +4,9 @@ Every phase is a `python -m prompt_tuning.train` subprocess (gin/runs/pretrain.g
 The issue's bound is 2 minutes on this 2-core machine. Wall time depends on whoever else shares the cores,
 so the test asserts on CPU time (this process + every trainer subprocess), which a serial pipeline turns
 into about the same wall time on an idle 2-core machine, and prints wall time and load average beside it.
-Measured here (5 trainer runs, nice -n 15, beside the ladder build and other jobs): CPU 103 s, wall 295 s
-at load average 15-16; an earlier variant with 6 runs of 10 steps took CPU 118 s, wall 301 s at load 10-11.
+Measured here (5 trainer runs, nice -n 15, beside the ladder build and other jobs), two runs: CPU 103 s,
+wall 295 s at load average 15-16; CPU 94 s, wall 172 s at load 11-12. An earlier variant with 6 runs of 10
+steps took CPU 118 s, wall 301 s at load 10-11.
 """
 import json
 import os
