@@ -1,6 +1,8 @@
 """Metrics to TensorBoard event files and to MODEL_DIR/metrics.jsonl (process 0 only).
 
     MODEL_DIR/metrics.jsonl   one JSON object per line: {"step", "kind": "train"|"eval", <name>: value}
+                              (also "test": TEST_SPLITS at the best step; "early_stop": the step a run
+                              stopped at for want of improvement, {"best_step", "patience"})
     MODEL_DIR/train/, eval/   TensorBoard event files (`tensorboard --logdir MODEL_DIR`)
 
 The JSON-lines file is appended and flushed per record, so a killed run keeps
@@ -17,6 +19,12 @@ from typing import Mapping, Optional
 import jax
 
 JSONL = "metrics.jsonl"
+EARLY_STOP = "early_stop"  # the kind of the record a run stopped early by patience writes at its last step
+
+
+def early_stopped(model_dir: str) -> bool:
+    """True if the run in MODEL_DIR stopped early (train_and_evaluate's patience): it is finished."""
+    return bool(read(model_dir, EARLY_STOP))
 
 
 class MetricsWriter:

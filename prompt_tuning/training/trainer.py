@@ -287,6 +287,7 @@ def train_and_evaluate(
     eval_max_examples: Optional[int] = None,
     eval_before_training: bool = True,
     early_stopping_metric: Optional[str] = None,
+    patience: Optional[int] = None,
     test_splits: Sequence[str] = (),
     verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
     train_split: str = "train",
@@ -300,7 +301,14 @@ def train_and_evaluate(
 ) -> dict:
     """Trains (resuming MODEL_DIR if it holds this configuration), evaluates, checkpoints.
 
-    Returns {'model_dir', 'step', 'metrics_before', 'metrics_after', 'best', 'preempted'}.
+    Returns {'model_dir', 'step', 'metrics_before', 'metrics_after', 'metrics_test', 'best', 'preempted',
+    'early_stopped', 'params'}.
+    patience: early stopping (None: off). Training stops at the first evaluation that is `patience`
+    evaluations after the best one (no improvement of the validation value in `patience` evaluations,
+    i.e. step - best step >= patience * eval_period); TRAIN_STEPS is then only a cap. The rule reads
+    only the best step (best/best.json) and the current step, so a run killed anywhere and resumed
+    stops at the same step, and rerunning a stopped run trains no further. The stop is recorded in
+    metrics.jsonl as kind 'early_stop' ({'best_step', 'patience'}).
     Everything that can be checked before training is checked before
     MODEL_DIR is created (settings: config_checks.check_run_settings). One
     process at a time: MODEL_DIR's lock is taken before the model is built
@@ -315,6 +323,10 @@ def train_and_evaluate(
         raise ConfigError(f"TRAIN_STEPS must be an int >= 0, got {train_steps!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"BATCH_SIZE must be a positive int, got {batch_size!r}")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise ConfigError(f"train_and_evaluate.patience must be None or an int >= 1, got {patience!r}")
+    if patience is not None and not eval_split:
+        raise ConfigError("train_and_evaluate.patience needs EVAL_SPLIT: early stopping watches the validation value")
     config_checks.check_run_settings(
         checkpoint_period=checkpoint_period, eval_period=eval_period, log_period=log_period,
         keep_checkpoints=keep_checkpoints, task_feature_lengths=task_feature_lengths,
@@ -383,7 +395,7 @@ def train_and_evaluate(
                        keep_checkpoints=keep_checkpoints, train_steps=train_steps, checkpoint_period=checkpoint_period,
                        eval_period=eval_period, eval_mode=eval_mode, eval_batch_size=eval_batch_size,
                        eval_before_training=eval_before_training, early_stopping_metric=early_stopping_metric,
-                       verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets,
+                       patience=patience, verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets,
                        test_splits=test_splits, task_name=mixture_or_task_name,
                        task_feature_lengths=task_feature_lengths, eval_max_examples=eval_max_examples)
     except Exception as e:
@@ -400,7 +412,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
             loss_normalizing_factor, keep_checkpoints, train_steps, checkpoint_period, eval_period, eval_mode,
             eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period,
             length_buckets=None, test_splits=(), task_name=None, task_feature_lengths=None,
-            eval_max_examples=None) -> dict:
+            eval_max_examples=None, patience=None) -> dict:
     """The run in a claimed, locked MODEL_DIR: restore the newest intact state, catch up on any
     evaluation a killed run did not record, train, checkpoint, evaluate."""
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
@@ -436,13 +448,14 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
     # Kept in memory: every process computes the same metrics and so takes the same decision
     # (a process reading best.json while process 0 rewrites it could disagree and deadlock a save).
     best_value = (ckpts.best_info() or {}).get("value")
+    best_step = (ckpts.best_info() or {}).get("step")
     # An evaluation is recorded in metrics.jsonl only after its best-checkpoint update: a step
     # without a record (at or before the restored one) was not fully evaluated and is evaluated again.
     records = {r["step"]: r for r in metrics_writer.read(model_dir, "eval") if r["step"] <= start}
     evaluated = set(records)
 
     def run_eval(step: int) -> dict:
-        nonlocal best_value
+        nonlocal best_value, best_step
         if not eval_sets:
             return {}
         fault_points.reached("eval_started")
@@ -461,11 +474,15 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         value = evaluation.early_stopping_value(scored, early_stopping_metric)
         if value is not None and (best_value is None or value > best_value):
             ckpts.save_best(state, value, metrics, prompt_array(state["params"]))
-            best_value = value
+            best_value, best_step = value, step
         writer.write(step, "eval", metrics)  # the evaluation's commit: after the best update
         evaluated.add(step)
         _say(f"eval at step {step} ({time.time() - t0:.1f}s): {_format_metrics(metrics)}")
         return metrics
+
+    def patience_exhausted(step: int) -> bool:
+        """Early stopping: `patience` evaluations (of eval_period steps) since the best one."""
+        return patience is not None and best_step is not None and step - int(best_step) >= patience * eval_period
 
     def recorded(step: int) -> dict:
         rec = records.get(step) or next((r for r in metrics_writer.read(model_dir, "eval") if r["step"] == step), {})
@@ -478,6 +495,8 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         metrics_before = recorded(0)
     if eval_sets and 0 < start < train_steps and start % eval_period == 0 and start not in evaluated:
         run_eval(start)  # killed after this checkpoint, before its evaluation was recorded
+    # A run that already stopped early (or was killed after its stopping evaluation) trains no further.
+    early_stopped = bool(eval_sets) and 0 < start < train_steps and start in evaluated and patience_exhausted(start)
 
     # -- the loop ----------------------------------------------------------
     last_saved = ckpts.latest_step()
@@ -495,7 +514,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
     batches = data.iterate(start, rows)
     with preemption.StopSignal() as stop:
         try:
-            for step in range(start, train_steps):
+            for step in range(start, train_steps if not early_stopped else start):
                 batch = partitioning.global_batch(next(batches), mesh, rows, data.batch_size)
                 state, metrics = step_fn(state, frozen, batch, dropout_key)
                 if pending is not None:
@@ -526,6 +545,11 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
                     break
                 if eval_sets and done % eval_period == 0:
                     metrics_after = run_eval(done)
+                    if done < train_steps and patience_exhausted(done):
+                        early_stopped = True
+                        _say(f"early stopping at step {done}: no improvement in {patience} evaluations since "
+                             f"step {best_step}")
+                        break
         finally:
             bar.close()
     # -- the end of the run ------------------------------------------------
@@ -538,6 +562,8 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
             metrics_after = run_eval(end)
         elif eval_sets and not metrics_after:
             metrics_after = recorded(end)
+        if early_stopped:
+            writer.write(end, metrics_writer.EARLY_STOP, {"best_step": best_step, "patience": patience})
     best = ckpts.best_info()
     metrics_test = {}
     if not preempted and test_splits and best is not None:
@@ -564,4 +590,5 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         if metrics_test:
             _say(f"test at the best checkpoint (step {best['step']}): {_format_metrics(metrics_test)}")
     return {"model_dir": model_dir, "step": end, "metrics_before": metrics_before, "metrics_after": metrics_after,
-            "metrics_test": metrics_test, "best": best, "preempted": preempted, "params": merge_params(frozen, state["params"])}
+            "metrics_test": metrics_test, "best": best, "preempted": preempted, "early_stopped": early_stopped,
+            "params": merge_params(frozen, state["params"])}
