@@ -124,7 +124,8 @@ def collect(specs: Sequence[S.RunSpec], results_dir: str, params_of=None) -> tup
                 wall = done.get("wall_time_s", runner.total_wall_time(rd))
                 cache[s.name] = None if chosen is None else {
                     "best_step": chosen[0], "metrics": chosen[1], "steps": steps,
-                    "complete": bool(done) or (steps is not None and steps >= s.train_steps), "wall_time_s": wall,
+                    "complete": bool(done) or (steps is not None and steps >= s.train_steps)
+                    or metrics_writer.early_stopped(md), "wall_time_s": wall,
                 }
         result = cache[s.name]
         if result == "missing":

@@ -9,7 +9,8 @@ Each distinct run (see spec.py: equal names are the same computation) lives in
     DIR/runs/<name>/model/        the trainer's MODEL_DIR (config.gin, metrics.jsonl, prompts/, best/, ...)
     DIR/runs/<name>/log.txt       the trainer's stdout and stderr, all attempts appended
     DIR/runs/<name>/attempts.jsonl  one line per attempt: start time, exit status, wall time
-    DIR/runs/<name>/DONE          written only when the trainer exited 0 *and* reached TRAIN_STEPS
+    DIR/runs/<name>/DONE          written only when the trainer exited 0 *and* reached TRAIN_STEPS or
+                                  stopped early (train_and_evaluate.patience: an early_stop record)
     DIR/runs/<name>/FAILED        the last failure (exit status, log tail); removed on retry
 
 Finished runs (DONE) are skipped. An interrupted run (Ctrl-C, SIGTERM, a
@@ -145,7 +146,8 @@ class Runner:
             f.write(json.dumps({"started": datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
                                 "rc": rc, "wall_time_s": round(wall, 3)}) + "\n")
         steps = finished_steps(model_dir)
-        if rc == 0 and steps is not None and steps >= s.train_steps:
+        # Finished: the step cap reached, or stopped early by the trainer's patience (an early_stop record).
+        if rc == 0 and steps is not None and (steps >= s.train_steps or metrics_writer.early_stopped(model_dir)):
             _write_json(os.path.join(rd, DONE_FILE), {"rc": rc, "steps": steps, "wall_time_s": total_wall_time(rd),
                                                       "finished": datetime.datetime.now().isoformat(timespec="seconds")})
             self.say(f"done        {s.name} ({wall:.0f}s)")
