@@ -51,7 +51,7 @@ def panel_settings(backend: Backend) -> dict[str, list[tuple[object, S.Setting]]
     return {
         "a_prompt_length": [(p, r(c, prompt_length=p)) for p in PROMPT_LENGTHS],
         "b_init": [(i, r(c, init=i)) for i in S.INITS],
-        "c_objective": [(o, r(c, objective=o)) for o in S.OBJECTIVES],
+        "c_objective": [(o, r(c, objective=o)) for o in backend.objectives],
         "d_lm_steps": [(n, r(c, objective=S.LM_ADAPT, lm_steps=n)) for n in backend.lm_budgets],
     }
 

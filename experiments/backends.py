@@ -1,7 +1,7 @@
 """Where the sweeps' abstract points meet the trainer: the one mapping to gin files and values.
 
 A `Backend` says which model sizes, tasks, checkpoints, gin files and
-hyperparameters a sweep runs with. One exists here (tests build their own):
+hyperparameters a sweep runs with. Two exist here (tests build their own):
 
 - "real": the paper's grid. T5 1.1 Small..XXL from the public T5X checkpoints
   (span corruption: t5_1_1_<size>/checkpoint_1000000; LM-adapted 100K:
@@ -13,6 +13,10 @@ hyperparameters a sweep runs with. One exists here (tests build their own):
   copy (T5X_ROOT below). Other LM-adaptation budgets (10K, 50K) were not
   released: produce them with the LM-adaptation objective (prefix LM on C4)
   and put them under LM_ADAPT_ROOT.
+
+- "recall": the recall world's ladder and tasks at CPU scale, with the paper's protocol scaled
+  down (early stopping, test-split reporting, a model-tuning search): experiments/recall.py,
+  whose docstring is the protocol.
 
 The first mini world's backend ("mini", results in experiments/results/mini/) is
 retired with that world: its ladder came from a second training stack and its task
@@ -83,6 +87,13 @@ class Backend:
     # The paper's tasks read both from the data package (data.verbalizers, data.label_words).
     verbalizers: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     label_words: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    objectives: tuple[str, ...] = S.OBJECTIVES      # Fig 3(c)'s settings (a world without sentinel tasks: fewer)
+    scale_seeds: Optional[tuple[int, ...]] = None   # Fig 1's trained points (None: `seeds`)
+    task_overrides: Mapping[str, tuple[tuple[str, Any], ...]] = dataclasses.field(default_factory=dict)
+    # Model tuning's chosen (learning rate, dropout) per (size, task) from a search on validation
+    # (experiments/model_search.py); None: the gin files' values. Called with the results directory.
+    model_tuning_choice: Optional[Callable[..., S.Setting]] = None
+    model_search: Any = None                        # model_search.SearchGrid, or None: no search
 
     @property
     def centre(self) -> S.Setting:
@@ -157,6 +168,11 @@ class Backend:
         if self.batch_size.get(s.method) is not None:
             overrides.append(("BATCH_SIZE", self.batch_size[s.method]))
         overrides += list(self.extra_overrides)
+        overrides += list(self.task_overrides.get(task, ()))
+        if s.learning_rate is not None:
+            overrides.append(("learning_rate_schedule.base_learning_rate", s.learning_rate))
+        if s.dropout is not None:
+            overrides.append(("DROPOUT_RATE", s.dropout))
         labels = (("sweep", sweep), ("panel", panel), ("method", s.method), ("size", size), ("task", task),
                   ("setting", str(value)), ("seed", seed), ("prompt_length", s.prompt_length), ("init", s.init),
                   ("objective", s.objective), ("lm_steps", s.lm_steps))
@@ -206,10 +222,38 @@ REAL = Backend(
     minutes_per_run=0.0,  # TPU/GPU cluster: hours per run at XL/XXL; not run here
 )
 
+def gin_size_config(path: str) -> t5.T5Config:
+    """The T5Config a gin/models/*.gin file builds, read with gin's own parser from its literal
+    `t5_config.<field> = <value>` bindings (references such as %DROPOUT_RATE stay at the config's
+    default, dropout 0), so the gin file stays the one definition. SpecError if the file is missing."""
+    import gin
+    import gin.config
+    import gin.config_parser
+
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)
+    if not os.path.exists(path):
+        raise S.SpecError(f"no model gin file {path}")
+    with open(path) as f:
+        parser = gin.config_parser.ConfigParser(f, gin.config.ParserDelegate(skip_unknown=True))
+        fields: dict[str, Any] = {
+            b.arg_name: b.value for b in parser
+            if isinstance(b, gin.config_parser.BindingStatement) and b.selector == "t5_config" and not b.scope
+            and not isinstance(b.value, gin.config.ConfigurableReference)}
+    return t5.get_config(fields.pop("size"), **fields)
+
+
 BACKENDS = {"real": REAL}
+# Backends defined in their own modules (imported when asked for): name -> 'module:attribute'.
+LAZY_BACKENDS = {"recall": "experiments.recall:RECALL"}
 
 
 def get_backend(name: str) -> Backend:
+    if name in LAZY_BACKENDS and name not in BACKENDS:
+        import importlib
+
+        module, attr = LAZY_BACKENDS[name].split(":")
+        BACKENDS[name] = getattr(importlib.import_module(module), attr)
     if name not in BACKENDS:
-        raise S.SpecError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
+        raise S.SpecError(f"unknown backend {name!r}; known: {sorted(set(BACKENDS) | set(LAZY_BACKENDS))}")
     return BACKENDS[name]

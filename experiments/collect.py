@@ -167,11 +167,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         backend = get_backend(args.backend)
-        specs = sweeps.get_specs(args.sweep, backend)
+        results_dir = args.results_dir or runner.default_results_dir(backend.name)
+        specs = sweeps.get_specs(args.sweep, backend, results_dir)
     except S.SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results_dir = args.results_dir or runner.default_results_dir(backend.name)
     rows, counts = collect(specs, results_dir, backend.params)
     out = args.out or os.path.join(results_dir, f"{args.sweep}.csv")
     write_csv(rows, out)

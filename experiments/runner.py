@@ -233,11 +233,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     try:
         backend = get_backend(args.backend)
-        specs = S.filter_specs(sweeps.get_specs(args.sweep, backend), args.only)
+        results_dir = args.results_dir or default_results_dir(backend.name)
+        specs = S.filter_specs(sweeps.get_specs(args.sweep, backend, results_dir), args.only)
     except S.SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results_dir = args.results_dir or default_results_dir(backend.name)
     distinct = S.dedupe(specs)
     if args.print_commands:
         for s in distinct:
@@ -256,6 +256,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + (f"; ~{est / 60:.1f} h at ~{backend.minutes_per_run:g} min/run on one worker" if est else ""))
         return 0
     outcomes = run_all(specs, results_dir, workers=args.workers, python=args.python)
+    # A sweep whose points depend on finished runs (the model-tuning search extends its range) is read
+    # again after each pass; new points are run until none appear (or a run did not finish).
+    while all(o in ("done", "skipped") for o in outcomes.values()):
+        more = [s for s in S.filter_specs(sweeps.get_specs(args.sweep, backend, results_dir), args.only)
+                if s.name not in outcomes]
+        if not more:
+            break
+        print(f"{len(S.dedupe(more))} more run(s) now in the sweep (its range was extended)")
+        outcomes.update(run_all(more, results_dir, workers=args.workers, python=args.python))
     bad = {n: o for n, o in outcomes.items() if o not in ("done", "skipped")}
     print(f"{len(outcomes)} runs: " + ", ".join(
         f"{sum(1 for o in outcomes.values() if o == k)} {k}" for k in ("done", "skipped", "interrupted", "failed")))

@@ -23,6 +23,8 @@ Real scale: 5 sizes x 8 tasks x 7 = 280 command lines for a cluster (TPU/GPU hou
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -30,15 +32,20 @@ NAME = "scale"
 METHODS = (S.MODEL_TUNING, S.PROMPT_TUNING, S.PROMPT_DESIGN)
 
 
-def specs(backend: Backend) -> list[S.RunSpec]:
+def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
+    """Fig 1's runs. A backend with a model-tuning search (backend.model_tuning_choice) runs model
+    tuning at the setting chosen on validation in `results_dir` (SpecError until the search is done)."""
     out = []
     centre = backend.centre
     for method in METHODS:
         setting = S.Setting(method=method, prompt_length=centre.prompt_length, init=centre.init,
                             objective=centre.objective, lm_steps=centre.lm_steps)
-        seeds = backend.seeds[:1] if method == S.PROMPT_DESIGN else backend.seeds
+        trained = backend.scale_seeds or backend.seeds
+        seeds = backend.seeds[:1] if method == S.PROMPT_DESIGN else trained
         for size in backend.sizes:
             for task in backend.tasks:
+                if method == S.MODEL_TUNING and backend.model_tuning_choice is not None:
+                    setting = backend.model_tuning_choice(size, task, results_dir)
                 for seed in seeds:
                     out.append(backend.spec(sweep=NAME, panel="methods", size=size, task=task, setting=setting,
                                             seed=seed, value=method))

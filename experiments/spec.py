@@ -65,6 +65,9 @@ class Setting:
     init: str = "class_labels"
     objective: str = LM_ADAPT
     lm_steps: int = 100_000
+    # Hyperparameters a search varies (model tuning's learning rate and dropout); None: the gin files'.
+    learning_rate: Optional[float] = None
+    dropout: Optional[float] = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -99,9 +102,10 @@ class Setting:
     def key(self) -> str:
         s = self.normalized()
         objective = {SPAN_CORRUPTION: "sc", SPAN_CORRUPTION_SENTINEL: "scsent", LM_ADAPT: f"lm{steps_label(s.lm_steps)}"}
+        extra = "".join(f"-{k}{v:g}" for k, v in (("lr", s.learning_rate), ("d", s.dropout)) if v is not None)
         if s.method == PROMPT_TUNING:
-            return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}"
-        return objective[s.objective]
+            return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}{extra}"
+        return objective[s.objective] + extra
 
 
 METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd"}

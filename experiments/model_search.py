@@ -1,0 +1,158 @@
+"""The model-tuning baseline at its best: a learning-rate x dropout search on validation, per size and task.
+
+    python -m experiments.runner  --sweep model_search --backend recall --workers 1   # runs, extends, runs
+    python -m experiments.collect --sweep model_search --backend recall               # the search table
+
+For every (size, task) of the backend, model tuning runs at each learning rate x dropout of the
+backend's `model_search` grid (`SearchGrid`) with seed `grid.seed`; each run stops early on its
+validation score (the trainer's patience), so the number of steps is searched too: the run's best
+validation checkpoint is the chosen step count. The chosen setting is the one with the highest
+validation score at its best checkpoint (ties: the lower rate, then the lower dropout).
+
+Range extension: when the best rate is the smallest or largest searched, the next rate past that
+edge (x or / `grid.factor`) is added, at most `grid.max_extensions` times per edge; the runner
+re-reads the sweep after each pass and runs what was added, so one command ends with a best rate
+inside the searched range, or at an edge that could not be extended further (`SearchResult.at_edge`,
+reported in the table: the verdict must then say so).
+
+Fig 1's model-tuning points (experiments/scale.py) use `choose`: the chosen setting with the
+backend's seeds (its seed `grid.seed` run is the search's own run, shared by name). Before the
+search of a (size, task) has finished, asking for the choice is a one-line SpecError.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+import numpy as np
+
+from experiments import spec as S
+from experiments.backends import Backend
+
+NAME = "model_search"
+PANEL = "model_search"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchGrid:
+    rates: tuple[float, ...]          # the initial learning rates, ascending (>= 3)
+    dropouts: tuple[float, ...]       # e.g. (0.0, 0.1)
+    factor: float = 10 ** 0.5         # one extension step: half a decade
+    max_extensions: int = 2           # per edge
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    rates: tuple[float, ...]                      # every rate searched so far, ascending
+    scores: dict                                  # (rate, dropout) -> validation score (finished runs)
+    best: Optional[tuple[float, float]]           # (rate, dropout) chosen; None while incomplete
+    complete: bool                                # every (rate, dropout) of `rates` finished, no extension due
+    at_edge: bool                                 # the best rate is an edge of `rates` (extensions used up)
+
+
+def _setting(backend: Backend, rate: float, dropout: float) -> S.Setting:
+    c = backend.centre
+    return S.Setting(method=S.MODEL_TUNING, objective=c.objective, lm_steps=c.lm_steps, learning_rate=float(rate),
+                     dropout=float(dropout))
+
+
+def _grid(backend: Backend) -> SearchGrid:
+    if backend.model_search is None:
+        raise S.SpecError(f"backend {backend.name!r} has no model-tuning search")
+    return backend.model_search
+
+
+def _results_dir(backend: Backend, results_dir: Optional[str]) -> str:
+    return results_dir or os.path.join("experiments", "results", backend.name)
+
+
+def validation_score(results_dir: str, name: str) -> Optional[float]:
+    """The early-stopping value (mean of the validation metrics at the best checkpoint) of a finished
+    run (runner's DONE marker), else None."""
+    from experiments import collect, runner
+
+    if not runner.is_done(results_dir, name):
+        return None
+    chosen = collect.select_checkpoint(S.model_dir(results_dir, name))
+    return None if chosen is None else float(np.mean(list(chosen[1].values())))
+
+
+def extend(rates: tuple[float, ...], grid: SearchGrid, scores: dict) -> tuple[tuple[float, ...], Optional[tuple], bool]:
+    """One step of the search on known scores: (rates, best, extended).
+
+    `scores` maps (rate, dropout) to a validation score for every pair of `rates` x grid.dropouts.
+    The best pair is the highest score (ties: lower rate, then lower dropout). If its rate is an edge
+    and fewer than grid.max_extensions rates were added past that edge, the next rate is added
+    (extended=True). Pure: tested on constructed scores.
+    """
+    pairs = [(r, d) for r in rates for d in grid.dropouts]
+    best = max(pairs, key=lambda p: (scores[p], -p[0], -p[1]))
+    lo, hi = min(grid.rates), max(grid.rates)
+    below = sum(1 for r in rates if r < lo)
+    above = sum(1 for r in rates if r > hi)
+    if best[0] == min(rates) and below < grid.max_extensions:
+        return tuple(sorted(rates + (min(rates) / grid.factor,))), best, True
+    if best[0] == max(rates) and above < grid.max_extensions:
+        return tuple(sorted(rates + (max(rates) * grid.factor,))), best, True
+    return rates, best, False
+
+
+def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = None) -> SearchResult:
+    """Where the search of (size, task) stands, from the finished runs in `results_dir`."""
+    grid = _grid(backend)
+    rd = _results_dir(backend, results_dir)
+    rates = tuple(sorted(float(r) for r in grid.rates))
+    scores: dict = {}
+    while True:
+        for r in rates:
+            for d in grid.dropouts:
+                if (r, d) not in scores:
+                    name = S.run_name(size, task, _setting(backend, r, d).normalized(), grid.seed)
+                    v = validation_score(rd, name)
+                    if v is not None:
+                        scores[(r, d)] = v
+        if any((r, d) not in scores for r in rates for d in grid.dropouts):
+            return SearchResult(rates, scores, None, False, False)
+        rates, best, extended = extend(rates, grid, scores)
+        if not extended:
+            return SearchResult(rates, scores, best, True, best[0] in (min(rates), max(rates)))
+
+
+def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
+    """The search's runs as far as the finished ones say (each pass of the runner may add rates)."""
+    grid = _grid(backend)
+    out = []
+    for size in backend.sizes:
+        for task in backend.tasks:
+            for r in search(backend, size, task, results_dir).rates:
+                for d in grid.dropouts:
+                    out.append(backend.spec(sweep=NAME, panel=PANEL, size=size, task=task,
+                                            setting=_setting(backend, r, d), seed=grid.seed, value=f"lr={r:g},d={d:g}"))
+    return out
+
+
+def choose(backend: Backend, size: str, task: str, results_dir: Optional[str] = None) -> S.Setting:
+    """Model tuning's setting for (size, task): the search's best. SpecError while it is unfinished."""
+    result = search(backend, size, task, results_dir)
+    if result.best is None:
+        missing = sum(1 for r in result.rates for d in _grid(backend).dropouts if (r, d) not in result.scores)
+        raise S.SpecError(f"model tuning on {size}/{task} has no chosen setting yet: {missing} search run(s) not "
+                          f"finished in {_results_dir(backend, results_dir)} (python -m experiments.runner "
+                          f"--sweep model_search --backend {backend.name})")
+    return _setting(backend, *result.best)
+
+
+def table(backend: Backend, results_dir: Optional[str] = None) -> list[dict]:
+    """One row per (size, task, rate, dropout) searched: validation score, chosen, at_edge."""
+    rows = []
+    for size in backend.sizes:
+        for task in backend.tasks:
+            res = search(backend, size, task, results_dir)
+            for r in res.rates:
+                for d in _grid(backend).dropouts:
+                    rows.append({"size": size, "task": task, "learning_rate": r, "dropout": d,
+                                 "validation": res.scores.get((r, d)), "chosen": res.best == (r, d),
+                                 "search_complete": res.complete, "at_edge": res.at_edge})
+    return rows

@@ -1,0 +1,225 @@
+"""The recall backend (experiments/recall.py), the model-tuning search and the test-split tables."""
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import ablations, backends, model_search, recall, recall_tables, runner, scale, stats, sweeps
+from experiments import spec as S
+from tests.conftest import REPO
+
+RECALL = recall.RECALL
+
+
+def test_grid_sizes_and_every_gin_file_exists():
+    abl = S.dedupe(ablations.specs(RECALL))
+    # 5 rungs x 3 tasks x 3 seeds x (4 lengths + 2 inits + span corruption + 2 LM budgets + the centre)
+    assert len(abl) == 5 * 3 * 3 * 10
+    search = S.dedupe(model_search.specs(RECALL, results_dir="/nonexistent"))
+    assert len(search) == 5 * 3 * 3 * 2  # the initial rates x dropouts, seed 0
+    for s in abl + search:
+        for f in s.gin_files:
+            assert (REPO / f).exists(), f"{s.name}: {f}"
+    assert backends.get_backend("recall") is RECALL
+
+
+def test_centre_point_follows_the_protocol():
+    specs = {s.name: s for s in ablations.specs(RECALL)}
+    for task, mode in (("boolq", "rank"), ("record", "generate")):
+        s = specs[f"pt-s-{task}-p100-class_labels-lm100-s0"]
+        o = dict(s.overrides)
+        assert o["PROMPT_LENGTH"] == 100 and o["INITIAL_CHECKPOINT_PATH"] == recall.LADDER + "/s/lm"
+        assert o["class_labels.labels"] == list(recall.LABEL_WORDS[task])
+        assert o["TEST_SPLITS"] == ("test", "test_closed_book") and o["EVAL_MODE"] == mode
+        assert o["train_and_evaluate.patience"] == recall.PATIENCE and o["TRAIN_STEPS"] == recall.PT_STEP_CAP
+        assert o["TASK_FEATURE_LENGTHS"] == {"inputs": 96, "targets": 8} and o["DROPOUT_RATE"] == 0.0
+        assert s.gin_files[0] == "gin/runs/prompt_finetune.gin"  # the paper's Adafactor for prompts
+    assert dict(specs["pt-s-boolq-p100-class_labels-lm100-s0"].overrides)["train_and_evaluate.verbalizers"] == {
+        "recall_world_boolq": ["False", "True"]}
+    # Fig 3(a) around the centre; (d) maps the LM budgets (percent) onto the ladder's exports.
+    assert {dict(s.overrides)["PROMPT_LENGTH"] for s in ablations.specs(RECALL)
+            if s.label_dict["panel"] == "a_prompt_length"} == {1, 5, 20, 100, 150}
+    paths = {n: RECALL.checkpoint("m", dataclasses.replace(RECALL.centre, lm_steps=n)) for n in RECALL.lm_budgets}
+    root = recall.LADDER + "/m/"
+    assert paths == {0: root + "sc", 10: root + "lm_10", 50: root + "lm_50", 100: root + "lm"}
+    assert not any("sentinel" in s.name for s in specs.values())
+
+
+def test_model_tuning_points_set_rate_and_dropout_after_the_method_file():
+    s = next(x for x in model_search.specs(RECALL, "/nonexistent") if x.name == "mt-xs-rte-lm100-lr0.003-d0.1-s0")
+    o = list(s.overrides)
+    assert s.gin_files[0] == "gin/runs/model_finetune.gin"
+    assert ("learning_rate_schedule.base_learning_rate", 0.003) in o
+    # DROPOUT_RATE appears twice (the backend's 0, then the setting's): the later binding wins in gin.
+    assert [v for k, v in o if k == "DROPOUT_RATE"][-1] == 0.1
+    assert dict(o)["BATCH_SIZE"] == 32 and dict(o)["TRAIN_STEPS"] == recall.MT_STEP_CAP
+
+
+def test_size_config_is_each_rungs_gin_file_and_matches_built_checkpoints():
+    from prompt_tuning.checkpoints import native
+
+    assert RECALL.params("s") == 240_384  # gin/models/recall_s.gin's header
+    with pytest.raises(S.SpecError, match="no model gin file"):
+        recall.size_config("xxl")
+    found = [(r, k) for r in RECALL.sizes for k in RECALL.checkpoints
+             if os.path.exists(os.path.join(REPO, RECALL.checkpoint(r, _setting_for_key(k)), "config.json"))]
+    if not found:
+        pytest.skip(f"the recall ladder is not built under {recall.LADDER} (experiments/recall_world/build_ladder.py)")
+    for rung, key in found:
+        assert native.load_config(os.path.join(REPO, RECALL.checkpoint(rung, _setting_for_key(key)))) == \
+            recall.size_config(rung), (rung, key)
+
+
+def _setting_for_key(key):
+    return dataclasses.replace(RECALL.centre, lm_steps=0 if key == "sc" else int(key[2:]))
+
+
+def test_prompt_design_token_counts_use_the_recall_vocabulary():
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(REPO / "assets" / "recall_world" / "spm.model"))
+    for task, (text, length) in RECALL.prompt_design.items():
+        assert len(sp.encode(text)) == length, task
+
+
+# ---------------------------------------------------------------------------- the model-tuning search
+GRID = recall.MODEL_SEARCH
+
+
+def test_extend_adds_a_rate_past_a_winning_edge_and_stops_inside_or_after_max_extensions():
+    rates = GRID.rates
+    inside = {(r, d): (90 if r == 3e-3 else 80) + d for r in rates for d in GRID.dropouts}
+    assert model_search.extend(rates, GRID, inside) == (rates, (3e-3, 0.1), False)
+    top = {(r, d): 1000 * r for r in rates for d in GRID.dropouts}  # the largest rate wins
+    new, best, extended = model_search.extend(rates, GRID, top)
+    assert extended and best[0] == 1e-2 and new[-1] == pytest.approx(1e-2 * 10 ** 0.5)
+    low = {(r, d): -r for r in rates for d in GRID.dropouts}
+    new, _, extended = model_search.extend(rates, GRID, low)
+    assert extended and new[0] == pytest.approx(1e-3 / 10 ** 0.5)
+    # Two extensions past the top edge used: the edge stays (reported as at_edge by `search`).
+    wide = rates + (1e-2 * 10 ** 0.5, 1e-1)
+    assert model_search.extend(wide, GRID, {(r, d): r for r in wide for d in GRID.dropouts})[2] is False
+    # Ties: the lower rate, then the lower dropout.
+    flat = {(r, d): 50.0 for r in rates for d in GRID.dropouts}
+    assert model_search.extend(rates, GRID, flat)[1] == (1e-3, 0.0)
+
+
+def _finish(results_dir, name, value, task="boolq"):
+    """A finished run as the runner and trainer leave it (DONE, best.json)."""
+    rd = S.run_dir(results_dir, name)
+    os.makedirs(os.path.join(rd, "model", "best"), exist_ok=True)
+    with open(os.path.join(rd, "DONE"), "w") as f:
+        json.dump({"rc": 0}, f)
+    with open(os.path.join(rd, "model", "best", "best.json"), "w") as f:
+        json.dump({"step": 100, "value": value, "metrics": {f"recall_world_{task}/accuracy": value}}, f)
+
+
+def test_search_runs_grow_until_the_best_is_inside_and_fig1_uses_the_choice(tmp_path):
+    backend = dataclasses.replace(RECALL, sizes=("s",), tasks=("boolq",))
+    rd = str(tmp_path)
+    with pytest.raises(S.SpecError, match="no chosen setting yet: 6 search run"):
+        scale.specs(backend, results_dir=rd)
+    curve = lambda r, d: 90 - 10 * abs(np.log10(r) - np.log10(1e-2 * 10 ** 0.5)) - d  # peak past the grid
+    for s in model_search.specs(backend, rd):
+        o = dict(s.overrides)
+        _finish(rd, s.name, curve(o["learning_rate_schedule.base_learning_rate"], o["DROPOUT_RATE"]))
+    specs = model_search.specs(backend, rd)
+    assert len(specs) == 8  # one rate added past the top edge, x 2 dropouts
+    res = model_search.search(backend, "s", "boolq", rd)
+    assert res.best is None and not res.complete
+    for s in specs:
+        o = dict(s.overrides)
+        if not runner.is_done(rd, s.name):
+            _finish(rd, s.name, curve(o["learning_rate_schedule.base_learning_rate"], o["DROPOUT_RATE"]))
+    specs = model_search.specs(backend, rd)
+    assert len(specs) == 10  # the new rate won again: one more
+    for s in specs:
+        o = dict(s.overrides)
+        if not runner.is_done(rd, s.name):
+            _finish(rd, s.name, curve(o["learning_rate_schedule.base_learning_rate"], o["DROPOUT_RATE"]))
+    res = model_search.search(backend, "s", "boolq", rd)
+    assert res.complete and res.best == (pytest.approx(1e-2 * 10 ** 0.5), 0.0) and not res.at_edge
+    mt = [s for s in scale.specs(backend, results_dir=rd) if s.label_dict["method"] == S.MODEL_TUNING]
+    assert [s.label_dict["seed"] for s in mt] == [0, 1, 2, 3, 4]
+    assert all(dict(s.overrides)["learning_rate_schedule.base_learning_rate"] == pytest.approx(1e-2 * 10 ** 0.5)
+               for s in mt)
+    assert mt[0].name in {s.name for s in specs}  # seed 0 is the search's own run
+    table = model_search.table(backend, rd)
+    assert sum(r["chosen"] for r in table) == 1 and len(table) == 10
+    # the sweep registry passes the results directory through
+    assert len(sweeps.get_specs("model_search", backend, rd)) == 10
+
+
+# ---------------------------------------------------------------------------- clusters and tables
+@pytest.fixture(scope="module")
+def task_files(tmp_path_factory):
+    from prompt_tuning.data.recall_world import tasks as recall_tasks, world as world_lib
+
+    out = str(tmp_path_factory.mktemp("tasks"))
+    recall_tasks.write_tasks(out, world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE))
+    return out
+
+
+@pytest.mark.parametrize("task", recall.TASKS)
+def test_clusters_are_person_and_relation_of_each_row(task, task_files):
+    from prompt_tuning.data import sources
+
+    keys, golds = recall.clusters(task, "test", os.path.join(task_files, task))
+    rows = list(sources.read_jsonl(os.path.join(task_files, task, "test.jsonl")))
+    assert len(keys) == len(rows) == 600
+    words = {"city": ("live", "lives"), "pet": ("pet",), "job": ()}
+    for (person, relation), row in zip(keys, rows):
+        text = {"boolq": row.get("question"), "rte": row.get("hypothesis")}.get(task) or row["qas"][0]["query"]
+        assert person in text.split()[:2] and relation in ("city", "job", "pet")
+        if relation == "pet":
+            assert "pet" in text
+        elif relation == "city":
+            assert "live" in text
+        else:
+            assert "pet" not in text and "live" not in text
+    # Test people x 3 relations: far fewer clusters than examples.
+    assert len(set(keys)) <= 3 * len({p for p, _ in keys}) < 100
+
+
+def test_tables_and_paired_comparison_from_run_directories(tmp_path, task_files):
+    backend = dataclasses.replace(RECALL, sizes=("s",), tasks=("record",))
+    rd = str(tmp_path / "results")
+    specs = [s for s in ablations.specs(backend) if s.label_dict["panel"] == "a_prompt_length"
+             and s.label_dict["setting"] in ("20", "100")]
+    _, golds = recall.clusters("record", "test", os.path.join(task_files, "record"))
+    rng = np.random.default_rng(0)
+    for s in specs:
+        md = S.model_dir(rd, s.name)
+        os.makedirs(os.path.join(md, "test_predictions"))
+        p_right = 0.8 if s.label_dict["setting"] == "100" else 0.5
+        preds = [g if rng.random() < p_right else "nobody" for g in golds]
+        with open(os.path.join(md, "test_predictions", "test_recall_world_record.jsonl"), "w") as f:
+            f.writelines(json.dumps({"target": g, "prediction": p}) + "\n" for g, p in zip(golds, preds))
+        em = 100 * np.mean([p == g for p, g in zip(preds, golds)])
+        with open(os.path.join(md, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"step": 300, "kind": "train", "loss": 1.0}) + "\n")
+            f.write(json.dumps({"step": 200, "kind": "test", "test/recall_world_record/em": em,
+                                "test/recall_world_record/f1": em}) + "\n")
+            f.write(json.dumps({"step": 300, "kind": "early_stop", "best_step": 200, "patience": 1}) + "\n")
+    table, missing = recall_tables.rows(specs, rd)
+    assert missing == 0 and len(table) == 2 * 3 * 2  # 2 settings x 3 seeds x (em, f1)
+    assert {r["metric"] for r in table} == {"em", "f1"} and all(r["split"] == "test" for r in table)
+    assert all(r["early_stopped"] and not r["capped"] for r in table)
+    summ = {(g["setting"], g["metric"]): g for g in recall_tables.summary(table)}
+    ems = [r["value"] for r in table if r["setting"] == "100" and r["metric"] == "em"]
+    assert summ[("100", "em")]["mean"] == pytest.approx(np.mean(ems)) and summ[("100", "em")]["n"] == 3
+    recall_tables.write(table, str(tmp_path / "t.csv"), str(tmp_path / "t.md"), missing)
+    assert "+-" in (tmp_path / "t.md").read_text()
+    names = lambda v: [s.name for s in specs if s.label_dict["setting"] == v]
+    cmp = recall_tables.compare(rd, names("100"), names("20"), "record", "test", "em",
+                                rows_dir=os.path.join(task_files, "record"), resamples=2000)
+    assert cmp.clusters < 100 and cmp.excludes_zero() and cmp.low < 30 < cmp.high  # true difference 30
+    same = recall_tables.compare(rd, names("20"), names("20"), "record", "test", "em",
+                                 rows_dir=os.path.join(task_files, "record"), resamples=500)
+    assert same.difference == 0 and same.low <= 0 <= same.high
+    # Predictions that are not the split's examples in order are refused.
+    bad = stats.read_predictions(recall_tables.predictions_path(rd, names("20")[0], "test", "recall_world_record"))
+    with pytest.raises(ValueError, match="not the task file's answers"):
+        recall.aligned_clusters("record", "test", bad[::-1], os.path.join(task_files, "record"))
