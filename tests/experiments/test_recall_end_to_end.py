@@ -1,0 +1,54 @@
+"""One recall-backend point through the runner and the real trainer, then the tables; the one-command rerun.
+
+Scaled down (the xxs rung, 5 prompt tokens, a 4-step cap, patience 1 at every step) so that it
+checks the chain, not the numbers: gin files and overrides the trainer accepts, early stopping
+marked DONE by the runner, test-split scores at the best checkpoint with per-example predictions,
+their person+fact clusters, the tables, and a rerun of the point with `--only` into a fresh
+directory giving the same test metrics exactly. Needs the ladder's xxs rung ($PT_RECALL_LADDER or
+runs/recall_world/ladder) and the recall world's files (written by the trainer if absent).
+"""
+import dataclasses
+import os
+
+import pytest
+
+from experiments import ablations, backends, recall, recall_tables, runner
+from experiments import spec as S
+from prompt_tuning.training import metrics_writer
+from tests.conftest import REPO
+
+POINT = "^pt-xxs-boolq-p5-class_labels-lm100-s0$"
+
+
+@pytest.mark.slow
+def test_one_point_runs_stops_early_is_tabled_and_reruns_to_the_same_metrics(tmp_path, monkeypatch):
+    ladder = recall.LADDER if os.path.isabs(recall.LADDER) else str(REPO / recall.LADDER)
+    if not os.path.exists(os.path.join(ladder, "xxs", "lm", "config.json")):
+        pytest.skip(f"the recall ladder's xxs rung is not built under {ladder}")
+    tiny = dataclasses.replace(
+        recall.RECALL, name="recall_tiny", sizes=("xxs",), tasks=("boolq",), seeds=(0,), centre_prompt_length=5,
+        train_steps={S.PROMPT_TUNING: 4, S.MODEL_TUNING: 4, S.PROMPT_DESIGN: 0},
+        checkpoints={k: v.replace(recall.LADDER, ladder) for k, v in recall.RECALL.checkpoints.items()},
+        extra_overrides=recall.RECALL.extra_overrides + (
+            ("train_and_evaluate.eval_period", 1), ("train_and_evaluate.checkpoint_period", 1),
+            ("train_and_evaluate.patience", 1)))
+    monkeypatch.setitem(backends.BACKENDS, "recall_tiny", tiny)
+    first, second = str(tmp_path / "a"), str(tmp_path / "b")
+    for rd in (first, second):
+        assert runner.main(["--sweep", "ablations", "--backend", "recall_tiny", "--results-dir", rd,
+                            "--only", POINT]) == 0
+    name = POINT.strip("^$")
+    md = S.model_dir(first, name)
+    assert runner.is_done(first, name)
+    # Finished either way the protocol allows: stopped early (patience 1) or at the 4-step cap.
+    stop = metrics_writer.read(md, metrics_writer.EARLY_STOP)
+    assert (stop and stop[0]["step"] < 4) or max(r["step"] for r in metrics_writer.read(md, "train")) == 4
+    tests = [recall_tables.test_metrics(S.model_dir(rd, name)) for rd in (first, second)]
+    assert tests[0] is not None and tests[0] == tests[1]  # the rerun gives the same metrics exactly
+    assert set(tests[0][1]) == {"test/recall_world_boolq/accuracy", "test_closed_book/recall_world_boolq/accuracy"}
+    spec = S.filter_specs(ablations.specs(tiny), POINT)[0]
+    table, missing = recall_tables.rows([spec], first)
+    assert missing == 0 and {r["split"] for r in table} == {"test", "test_closed_book"}
+    cmp = recall_tables.compare(first, [name], [name], "boolq", "test", "accuracy",
+                                resamples=200)
+    assert cmp.examples == 600 and cmp.clusters < 100 and cmp.difference == 0
