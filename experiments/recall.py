@@ -57,7 +57,10 @@ The protocol (paper section 3 and appendix A, with what changes at this scale an
 Deviations from the paper kept on purpose: the models (the recall ladder, 37x from smallest to largest,
 not T5 1.1's 11B / 77M = 143x), the tasks (three recall-world tasks, not SuperGLUE's eight), the step
 cap and patience (CPU budget), model tuning's batch (32), prompt tuning's dropout (0), Fig 3(c)
-without the sentinel variant (the recall world registers no sentinel tasks), Fig 3(d)'s budgets as
+without the sentinel variant (the recall world registers no sentinel tasks) but with two additions:
+span corruption continued for the LM-adaptation budget (the ladder's sc_control: the control that
+makes "LM adaptation helps" a statement about the objective, not about more training) and the
+untrained model (a floor: what a prompt gets from the architecture alone), Fig 3(d)'s budgets as
 fractions of each rung's LM-adaptation steps (0, 10, 50, 100 %: the ladder's sc, lm_10, lm_50, lm).
 """
 from __future__ import annotations
@@ -130,10 +133,13 @@ RECALL = Backend(
     lm_budgets=(0, 10, 50, 100),  # percent of the rung's LM-adaptation steps (build_ladder.LM_STEPS)
     size_gin=SIZE_GIN,
     checkpoints={"sc": LADDER + "/{size}/sc", "lm10": LADDER + "/{size}/lm_10", "lm50": LADDER + "/{size}/lm_50",
-                 "lm100": LADDER + "/{size}/lm"},
+                 "lm100": LADDER + "/{size}/lm", "sc_control": LADDER + "/{size}/sc_control",
+                 "untrained": LADDER + "/{size}/untrained"},
     task_template=TASK_TEMPLATE,
     sentinel_task_template=TASK_TEMPLATE + "_sentinel",  # not registered: `objectives` leaves the sentinel out
-    objectives=(S.SPAN_CORRUPTION, S.LM_ADAPT),
+    # Fig 3(c): span corruption, its control (continued for the LM budget), LM adaptation, and the untrained
+    # model as a floor; no sentinel variant (the recall world registers no sentinel tasks).
+    objectives=(S.SPAN_CORRUPTION, S.SPAN_CORRUPTION_CONTROL, S.LM_ADAPT, S.UNTRAINED),
     feature_lengths={"*": LENGTHS},
     prompt_design=PROMPT_DESIGN,
     size_config=size_config,

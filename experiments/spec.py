@@ -22,7 +22,11 @@ from typing import Any, Mapping, Optional, Sequence
 PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN = "prompt_tuning", "model_tuning", "prompt_design"
 METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN)
 SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT = "span_corruption", "span_corruption_sentinel", "lm_adapt"
-OBJECTIVES = (SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT)
+OBJECTIVES = (SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT)  # the paper's Fig 3(c)
+# Controls a self-built ladder can add: span corruption continued for the LM-adaptation budget (so that
+# "more LM adaptation" differs from "more training" only in the objective), and the untrained model.
+SPAN_CORRUPTION_CONTROL, UNTRAINED = "span_corruption_control", "untrained"
+CONTROL_OBJECTIVES = (SPAN_CORRUPTION_CONTROL, UNTRAINED)
 INITS = ("random_uniform", "sampled_vocab", "class_labels")
 TRAIN_MODULE = "prompt_tuning.train"
 MODEL_DIR_NAME = "model"  # run_dir/model is the trainer's MODEL_DIR
@@ -72,8 +76,8 @@ class Setting:
     def __post_init__(self):
         if self.method not in METHODS:
             raise SpecError(f"unknown method {self.method!r}; known: {METHODS}")
-        if self.objective not in OBJECTIVES:
-            raise SpecError(f"unknown objective {self.objective!r}; known: {OBJECTIVES}")
+        if self.objective not in OBJECTIVES + CONTROL_OBJECTIVES:
+            raise SpecError(f"unknown objective {self.objective!r}; known: {OBJECTIVES + CONTROL_OBJECTIVES}")
         if self.init not in INITS and self.method == PROMPT_TUNING:
             raise SpecError(f"unknown prompt init {self.init!r}; known: {INITS}")
 
@@ -95,13 +99,16 @@ class Setting:
         return s
 
     def checkpoint_key(self) -> str:
-        """The frozen model's pretraining: 'sc', 'sc' (sentinel targets), 'lm100k'."""
+        """The frozen model's pretraining: 'sc', 'sc' (sentinel targets), 'lm100k', 'sc_control', 'untrained'."""
         s = self.normalized()
-        return f"lm{steps_label(s.lm_steps)}" if s.objective == LM_ADAPT else "sc"
+        if s.objective == LM_ADAPT:
+            return f"lm{steps_label(s.lm_steps)}"
+        return {SPAN_CORRUPTION_CONTROL: "sc_control", UNTRAINED: "untrained"}.get(s.objective, "sc")
 
     def key(self) -> str:
         s = self.normalized()
-        objective = {SPAN_CORRUPTION: "sc", SPAN_CORRUPTION_SENTINEL: "scsent", LM_ADAPT: f"lm{steps_label(s.lm_steps)}"}
+        objective = {SPAN_CORRUPTION: "sc", SPAN_CORRUPTION_SENTINEL: "scsent", LM_ADAPT: f"lm{steps_label(s.lm_steps)}",
+                     SPAN_CORRUPTION_CONTROL: "sccontrol", UNTRAINED: "untrained"}
         extra = "".join(f"-{k}{v:g}" for k, v in (("lr", s.learning_rate), ("d", s.dropout)) if v is not None)
         if s.method == PROMPT_TUNING:
             return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}{extra}"

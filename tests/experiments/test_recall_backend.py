@@ -15,8 +15,9 @@ RECALL = recall.RECALL
 
 def test_grid_sizes_and_every_gin_file_exists():
     abl = S.dedupe(ablations.specs(RECALL))
-    # 5 rungs x 3 tasks x 3 seeds x (4 lengths + 2 inits + span corruption + 2 LM budgets + the centre)
-    assert len(abl) == 5 * 3 * 3 * 10
+    # 5 rungs x 3 tasks x 3 seeds x (4 lengths + 2 inits + span corruption, its control, untrained
+    # + 2 LM budgets + the centre)
+    assert len(abl) == 5 * 3 * 3 * 12
     search = S.dedupe(model_search.specs(RECALL, results_dir="/nonexistent"))
     assert len(search) == 5 * 3 * 3 * 2  # the initial rates x dropouts, seed 0
     for s in abl + search:
@@ -45,6 +46,10 @@ def test_centre_point_follows_the_protocol():
     root = recall.LADDER + "/m/"
     assert paths == {0: root + "sc", 10: root + "lm_10", 50: root + "lm_50", 100: root + "lm"}
     assert not any("sentinel" in s.name for s in specs.values())
+    objective = {s.label_dict["setting"]: dict(s.overrides)["INITIAL_CHECKPOINT_PATH"] for s in ablations.specs(RECALL)
+                 if s.label_dict["panel"] == "c_objective" and s.label_dict["size"] == "xs"}
+    assert objective == {"span_corruption": recall.LADDER + "/xs/sc", "span_corruption_control": recall.LADDER +
+                         "/xs/sc_control", "lm_adapt": recall.LADDER + "/xs/lm", "untrained": recall.LADDER + "/xs/untrained"}
 
 
 def test_model_tuning_points_set_rate_and_dropout_after_the_method_file():
@@ -73,6 +78,9 @@ def test_size_config_is_each_rungs_gin_file_and_matches_built_checkpoints():
 
 
 def _setting_for_key(key):
+    objective = {"sc_control": S.SPAN_CORRUPTION_CONTROL, "untrained": S.UNTRAINED}.get(key)
+    if objective:
+        return dataclasses.replace(RECALL.centre, objective=objective)
     return dataclasses.replace(RECALL.centre, lm_steps=0 if key == "sc" else int(key[2:]))
 
 
