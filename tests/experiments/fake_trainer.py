@@ -1,10 +1,13 @@
 """A stand-in for `python -m prompt_tuning.train` in runner tests: same flags, instant, scriptable.
 
-    --gin.MODEL_DIR='dir' --gin.TRAIN_STEPS=N --gin.FAKE_MODE='ok'|'fail'|'preempt_once'|'wait_for_term'
+    --gin.MODEL_DIR='dir' --gin.TRAIN_STEPS=N --gin.FAKE_MODE='ok'|'fail'|'preempt_once'|'wait_for_term'|'early_stop'
 
 Writes MODEL_DIR/metrics.jsonl as the trainer does (one eval record per step, resuming after the
 last logged step). 'preempt_once' stops at step 1 with status 0 the first time (as the trainer
-does on SIGTERM), 'wait_for_term' sleeps until SIGTERM, then logs step 1 and exits 0.
+does on SIGTERM), 'wait_for_term' sleeps until SIGTERM, then logs step 1 and exits 0, 'early_stop'
+logs step 1 and an early_stop record (the trainer's patience) and exits 0. With
+--gin.learning_rate_schedule.base_learning_rate=R it writes best/best.json with a validation score
+that peaks at R = 10^-1.5 (the model-tuning search's tests).
 """
 import ast
 import json
@@ -41,6 +44,19 @@ def main(argv):
         signal.signal(signal.SIGTERM, lambda *a: (log(1), sys.exit(0)))
         time.sleep(30)
         return 5
+    rate = flags.get("learning_rate_schedule.base_learning_rate")
+    if rate is not None:  # a model-tuning search point: a validation score that peaks at rate 10^-1.5
+        import math
+
+        value = 90.0 - 10 * abs(math.log10(rate) + 1.5) - float(flags.get("DROPOUT_RATE", 0.0))
+        os.makedirs(os.path.join(model_dir, "best"), exist_ok=True)
+        with open(os.path.join(model_dir, "best", "best.json"), "w") as f:
+            json.dump({"step": 1, "value": value, "metrics": {"fake/accuracy": value}}, f)
+    if mode == "early_stop":  # stops at step 1 for want of improvement, as the trainer's patience does
+        log(1)
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": 1, "kind": "early_stop", "best_step": 0, "patience": 1}) + "\n")
+        return 0
     marker = os.path.join(model_dir, "preempted_once")
     for step in range(done + 1, steps + 1):
         log(step)

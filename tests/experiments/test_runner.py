@@ -4,6 +4,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from experiments import runner
 from experiments import spec as S
 
@@ -75,3 +77,29 @@ def test_print_commands_lists_pending_runs_only(tmp_path, capsys):
                  "--only", "^pt-small-rte-p5-"])
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert runner.main(["--sweep", "ablations", "--backend", "nope"]) == 2
+
+
+def test_a_run_that_stopped_early_is_done(tmp_path):
+    out = runner.run_all([_spec("e", "early_stop", steps=50)], str(tmp_path), quiet=True)
+    assert out == {"e": "done"} and runner.is_done(str(tmp_path), "e")
+    assert runner.run_all([_spec("e", "early_stop", steps=50)], str(tmp_path), quiet=True) == {"e": "skipped"}
+
+
+def test_one_command_runs_the_model_search_until_the_best_rate_is_inside(tmp_path, monkeypatch):
+    """The runner re-reads an extending sweep: 3 rates, then 10^-1.5 past the top edge wins, then 10^-1
+    is added and loses; the search is complete with its best inside the searched range."""
+    import dataclasses
+
+    from experiments import backends, model_search, recall, sweeps
+
+    backend = dataclasses.replace(recall.RECALL, name="search_test", sizes=("s",), tasks=("boolq",))
+    monkeypatch.setitem(backends.BACKENDS, "search_test", backend)
+    real = sweeps.get_specs
+    monkeypatch.setattr(sweeps, "get_specs", lambda *a, **k: [dataclasses.replace(s, module=FAKE)
+                                                              for s in real(*a, **k)])
+    rd = str(tmp_path)
+    assert runner.main(["--sweep", "model_search", "--backend", "search_test", "--results-dir", rd]) == 0
+    res = model_search.search(backend, "s", "boolq", rd)
+    assert [round(r, 4) for r in res.rates] == [0.001, 0.003, 0.01, 0.0316, 0.1]
+    assert res.complete and not res.at_edge and res.best[0] == pytest.approx(10 ** -1.5) and res.best[1] == 0.0
+    assert len(os.listdir(os.path.join(rd, "runs"))) == 10
