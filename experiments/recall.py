@@ -3,7 +3,8 @@
     python -m experiments.runner  --sweep model_search --backend recall --workers 1   # 1. the baseline's search
     python -m experiments.runner  --sweep scale        --backend recall --workers 1   # 2. Fig 1
     python -m experiments.runner  --sweep ablations    --backend recall --workers 1   # 3. Fig 3 (a)-(d)
-    python -m experiments.runner  --sweep ensemble     --backend recall --workers 1   # 4. Table 3's prompts
+    python -m experiments.runner  --sweep prompt_lr    --backend recall --workers 1   # 4. prompt tuning's rate check
+    python -m experiments.runner  --sweep ensemble     --backend recall --workers 1   # 5. Table 3's prompts
     python -m experiments.recall_tables --sweep scale                                 # test-split tables
     python -m experiments.runner  --sweep ablations --backend recall --results-dir /tmp/rerun \\
         --only '^pt-s-boolq-p100-class_labels-lm100-s0$'                             # any single point again
@@ -30,7 +31,8 @@ The protocol (paper section 3 and appendix A, with what changes at this scale an
   Centre point: prompt length 100 (the paper's default), class-label init (the task's verbalizers;
   ReCoRD: the paper's task words), the LM-adapted checkpoint at its full budget. Fig 3(a)'s lengths
   {1, 5, 20, 100, 150} around it. Dropout 0 (paper: 0.1): at this size 0.1 perturbs the frozen
-  features heavily (gin/default_world.gin), and prompt tuning has no dropout search here.
+  features heavily (gin/default_world.gin), and prompt tuning has no dropout search here. The rate
+  is checked at {0.3, 1.0} on validation at the centre point (experiments/prompt_lr.py, seed 0).
 - Early stopping (the paper trains 30K steps and keeps the best validation checkpoint): the
   validation score is evaluated every EVAL_PERIOD steps and a run stops after PATIENCE evaluations
   without improvement (train_and_evaluate.patience); TRAIN_STEPS is a cap that should rarely bind.

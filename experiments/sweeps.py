@@ -5,6 +5,7 @@
     ensemble    paper Table 3 experiments/ensemble.py (the prompts to ensemble)
     model_search  the model-tuning baseline's learning-rate x dropout search on validation
                 experiments/model_search.py (extends its range past a winning edge)
+    prompt_lr   prompt tuning's learning-rate check at the centre point  experiments/prompt_lr.py
 
 Fig 4 (parameters) needs no runs: `python -m experiments.parameters`.
 """
@@ -18,7 +19,7 @@ from experiments import spec as S
 from experiments.backends import Backend
 
 SWEEPS = {"scale": "experiments.scale", "ablations": "experiments.ablations", "ensemble": "experiments.ensemble",
-          "model_search": "experiments.model_search"}
+          "model_search": "experiments.model_search", "prompt_lr": "experiments.prompt_lr"}
 
 
 def get_specs(sweep: str, backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:

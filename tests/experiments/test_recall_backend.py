@@ -231,3 +231,15 @@ def test_tables_and_paired_comparison_from_run_directories(tmp_path, task_files)
     bad = stats.read_predictions(recall_tables.predictions_path(rd, names("20")[0], "test", "recall_world_record"))
     with pytest.raises(ValueError, match="not the task file's answers"):
         recall.aligned_clusters("record", "test", bad[::-1], os.path.join(task_files, "record"))
+
+
+def test_prompt_lr_check_shares_the_centre_run_at_the_papers_rate():
+    from experiments import prompt_lr
+
+    specs = prompt_lr.specs(RECALL)
+    centre = {s.name for s in ablations.specs(RECALL) if s.label_dict["panel"] == "a_prompt_length"
+              and s.label_dict["setting"] == "100" and s.label_dict["seed"] == 0}
+    at = lambda r: {s.name for s in specs if s.label_dict["setting"] == str(r)}
+    assert at(0.3) == centre and len(at(1.0)) == 15
+    assert all(dict(s.overrides)["learning_rate_schedule.base_learning_rate"] == 1.0
+               for s in specs if s.label_dict["setting"] == "1.0")
