@@ -384,3 +384,34 @@ def prepend_prompt(prompt: Array, embedded: Array, mask: Array) -> tuple[Array, 
     """
     prompt_mask = jnp.ones(prompt.shape[:2], mask.dtype)
     return jnp.concatenate([prompt, embedded], axis=1), jnp.concatenate([prompt_mask, mask], axis=1)
+
+
+def place_prompts(prompt_module: nn.Module, embedded: Array, prompt_slots: Array,
+                  prompt_index: Optional[Array] = None) -> Array:
+    """Packed rows: each segment's prompt written into its own slots (training/packing.py).
+
+    embedded [B, W, H] (token embeddings; prompt slots hold padding), prompt_slots [B, W] int: j in
+    [0, P) puts prompt position j there, -1 keeps the embedding; prompt_index [B, W] int in [0, K)
+    picks the PromptBank row per slot (None: row 0; ignored by a single Prompt). -> [B, W, H].
+    The module's `prompt` parameter is the unpacked one, so a packed segment sees exactly the
+    vectors `prepend_prompt` would put before its example. Raises PromptError for a concrete
+    bank index outside [0, K) at a prompt slot; a traced one gives NaN vectors instead.
+    """
+    hidden = embedded.shape[-1]
+    num = getattr(prompt_module, "num_prompts", None)
+    if num:  # the whole bank [K, P, H], through the module so that its checks and init apply
+        table = prompt_module(jnp.zeros((num, 1, hidden), embedded.dtype), jnp.arange(num))
+    else:
+        table = prompt_module(jnp.zeros((1, 1, hidden), embedded.dtype))
+    k, length = table.shape[0], table.shape[1]
+    is_prompt = prompt_slots >= 0
+    bank = jnp.zeros_like(prompt_slots) if (prompt_index is None or not num) else prompt_index
+    if num and not isinstance(bank, jax.core.Tracer) and not isinstance(prompt_slots, jax.core.Tracer):
+        used = np.asarray(bank)[np.asarray(prompt_slots) >= 0]
+        if used.size and (used.min() < 0 or used.max() >= k):
+            raise PromptError(f"prompt_index must lie in [0, {k}), got values in [{used.min()}, {used.max()}]")
+    valid = jnp.logical_and(bank >= 0, bank < k)
+    flat = jnp.where(jnp.logical_and(is_prompt, valid), bank * length + prompt_slots, 0)
+    vectors = jnp.take(table.reshape(k * length, hidden), flat, axis=0).astype(embedded.dtype)
+    vectors = jnp.where(valid[..., None], vectors, jnp.nan)  # never another prompt's vectors
+    return jnp.where(is_prompt[..., None], vectors, embedded)

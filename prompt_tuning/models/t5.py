@@ -165,6 +165,11 @@ def _pairwise_mask(q_valid: Array, k_valid: Array) -> Array:
     return jnp.logical_and(q_valid[:, None, :, None], k_valid[:, None, None, :])
 
 
+def _same_segment(q_segments: Array, k_segments: Array) -> Array:
+    """[B, T], [B, S] segment ids -> [B, 1, T, S]: query and key in the same segment (packing)."""
+    return jnp.equal(q_segments[:, None, :, None], k_segments[:, None, None, :])
+
+
 class Encoder(nn.Module):
     """Embeds tokens, prepends the prompt (if any), and runs the encoder stack."""
 
@@ -173,12 +178,28 @@ class Encoder(nn.Module):
     prompt_factory: Optional[Any] = None  # (name=...) -> prompts.Prompt | prompts.PromptBank
 
     @nn.compact
-    def __call__(self, tokens: Array, deterministic: bool, prompt_index: Optional[Array] = None):
-        """tokens [B, T] -> (encoded [B, P+T, H], mask [B, P+T] bool)."""
+    def __call__(self, tokens: Array, deterministic: bool, prompt_index: Optional[Array] = None,
+                 segment_ids: Optional[Array] = None, prompt_slots: Optional[Array] = None):
+        """tokens [B, T] -> (encoded [B, P+T, H], mask [B, P+T] bool).
+
+        Packed rows (`segment_ids` given, training/packing.py): tokens [B, W] already hold each
+        segment's P prompt slots, `prompt_slots` [B, W] says which prompt vector goes where (-1: a
+        token) and `prompt_index` [B, W] (PromptBank only) which prompt; the output is
+        (encoded [B, W, H], segment_ids [B, W]) and attention stays inside each segment. The
+        relative position bias stays the row's: a segment is contiguous, so key index - query index
+        is the offset within the segment (as T5X's packed encoder does); other pairs are masked.
+        """
         c = self.config
         x = self.shared_embedding(tokens)
-        mask = tokens > 0
-        if self.prompt_factory is not None:
+        if segment_ids is not None:
+            if prompt_slots is None:
+                raise ValueError("packed encoder input needs prompt_slots with segment_ids")
+            if self.prompt_factory is not None:
+                x = prompts.place_prompts(self.prompt_factory(name="prompt"), x, prompt_slots, prompt_index)
+            mask = segment_ids
+        else:
+            mask = tokens > 0
+        if self.prompt_factory is not None and segment_ids is None:
             prompt = self.prompt_factory(name="prompt")(x, prompt_index)
             x, mask = prompts.prepend_prompt(prompt, x, mask)
         # After the concatenation, as in the reference code: dropout hits the prompt too.
@@ -188,7 +209,9 @@ class Encoder(nn.Module):
             c.relative_attention_num_buckets, c.relative_attention_max_distance, c.num_heads,
             c.jnp_dtype, name="relpos_bias",
         )(length, length, bidirectional=True)
-        attn_mask = _pairwise_mask(mask, mask)
+        attn_mask = _pairwise_mask(mask > 0, mask > 0)
+        if segment_ids is not None:
+            attn_mask = jnp.logical_and(attn_mask, _same_segment(segment_ids, segment_ids))
         layer = _block(EncoderLayer, c, static_argnums=(4,))  # deterministic
         for i in range(c.num_encoder_layers):
             x = layer(c, name=f"layers_{i}")(x, attn_mask, bias, deterministic)
@@ -203,8 +226,12 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens=None,
-                 *, deterministic: bool, decode: bool = False):
+                 *, deterministic: bool, decode: bool = False, decoder_segment_ids=None):
         """encoded [B, S, H], encoder_mask [B, S], decoder tokens [B, L] -> logits [B, L, V] float32.
+
+        Packed rows: `decoder_segment_ids` [B, L] with encoder_mask the encoder's segment ids
+        [B, S] (what a packed `encode` returns); self- and cross-attention then stay inside each
+        segment (teacher forcing only, not with decode=True).
 
         With decode=True, L is 1 and the self-attention caches carry the past.
         The decoder batch may be a multiple G of the encoder batch: decoder rows
@@ -239,13 +266,21 @@ class Decoder(nn.Module):
                 q_valid = jnp.ones(decoder_input_tokens.shape, bool)
             causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
             self_mask = jnp.logical_and(_pairwise_mask(q_valid, q_valid), causal)
+            if decoder_segment_ids is not None:
+                self_mask = jnp.logical_and(self_mask, _same_segment(decoder_segment_ids, decoder_segment_ids))
         groups, rest = divmod(decoder_input_tokens.shape[0], encoder_mask.shape[0])
         if rest:
             raise ValueError(f"decoder batch {decoder_input_tokens.shape[0]} is not a multiple of the encoder "
                              f"batch {encoder_mask.shape[0]}")
         if groups > 1:
             encoder_mask = jnp.repeat(encoder_mask, groups, axis=0)
-        cross_mask = _pairwise_mask(q_valid, encoder_mask)
+        if decoder_segment_ids is not None:
+            if decode:
+                raise ValueError("packed decoder rows (decoder_segment_ids) are for teacher forcing, not decode=True")
+            cross_mask = jnp.logical_and(_pairwise_mask(q_valid, encoder_mask > 0),
+                                         _same_segment(decoder_segment_ids, encoder_mask))
+        else:
+            cross_mask = _pairwise_mask(q_valid, encoder_mask)
         # Cached decoding computes no gradient: no remat there.
         layer = DecoderLayer if decode else _block(DecoderLayer, c, static_argnums=(6, 7))  # deterministic, decode
         for i in range(c.num_decoder_layers):
@@ -287,25 +322,35 @@ class T5(nn.Module):
         self.encoder = Encoder(c, self.token_embedder, self.prompt_factory)
         self.decoder = Decoder(c, self.token_embedder)
 
-    def encode(self, encoder_input_tokens, *, enable_dropout: bool = False, prompt_index=None):
-        """[B, T] -> (encoded [B, P+T, H], mask [B, P+T])."""
+    def encode(self, encoder_input_tokens, *, enable_dropout: bool = False, prompt_index=None,
+               encoder_segment_ids=None, encoder_prompt_slots=None):
+        """[B, T] -> (encoded [B, P+T, H], mask [B, P+T]); packed rows: see `Encoder`."""
         with attached(self.methods):
-            return self.encoder(encoder_input_tokens, not enable_dropout, prompt_index)
+            return self.encoder(encoder_input_tokens, not enable_dropout, prompt_index, encoder_segment_ids,
+                                encoder_prompt_slots)
 
     def decode(self, encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens=None,
-               *, enable_dropout: bool = False, decode: bool = False):
-        """-> logits [B, L, V] float32."""
+               *, enable_dropout: bool = False, decode: bool = False, decoder_segment_ids=None):
+        """-> logits [B, L, V] float32; packed rows: see `Decoder`."""
         with attached(self.methods):
             return self.decoder(
                 encoded, encoder_mask, decoder_input_tokens, decoder_target_tokens,
-                deterministic=not enable_dropout, decode=decode,
+                deterministic=not enable_dropout, decode=decode, decoder_segment_ids=decoder_segment_ids,
             )
 
     def __call__(self, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens=None,
-                 *, enable_dropout: bool = False, prompt_index=None):
-        """Teacher-forced logits [B, L, V] float32."""
-        encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, prompt_index=prompt_index)
-        return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens, enable_dropout=enable_dropout)
+                 *, enable_dropout: bool = False, prompt_index=None, encoder_segment_ids=None,
+                 encoder_prompt_slots=None, decoder_segment_ids=None):
+        """Teacher-forced logits [B, L, V] float32.
+
+        Packed rows (training/packing.py's features): encoder_segment_ids and encoder_prompt_slots
+        [B, W], decoder_segment_ids [B, L], prompt_index [B, W] for a PromptBank; each segment then
+        scores exactly as its example alone would.
+        """
+        encoded, mask = self.encode(encoder_input_tokens, enable_dropout=enable_dropout, prompt_index=prompt_index,
+                                    encoder_segment_ids=encoder_segment_ids, encoder_prompt_slots=encoder_prompt_slots)
+        return self.decode(encoded, mask, decoder_input_tokens, decoder_target_tokens, enable_dropout=enable_dropout,
+                           decoder_segment_ids=decoder_segment_ids)
 
 
 @functools.lru_cache(maxsize=None)

@@ -180,6 +180,7 @@ class TrainData:
     mode: str = "auto"  # 'memory', 'stream', or 'auto' (memory for tasks, stream for mixtures)
     length_buckets: Optional[Sequence[int]] = None  # input lengths to pad to (see the module docstring)
     bucket_window: int = 50  # W: batches whose examples are sorted by length together
+    packing: Any = None  # a packing.Packing: each step's B examples packed into rows (training/packing.py)
     _arrays: Optional[dict] = dataclasses.field(default=None, init=False, repr=False)
     _lengths: Optional[np.ndarray] = dataclasses.field(default=None, init=False, repr=False)
 
@@ -189,6 +190,9 @@ class TrainData:
         if self.mode not in ("memory", "stream"):
             raise TaskError(f"TrainData.mode must be 'memory', 'stream' or 'auto', got {self.mode!r}")
         self.length_buckets = check_length_buckets(self.length_buckets, self.lengths["inputs"])
+        if self.packing is not None and (self.length_buckets is not None or self.mode != "memory"):
+            raise TaskError("packing and length_buckets are alternatives, and packing needs the in-memory "
+                            "training order (a task, data_mode 'memory'); choose one")
         if self.length_buckets is not None:
             if self.mode != "memory":
                 raise TaskError("length_buckets needs the in-memory training order (data_mode 'memory'; "
@@ -227,9 +231,16 @@ class TrainData:
 
     def batch(self, step: int, rows: Optional[slice] = None) -> dict[str, np.ndarray]:
         """The global batch of `step` (memory mode): int32 [B, ...] arrays; with length buckets
-        encoder_input_tokens is [B, bucket]. With `rows`, only those rows are gathered:
+        encoder_input_tokens is [B, bucket]; with packing, the same B examples as packing.PACKED_FEATURES
+        [R, W] / [R, LW] (R a multiple of packing.row_multiple). With `rows`, only those rows are gathered:
         `batch(s, rows)` equals `batch(s)[rows]` (cut to the whole batch's bucket)."""
         idx = self.batch_indices(step)
+        if self.packing is not None:  # the step's B examples (the unpacked step's) packed into R <= B rows
+            from prompt_tuning.training import packing
+
+            if rows is not None and (rows.start or 0, rows.stop) != (0, self.batch_size):
+                raise TaskError("packed batches are read whole (one process); per-host rows are not supported")
+            return packing.pack({k: v[idx] for k, v in self._arrays.items()}, self.packing)[0]
         if rows is None:
             return _cut_inputs({k: v[idx].astype(np.int32) for k, v in self._arrays.items()}, self.length_buckets)
         out = {k: v[idx[rows]].astype(np.int32) for k, v in self._arrays.items()}

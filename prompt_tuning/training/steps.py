@@ -6,7 +6,7 @@
     eval_step            teacher-forced NLL sums of one batch
 
 `trainer.py` (the gin-configured loop) re-exports all of these under the same
-names. This module imports only JAX, Flax, Optax and the model, so the train
+names. This module imports only JAX, Flax, Optax, the model and packing.py (numpy), so the train
 step runs (and `python -m prompt_tuning.plan` compiles it) on an accelerator
 image without TensorFlow, SeqIO or gin.
 
@@ -24,6 +24,7 @@ import optax
 from flax import traverse_util
 
 from prompt_tuning.models import t5
+from prompt_tuning.training import packing
 
 PROMPT_REGEX = r".*/prompt/.*"  # encoder/prompt/prompt: prompt tuning
 ALL_REGEX = r".*"  # model tuning
@@ -74,7 +75,8 @@ def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5
     """One update of state['params'] (the trainable tree only).
 
     state {'step', 'params', 'opt_state'}, frozen params, batch of [B, T] / [B, L]
-    arrays -> (new state, {'loss', 'z_loss', 'tokens', 'grad_norm'}).
+    arrays (or packed rows with their segment features, training/packing.py: the same loss)
+    -> (new state, {'loss', 'z_loss', 'tokens', 'grad_norm'}).
     """
     rng = jax.random.fold_in(dropout_key, state["step"])
 
@@ -82,7 +84,7 @@ def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5
         logits = model.apply(
             {"params": merge_params(frozen, trainable)}, batch["encoder_input_tokens"],
             batch["decoder_input_tokens"], batch["decoder_target_tokens"], enable_dropout=True,
-            rngs={"dropout": rng},
+            rngs={"dropout": rng}, **packing.model_kwargs(batch),
         )
         return cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"],
                                   z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor)
@@ -101,7 +103,7 @@ def train_step(state: dict, frozen: dict, batch: dict, dropout_key, *, model: t5
 def eval_step(params: dict, batch: dict, *, model: t5.T5, z_loss: float):
     """Teacher-forced {'nll_sum', 'tokens'} of one batch (dropout off)."""
     logits = model.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
-                         batch["decoder_target_tokens"])
+                         batch["decoder_target_tokens"], **packing.model_kwargs(batch))
     _, aux = cross_entropy_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss=z_loss)
     return {"nll_sum": aux["nll_sum"], "tokens": aux["tokens"]}
 

@@ -44,7 +44,7 @@ from flax import traverse_util
 from prompt_tuning import data, fault_points, prompts
 from prompt_tuning.checkpoints import native, save_restore, sharded
 from prompt_tuning.models import t5
-from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer,
+from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer, packing,
                                     partitioning, preemption, run_dir, steps)
 from prompt_tuning.training.steps import (ALL_REGEX, PROMPT_REGEX, cross_entropy_loss, eval_step, merge_params,  # noqa: F401
                                           split_params, train_step)
@@ -293,6 +293,9 @@ def train_and_evaluate(
     train_split: str = "train",
     data_mode: str = "auto",
     length_buckets: Optional[Sequence[int]] = None,
+    pack_width: Optional[int] = None,
+    pack_target_width: Optional[int] = None,
+    pack_row_multiple: int = 1,
     log_period: int = 10,
     random_init_frozen_model: bool = False,
     gin_files: Sequence[str] = (),
@@ -375,8 +378,10 @@ def train_and_evaluate(
                      "Adafactor's counter starts at 0")
             initial_step = int(setup.checkpoint_step or 0)
         tx = optimizer_factory(initial_step=initial_step)
+        packed = _packing(pack_width, pack_target_width, pack_row_multiple, prompt, task_feature_lengths, mesh)
         data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
-                                        split=train_split, mode=data_mode, length_buckets=length_buckets)
+                                        split=train_split, mode=data_mode, length_buckets=length_buckets,
+                                        packing=packed)
     except BaseException:
         lock.release()  # a failed start-up leaves the directory to the next command
         raise
@@ -406,6 +411,16 @@ def train_and_evaluate(
         raise
     finally:
         lock.release()
+
+
+def _packing(width, target_width, row_multiple, prompt, lengths, mesh):
+    """The packing.Packing of the pack_* settings (None without pack_width); ConfigError when it cannot run."""
+    try:
+        return packing.from_settings(width, target_width, row_multiple, prompt_length=getattr(prompt, "length", 0),
+                                     targets_length=lengths["targets"], data_axis=mesh.shape[partitioning.DATA],
+                                     processes=jax.process_count())
+    except packing.PackingError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eval_sets, seed, z_loss,
@@ -507,8 +522,9 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
 
     bar = tqdm(total=train_steps, initial=min(start, train_steps), unit="step", dynamic_ncols=True,
                disable=jax.process_index() != 0 or start >= train_steps, mininterval=1.0)
-    rows = partitioning.process_rows(data.batch_size, mesh)  # this process reads only its rows of each batch
-    if jax.process_count() > 1:
+    # This process reads only its rows of each batch (packed batches are read whole: one process).
+    rows = None if data.packing is not None else partitioning.process_rows(data.batch_size, mesh)
+    if rows is not None and jax.process_count() > 1:
         print(f"process {jax.process_index()} of {jax.process_count()} reads rows {rows.start}:{rows.stop} "
               f"of each batch of {data.batch_size}", flush=True)
     batches = data.iterate(start, rows)
