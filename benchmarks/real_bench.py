@@ -4,10 +4,14 @@ The inputs are the real SuperGLUE RTE train set (`../shared/data/superglue/RTE/t
 examples) in the project's taskless T5 format with the T5 vocabulary (`data.register_jsonl_task`),
 padded to `real_inputs` (512) tokens as TASK_FEATURE_LENGTHS would; the model is T5 1.1 of the
 spec's size with random weights and a prompt of P (100). One epoch of `real_batch` (32) examples a
-step is laid out five ways, each a list of per-step padded input lengths:
+step is laid out six ways, five of them a list of per-step padded input lengths:
 
   ours fixed       every step at `real_inputs` (what the trainer does by default);
   ours bucketed    `input_pipeline.TrainData(length_buckets=real_buckets)`: the trainer's own order;
+  ours packed      the fixed layout's batches, each packed into rows of `real_pack_width` encoder
+                   slots (P + 512 by default: every example fits) with a prompt per segment
+                   (`training/packing.py`, what gin/runs/packing.gin trains); the row count varies
+                   per step and is rounded up to a multiple of `real_pack_row_multiple`;
   peft fixed       every step at `real_inputs`;
   peft dynamic     the epoch's order, each batch padded to its own longest input
                    (transformers' DataCollatorWithPadding);
@@ -95,7 +99,7 @@ def epoch_steps(data) -> int:
 def plans(spec: Spec, data) -> dict:
     """Per-step padded input lengths of one epoch for each layout (see the module docstring), with
     the share of encoder slots (prompt + tokens) that hold a prompt vector or a real token."""
-    from prompt_tuning.training import input_pipeline
+    from prompt_tuning.training import input_pipeline, packing
 
     steps, b, p = epoch_steps(data), data.batch_size, spec.prompt_len
     lengths = data._lengths
@@ -123,7 +127,20 @@ def plans(spec: Spec, data) -> dict:
     }
     slot_use = {m: float(sum(np.sum(lengths[i] + p) for i in batches[m]) / sum((w + p) * b for w in widths[m]))
                 for m in widths}
-    return {"widths": widths, "slot_use": slot_use, "batches": batches, "buckets": list(buckets)}
+    pack = pack_spec(spec)
+    targets = input_pipeline.input_lengths(data._arrays["decoder_target_tokens"])
+    rows = [packing.plan(lengths[i], targets[i], pack).rows for i in order]
+    slot_use["ours_packed"] = float(sum(np.sum(lengths[i] + p) for i in order) / (sum(rows) * pack.width))
+    return {"widths": widths, "slot_use": slot_use, "batches": batches, "buckets": list(buckets),
+            "packed_rows": rows, "pack_width": pack.width}
+
+
+def pack_spec(spec: Spec):
+    """The packing.Packing of the packed layout."""
+    from prompt_tuning.training import packing
+
+    return packing.Packing(spec.real_pack_width or spec.prompt_len + spec.real_inputs, spec.real_pack_target_width,
+                           spec.prompt_len, spec.real_pack_row_multiple)
 
 
 def _timed(fn, steps: int) -> tuple[float, float]:
@@ -150,7 +167,7 @@ def run_ours(spec: Spec) -> dict:
     from benchmarks import eval_bench
     from prompt_tuning import prompts
     from prompt_tuning.models import decoding, t5
-    from prompt_tuning.training import input_pipeline, partitioning
+    from prompt_tuning.training import input_pipeline, packing, partitioning
 
     config = model_config(spec)
     data = rte_data(spec, config.vocab_size)
@@ -182,11 +199,40 @@ def run_ours(spec: Spec) -> dict:
             first += compile_s
             shape_times[width] = {"first_call_s": first, "median_s": median}
             print(f"  ours train width {width}: {median:.2f} s/step (first {first:.1f} s)", flush=True)
+    # Packed rows: the fixed layout's batches packed, one compiled shape per row count.
+    pack, packed_times = pack_spec(spec), {}
+    for n_rows in sorted(set(layout["packed_rows"])):
+        rows = batches["ours_fixed"][layout["packed_rows"].index(n_rows)]
+        batch = packing.pack({k: v[rows].astype(np.int32) for k, v in data._arrays.items()}, pack)[0]
+        batch = partitioning.global_batch(batch, mesh)
+        t0 = time.perf_counter()
+        compiled = step.lower(holder["state"], frozen, batch, key).compile()
+        compile_s = time.perf_counter() - t0
+
+        def one_packed():
+            holder["state"], metrics = compiled(holder["state"], frozen, batch, key)
+            jax.block_until_ready(metrics["loss"])
+
+        first, median = _timed(one_packed, spec.real_steps)
+        packed_times[n_rows] = {"first_call_s": first + compile_s, "median_s": median}
+        print(f"  ours packed {n_rows} x {pack.width}: {median:.2f} s/step (first {first + compile_s:.1f} s)",
+              flush=True)
     train = {}
     for mode in ("ours_fixed", "ours_bucketed"):
         total = sum(shape_times[w]["median_s"] for w in widths[mode])
         train[mode] = {"epoch_s": total, "examples_per_s": len(widths[mode]) * b / total,
                        "compiled_shapes": len(set(widths[mode])), "slot_use": layout["slot_use"][mode]}
+    total = sum(packed_times[r]["median_s"] for r in layout["packed_rows"])
+    train["ours_packed"] = {"epoch_s": total, "examples_per_s": len(layout["packed_rows"]) * b / total,
+                            "compiled_shapes": len(packed_times), "slot_use": layout["slot_use"]["ours_packed"],
+                            "pack_width": pack.width, "mean_rows": float(np.mean(layout["packed_rows"]))}
+    summary = {"examples": data.num_examples, "steps_per_epoch": len(widths["ours_fixed"]), "batch": b,
+               "buckets": buckets, "shape_times": {str(k): v for k, v in shape_times.items()},
+               "packed_shape_times": {str(k): v for k, v in packed_times.items()}, "train": train,
+               "eval_batch": spec.real_eval_batch, "mean_input_len": float(np.mean(data._lengths)),
+               "p95_input_len": float(np.percentile(data._lengths, 95))}
+    if not spec.real_eval_examples:  # --real-eval-examples 0: training only
+        return {**summary, "eval": {}, "eval_examples": 0}
 
     # Evaluation on RTE-validation-shaped inputs.
     model = t5.T5(config, functools.partial(prompts.Prompt, length=spec.prompt_len))
@@ -224,11 +270,7 @@ def run_ours(spec: Spec) -> dict:
             label = f"{name}_{'bucketed' if bucketed else 'fixed'}"
             evaluation[label] = {"eval_s": total, "examples_per_s": n_eval / total, "compiled_shapes": len(per_width)}
             print(f"  {label}: {n_eval / total:.2f} ex/s", flush=True)
-    return {"examples": data.num_examples, "steps_per_epoch": len(widths["ours_fixed"]), "batch": b,
-            "buckets": buckets, "shape_times": {str(k): v for k, v in shape_times.items()}, "train": train,
-            "eval": evaluation, "eval_examples": n_eval, "eval_batch": eb,
-            "mean_input_len": float(np.mean(data._lengths)),
-            "p95_input_len": float(np.percentile(data._lengths, 95))}
+    return {**summary, "eval": evaluation, "eval_examples": n_eval}
 
 
 def run_peft(spec: Spec) -> dict:

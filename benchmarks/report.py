@@ -82,6 +82,7 @@ def summarize(results: Mapping[str, Any]) -> dict:
 
 
 REAL_TRAIN = (("ours_fixed", "ours, fixed padding"), ("ours_bucketed", "ours, length buckets"),
+              ("ours_packed", "ours, packed rows, a prompt per segment"),
               ("peft_fixed", "HF PEFT, fixed padding"), ("peft_dynamic", "HF PEFT, dynamic padding"),
               ("peft_grouped", "HF PEFT, dynamic + group_by_length"))
 REAL_EVAL = (("rank_repeat_fixed", "rank (2 labels), input repeated per label, fixed (before)"),
@@ -101,11 +102,13 @@ def _real_summary(results: Mapping[str, Any]) -> dict:
     train, ev = _real_train(results), _get(results, "real", "eval") or {}
     rate = lambda d, k: _get(d, k, "examples_per_s")
     best = lambda d, keys: max((rate(d, k) for k in keys if rate(d, k) is not None), default=None)
-    ours, peft = best(train, ("ours_fixed", "ours_bucketed")), best(train, ("peft_fixed", "peft_dynamic", "peft_grouped"))
+    ours, peft = best(train, ("ours_fixed", "ours_bucketed", "ours_packed")), best(train, ("peft_fixed", "peft_dynamic", "peft_grouped"))
     return {
         "real_ours_best_over_peft_best": _ratio(ours, peft),
         "real_ours_best_over_ours_fixed": _ratio(ours, rate(train, "ours_fixed")),
         "real_ours_bucketed_over_peft_grouped": _ratio(rate(train, "ours_bucketed"), rate(train, "peft_grouped")),
+        "real_ours_packed_over_bucketed": _ratio(rate(train, "ours_packed"), rate(train, "ours_bucketed")),
+        "real_ours_packed_over_fixed": _ratio(rate(train, "ours_packed"), rate(train, "ours_fixed")),
         "real_rank_best_over_before": _ratio(best(ev, ("rank_once_fixed", "rank_once_bucketed")),
                                              rate(ev, "rank_repeat_fixed")),
         "real_rank_once_over_repeat_fixed": _ratio(rate(ev, "rank_once_fixed"), rate(ev, "rank_repeat_fixed")),
@@ -140,9 +143,13 @@ def _real_line(results: Mapping[str, Any]) -> str:
     return (f"RTE train set ({r['examples']} examples, mean {r['mean_input_len']:.0f} / p95 {r['p95_input_len']:.0f} "
             f"input tokens, padded to {max(int(k) for k in r['shape_times'])}), batch {r['batch']}, buckets "
             f"{r['buckets']}; one epoch = {r['steps_per_epoch']} steps, each distinct shape timed "
-            f"(PEFT at {len(p.get('measured_s_per_step', {}))} lengths, interpolated); eval on "
-            f"{r['eval_examples']} RTE-validation-sized inputs, batch {r['eval_batch']}. slot use: share of "
-            f"encoder slots (prompt + tokens) holding a prompt vector or a real token.")
+            f"(PEFT at {len(p.get('measured_s_per_step', {}))} lengths, interpolated)"
+            + (f"; packed rows of {r['train']['ours_packed']['pack_width']} slots, "
+               f"{r['train']['ours_packed']['mean_rows']:.1f} rows a step on average"
+               if "ours_packed" in r["train"] else "")
+            + (f"; eval on {r['eval_examples']} RTE-validation-sized inputs, batch {r['eval_batch']}"
+               if r.get("eval_examples") else "; evaluation not run")
+            + ". slot use: share of encoder slots (prompt + tokens) holding a prompt vector or a real token.")
 
 
 def _fmt(x, spec: str = ".3g", scale: float = 1.0) -> str:
@@ -237,7 +244,8 @@ def headline(summary: Mapping[str, Any]) -> list[str]:
         f"rank classification, each input encoded once / repeated per label: {f('rank_once_over_repeat')}x",
         f"real RTE lengths, train examples/s: ours best / PEFT best {f('real_ours_best_over_peft_best')}x, "
         f"ours best / ours fixed padding {f('real_ours_best_over_ours_fixed')}x, ours bucketed / PEFT dynamic + "
-        f"grouping {f('real_ours_bucketed_over_peft_grouped')}x; rank eval (2 labels) best / before "
+        f"grouping {f('real_ours_bucketed_over_peft_grouped')}x, ours packed / ours bucketed "
+        f"{f('real_ours_packed_over_bucketed')}x, ours packed / ours fixed {f('real_ours_packed_over_fixed')}x; rank eval (2 labels) best / before "
         f"{f('real_rank_best_over_before')}x (encode-once alone {f('real_rank_once_over_repeat_fixed')}x)",
         f"weight-gradient matmuls in the compiled step: prompt tuning {f('pt_weight_gradient_matmuls', 'd')}, "
         f"model tuning {f('mt_weight_gradient_matmuls', 'd')} (the check finds them when they are there)",

@@ -48,7 +48,8 @@ def run_worker(task: str, spec: Spec, timeout: float) -> dict:
 def make_spec(args) -> Spec:
     spec = QUICK if args.quick else FULL
     overrides = {k: getattr(args, k) for k in ("size", "batch", "steps", "warmup", "peft_steps", "dtype",
-                                               "frozen_dtype", "matmul_size", "remat", "real_layers", "real_steps")
+                                               "frozen_dtype", "matmul_size", "remat", "real_layers", "real_steps",
+                                               "real_eval_examples")
                  if getattr(args, k, None) is not None}
     return spec.replace(**overrides)
 
@@ -73,6 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--real-layers", dest="real_layers", type=int,
                    help="encoder/decoder layers of the real-length runs (a smaller stack for a busy CPU)")
     p.add_argument("--real-steps", dest="real_steps", type=int, help="timed steps per shape in the real-length runs")
+    p.add_argument("--real-eval-examples", dest="real_eval_examples", type=int,
+                   help="eval examples of the real-length run (0: skip its evaluation part)")
     p.add_argument("--remat", choices=("none", "full", "dots"),
                    help="rematerialise encoder/decoder blocks in every train step (T5Config.remat)")
     p.add_argument("--update", metavar="JSON", help="start from a previous --json file of the same settings and "

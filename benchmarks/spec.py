@@ -46,6 +46,9 @@ class Spec:
     real_eval_batch: int = 16
     real_max_examples: Optional[int] = None  # use only the first N train examples (CI)
     real_layers: Optional[int] = None  # encoder and decoder layers of the real-length runs (None: num_layers)
+    real_pack_width: Optional[int] = None  # packed encoder row width, prompts included (None: P + real_inputs)
+    real_pack_target_width: int = 32  # packed decoder row width
+    real_pack_row_multiple: int = 1  # packed row counts rounded up to a multiple of this (fewer shapes)
 
     @property
     def encoder_len(self) -> int:
