@@ -380,8 +380,8 @@ def train_and_evaluate(
         tx = optimizer_factory(initial_step=initial_step)
         packed = _packing(pack_width, pack_target_width, pack_row_multiple, prompt, task_feature_lengths, mesh)
         data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
-                                        split=train_split, mode=data_mode, length_buckets=length_buckets,
-                                        packing=packed)
+                                        split=train_split, mode=data_mode,
+                                        length_buckets=None if packed else length_buckets, packing=packed)
     except BaseException:
         lock.release()  # a failed start-up leaves the directory to the next command
         raise

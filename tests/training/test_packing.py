@@ -193,3 +193,14 @@ def test_packed_training_follows_unpacked_training_and_resumes_exactly(tmp_path)
     moved = np.abs(key(plain) - key(start)).max()
     assert moved > 1e-3  # training moved the prompt, and packing moved it the same way
     assert np.abs(key(full) - key(plain)).max() <= 1e-4 * moved
+
+
+def test_packing_gin_file_binds_the_trainer():
+    from tests.conftest import REPO
+
+    gin.parse_config_files_and_bindings([str(REPO / "gin" / "runs" / "packing.gin")], [])
+    assert gin.query_parameter("train_and_evaluate.pack_width") == 612
+    with pytest.raises(packing.PackingError, match="multiple of the mesh's data axis"):
+        packing.from_settings(612, None, 1, prompt_length=100, targets_length=8, data_axis=2)
+    assert packing.from_settings(612, None, 2, prompt_length=100, targets_length=8, data_axis=2).target_width == 32
+    assert packing.from_settings(None, None, 1, prompt_length=100, targets_length=8) is None
