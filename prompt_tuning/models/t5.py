@@ -19,6 +19,8 @@ The parameter tree matches T5X's T5 1.1 checkpoints:
 
 With a prompt of length P the encoder output has P+T positions; the prompt
 positions are always visible and the decoder attends to all of them.
+Packed rows (training/packing.py) instead carry each segment's P prompt slots
+inside the row, with segment ids that keep every attention inside its segment.
 
 Parameter-efficient methods (LoRA, IA3, adapters: prompt_tuning/methods/) attach
 through `T5(config, methods=(...))`: each method is a Flax method interceptor
