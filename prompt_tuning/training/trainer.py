@@ -312,6 +312,9 @@ def train_and_evaluate(
     only the best step (best/best.json) and the current step, so a run killed anywhere and resumed
     stops at the same step, and rerunning a stopped run trains no further. The stop is recorded in
     metrics.jsonl as kind 'early_stop' ({'best_step', 'patience'}).
+    pack_width / pack_target_width / pack_row_multiple: packed training rows, a prompt per segment
+    (training/packing.py; None: off). Each step packs the unpacked step's examples, so the loss and
+    prompt gradient are unpacked training's; evaluation is not packed (length_buckets, if set, apply to it).
     Everything that can be checked before training is checked before
     MODEL_DIR is created (settings: config_checks.check_run_settings). One
     process at a time: MODEL_DIR's lock is taken before the model is built
