@@ -28,6 +28,8 @@ from prompt_tuning.data.recall_world import world as world_lib
 PREFIX = "recall_world_"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CACHE_ENV = "RECALL_WORLD_CACHE"
+# Bumped whenever the world, corpus or task generators change, so that no stale cache is reused.
+WORLD_VERSION = 2
 
 
 def task_name(task: str) -> str:
@@ -39,7 +41,7 @@ def task_name(task: str) -> str:
 
 def cache_dir(seed: int, num_people: int, corpus_documents: int) -> str:
     root = os.environ.get(CACHE_ENV) or str(REPO_ROOT / ".cache" / "recall_world")
-    return os.path.join(root, f"seed{seed}-people{num_people}-docs{corpus_documents}")
+    return os.path.join(root, f"v{WORLD_VERSION}-seed{seed}-people{num_people}-docs{corpus_documents}")
 
 
 @gin.configurable
