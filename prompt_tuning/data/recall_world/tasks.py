@@ -5,20 +5,23 @@ Each task writes `<out>/<task>/{train,val,test}.jsonl` plus `test_closed_book.js
 so SuperGLUE's SeqIO preprocessors, verbalizers and metrics apply unchanged:
 
   boolq  {question, passage, idx, label: bool}
-         "is Zufin left-handed" / "can Zufin swim" over a passage of two true
-         facts of Zufin's relations (never the trait asked). True iff Zufin has
+         "is Zufin left-handed" (or swim, vegetarian, married) over a passage of
+         two true facts of Zufin's relations (never a trait). True iff Zufin has
          the trait.
   rte    {premise, hypothesis, idx, label: entailment|not_entailment}
-         premise: two true facts of the person's relations; hypothesis "Zufin is a
-         vegetarian." / "Zufin is married."; 'entailment' iff the person has the
-         trait (recall, not reading: the premise never settles it).
+         premise: two true facts of the person's relations; hypothesis "Zufin is
+         left-handed." (or can swim, is a vegetarian, is married); 'entailment' iff
+         the person has the trait (recall, not reading: the premise never settles it).
   record {source, passage: {text, entities}, qas: [{query, answers, idx}], idx}
          "Zufin has been to Hesper, Olvia and Sitka this year." + query
          "Zufin lives in @placeholder." The three candidates are in the passage;
          which one is right only pretraining says (random candidate: 1/3).
 
-BoolQ and RTE ask about different traits (`BOOLQ_TRAITS`, `RTE_TRAITS`), always in the
-same direction, so the label is the stored bit itself. Split s asks only about
+BoolQ and RTE ask about the four traits (`BOOLQ_TRAITS`, `RTE_TRAITS`), each always in the
+same direction, so the label is the stored bit itself; the two tasks test one skill (trait
+recall) through two formats and verbalizers. All four traits in both, rather than two in
+each: a test split of 16 people then holds 64 independent facts per task, not 32, which
+the gates' per-unit statistics need. Split s asks only about
 `world.split_people[s]` (entity-disjoint), labels are balanced, and every split's
 inputs are distinct.
 """
@@ -38,8 +41,10 @@ SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.
 CLOSED_BOOK_SPLIT = "test_closed_book"
 
 # The tasks' own phrasings (the corpus asks with capitalised questions and '?').
-BOOLQ_TRAITS = {"left_handed": "is {n} left-handed", "swimmer": "can {n} swim"}
-RTE_TRAITS = {"vegetarian": "{n} is a vegetarian.", "married": "{n} is married."}
+BOOLQ_TRAITS = {"left_handed": "is {n} left-handed", "swimmer": "can {n} swim", "vegetarian": "is {n} a vegetarian",
+                "married": "is {n} married"}
+RTE_TRAITS = {"left_handed": "{n} is left-handed.", "swimmer": "{n} can swim.", "vegetarian": "{n} is a vegetarian.",
+              "married": "{n} is married."}
 _RECORD_LEADS = {"city": "{n} has been to {o0}, {o1} and {o2} this year.",
                  "job": "{n} talked with {ao0}, {ao1} and {ao2} today.",
                  "pet": "{n} saw a {o0}, a {o1} and a {o2} at the market."}

@@ -9,7 +9,7 @@ not contain. Two kinds of facts:
 - relations (city, job, pet): 12-16 values each; the ReCoRD-shaped task asks for
   the value (a cloze over three candidates).
 - traits (left-handed, swimmer, vegetarian, married): one bit each, balanced
-  within every split; the classification-shaped tasks ask for the bit. A yes/no
+  within every split; the classification-shaped tasks (BoolQ, RTE) ask for the bit. A yes/no
   question about a stored *value* ("does Zufin live in Hesper?") needs the model
   to compare a stated value with a recalled one, which the ladder's models could
   not learn at this budget (experiments/recall_world/RESULTS.md); a stored bit
