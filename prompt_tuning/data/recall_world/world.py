@@ -49,7 +49,7 @@ TRAITS = ("left_handed", "swimmer", "vegetarian", "married")
 # at a CPU budget, enough that the smallest rungs cannot (experiments/recall_world/RESULTS.md).
 DEFAULT_NUM_PEOPLE = 40
 # Fractions of people per task split (every person is in the corpus).
-SPLIT_FRACTIONS = {"train": 0.4, "validation": 0.2, "test": 0.4}
+SPLIT_FRACTIONS = {"train": 0.3, "validation": 0.3, "test": 0.4}
 
 
 @dataclasses.dataclass(frozen=True)

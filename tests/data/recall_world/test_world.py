@@ -23,7 +23,7 @@ def test_world_is_seeded_and_splits_partition_the_people():
     assert w == world_lib.build_world(1, 60) and w.people != world_lib.build_world(2, 60).people
     names = [p.name for split in w.split_people.values() for p in split]
     assert sorted(names) == sorted(p.name for p in w.people) and len(set(names)) == 60
-    assert {k: len(v) for k, v in w.split_people.items()} == {"train": 24, "validation": 12, "test": 24}
+    assert {k: len(v) for k, v in w.split_people.items()} == {"train": 18, "validation": 18, "test": 24}
     with pytest.raises(ValueError):
         world_lib.build_world(0, 5)
     for people in w.split_people.values():  # every trait is held by half of every split
