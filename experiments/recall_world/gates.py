@@ -130,6 +130,22 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     # (a) baselines
     base = {t: baselines.baselines(os.path.join(info["task_dir"], t), t, "test") for t in sorted(recall_tasks.TASKS)}
     verdict["a"] = all(b["lookup"] <= b["majority"] + 5 for b in base.values())
+    # The ladder itself: parameters, chosen rate, steps, held-out losses (strictly falling with size is required)
+    ladders = {r: json.load(open(os.path.join(ladder, r, "ladder.json"))) for r in rungs}
+    lines += ["## The ladder (`build_ladder.py`; held-out losses on documents the training corpus never reaches)", "",
+              "| rung | parameters | peak rate (swept) | SC + LM steps | SC loss after SC | prefix-LM loss after LM | "
+              "SC loss of the SC control |", "|---|---|---|---|---|---|---|"]
+    for r in rungs:
+        d, h = ladders[r], ladders[r].get("heldout_loss", {})
+        swept = ", ".join(sorted(d.get("lr_sweep", {}).get("heldout_loss", {}), key=float))
+        cell = lambda k: f"{h[k]:.3f}" if k in h else "not built"
+        lines.append(f"| {r} | {d.get('params', 0):,} | {d.get('learning_rate')} ({swept}) | {d.get('sc_steps')} + "
+                     f"{d.get('lm_steps')} | {cell('sc')} | {cell('lm')} | {cell('sc_control')} |")
+    lm_losses = [ladders[r].get("heldout_loss", {}).get("lm", float("inf")) for r in rungs]
+    falling = all(a > b for a, b in zip(lm_losses, lm_losses[1:]))
+    span = ladders[rungs[-1]].get("params", 0) / max(1, ladders[rungs[0]].get("params", 1))
+    lines += ["", f"Prefix-LM loss strictly falling with size: {'yes' if falling else 'no'}; "
+              f"span {span:.0f}x in parameters.", ""]
     # (b) entity-disjoint + recall probe rising with size
     world = world_lib.build_world()
     disjoint = not ({p.name for p in world.split_people["train"]} & {p.name for p in world.split_people["test"]})
@@ -145,6 +161,20 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     lines += [f"| {r} | {probe[r]['span/relations']:.1f} | {probe[r]['prefix/relations']:.1f} | "
               f"{probe[r]['span/traits']:.1f} | {probe[r]['prefix/traits']:.1f} | {probe[r]['chance/relations']:.1f} | "
               f"{probe[r]['prior/relations']:.1f} |" for r in rungs]
+    # Where the recall comes from: LM adaptation's checkpoints and the span-corruption control
+    stages = ("sc", "lm_10", "lm_50", "lm", "sc_control")
+    lines += ["", "### Recall by pretraining stage (prefix format; relations / traits, %)", "",
+              "| rung | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+    for r in rungs:
+        cells = []
+        for stage in stages:
+            path = os.path.join(ladder, r, stage)
+            if not os.path.isdir(path):
+                cells.append("-")
+                continue
+            p = probe[r] if stage == "lm" else recall_probe.recall(path)
+            cells.append(f"{p['prefix/relations']:.1f} / {p['prefix/traits']:.1f}")
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
     # (c), (d): prompt tuning
     ends = [rungs[0], rungs[-1]]
     lines += ["", "## Test-split scores (accuracy; ReCoRD exact match)", "",
