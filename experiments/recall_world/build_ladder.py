@@ -47,9 +47,9 @@ from prompt_tuning.training import metrics_writer
 # phases), beyond this session's budget; it is the next rung where an accelerator or a quiet machine is at hand.
 RUNGS = ("xxs", "xs", "s", "m", "l")
 # Pretraining grows with size (steps at batch 32; x ~2,000 corpus tokens per step).
-SC_STEPS = {"xxs": 300, "xs": 400, "s": 500, "m": 600, "l": 700}
-LM_STEPS = {"xxs": 300, "xs": 400, "s": 500, "m": 600, "l": 700}
-LEARNING_RATES = (0.01, 0.02, 0.04)
+SC_STEPS = {"xxs": 400, "xs": 500, "s": 600, "m": 800, "l": 1000}
+LM_STEPS = {"xxs": 400, "xs": 500, "s": 600, "m": 800, "l": 1000}
+LEARNING_RATES = (0.02, 0.04, 0.08)
 LR_FRACTION = 0.25
 MAX_EXTENSIONS = 2  # a sweep whose best rate is at an edge is extended by 2x past that edge, at most twice
 SC_LENGTHS = "{'inputs': 64, 'targets': 16}"

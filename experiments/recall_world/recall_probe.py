@@ -10,8 +10,11 @@ most likely one:
   span    inputs '<Name> lives in <extra_id_0>.'   targets '<extra_id_0> <value>' + EOS
   prefix  inputs '<Name> lives in'                 targets '<value>'
 
-Accuracy per relation and format, against chance (1 / number of values) and the
-prior (always the relation's most frequent value among all people). A probe
+For every (person, trait) and every pair of corpus phrasings of the trait (3 per trait),
+it scores the two completions after the name ('is left-handed' / 'is right-handed')
+the same way. Accuracy per relation or trait and format, against chance (1 / number of
+values; 1/2 for a trait) and the prior (always the relation's most frequent value among
+all people; 50% for a trait, which every split balances). A probe
 that rises with model size is the recall control of the issue's gate (b). The
 model, loading and scoring are the package's (checkpoints.loading,
 models.decoding); nothing here trains.
@@ -52,27 +55,38 @@ def _pad(rows: list[list[int]], length: int) -> np.ndarray:
     return out
 
 
-def probe_rows(world, split: str, sp, fmt: str, vocab_size: int):
-    """(inputs [N*C, T], targets [N*C, L], gold [N], C per relation, relation per question)."""
-    sentinel = vocab_size - 1  # <extra_id_0>: seqio puts the extra ids at the top of the vocabulary
-    inputs, targets, gold, relations, sizes = [], [], [], [], []
+def questions(world, split: str):
+    """(prefix text, candidate completions, index of the true one, relation or trait) for the split's people."""
     for person in world.split_people[split]:
         for rel in world_lib.RELATIONS:
             values = world_lib.VALUES[rel]
             for template, article in probe_prompts(rel):
-                prefix = sp.encode(world_lib.capitalize(template.format(n=person.name)))
-                for v in values:
-                    value = sp.encode(world_lib.a(v) if article else v)
-                    if fmt == "span":
-                        inputs.append(prefix + [sentinel] + sp.encode(".") + [decoding.EOS_ID])
-                        targets.append([sentinel] + value + [decoding.EOS_ID])
-                    else:
-                        inputs.append(prefix + [decoding.EOS_ID])
-                        targets.append(value)
-                gold.append(values.index(person.value(rel)))
-                relations.append(rel)
-                sizes.append(len(values))
-    return _pad(inputs, 24), _pad(targets, 8), np.array(gold), sizes, relations
+                yield (world_lib.capitalize(template.format(n=person.name)),
+                       [world_lib.a(v) if article else v for v in values], values.index(person.value(rel)), rel)
+        for trait in world_lib.TRAITS:
+            for yes, no in zip(world_lib.TRAIT_TEMPLATES[trait][True], world_lib.TRAIT_TEMPLATES[trait][False]):
+                assert yes.startswith("{n} ") and no.startswith("{n} "), (yes, no)
+                yield person.name, [yes[4:], no[4:]], 0 if person.has(trait) else 1, trait
+
+
+def probe_rows(world, split: str, sp, fmt: str, vocab_size: int):
+    """(inputs [N*C, T], targets [N*C, L], gold [N], C per question, relation or trait per question)."""
+    sentinel = vocab_size - 1  # <extra_id_0>: seqio puts the extra ids at the top of the vocabulary
+    inputs, targets, gold, relations, sizes = [], [], [], [], []
+    for prefix_text, candidates, true, kind in questions(world, split):
+        prefix = sp.encode(prefix_text)
+        for c in candidates:
+            value = sp.encode(c)
+            if fmt == "span":
+                inputs.append(prefix + [sentinel] + sp.encode(".") + [decoding.EOS_ID])
+                targets.append([sentinel] + value + [decoding.EOS_ID])
+            else:
+                inputs.append(prefix + [decoding.EOS_ID])
+                targets.append(value)
+        gold.append(true)
+        relations.append(kind)
+        sizes.append(len(candidates))
+    return _pad(inputs, 24), _pad(targets, 10), np.array(gold), sizes, relations
 
 
 def prior_baseline(world, split: str) -> float:
@@ -86,8 +100,18 @@ def prior_baseline(world, split: str) -> float:
     return 100 * float(np.mean(right))
 
 
+def trait_prior(world, split: str) -> float:
+    """The same for the traits: always the more frequent bit (50% on a balanced split)."""
+    right = []
+    for trait in world_lib.TRAITS:
+        bits = [p.has(trait) for p in world.split_people[split]]
+        right.append(max(sum(bits), len(bits) - sum(bits)) / len(bits))
+    return 100 * float(np.mean(right))
+
+
 def recall(checkpoint: str, split: str = "test", seed: int = 0, num_people: int = world_lib.DEFAULT_NUM_PEOPLE) -> dict:
-    """{'<fmt>/<relation>': accuracy %, '<fmt>/all': ..., 'chance/all': ...} for one native checkpoint."""
+    """{'<fmt>/<relation or trait>': accuracy %, '<fmt>/relations', '<fmt>/traits', 'chance/relations',
+    'prior/relations', 'prior/traits'} (percent) for one native checkpoint."""
     config = loading.config_from_checkpoint(checkpoint)
     params, _ = loading.load_params(checkpoint, config)
     model = t5.T5(config)
@@ -106,11 +130,15 @@ def recall(checkpoint: str, split: str = "test", seed: int = 0, num_people: int 
             right.append(int(np.argmax(scores[start:start + c]) == g))
             start += c
         right, relations_a = np.array(right), np.array(relations)
-        for rel in world_lib.RELATIONS:
-            out[f"{fmt}/{rel}"] = 100 * float(right[relations_a == rel].mean())
-        out[f"{fmt}/all"] = 100 * float(right.mean())
-    out["chance/all"] = 100 * float(np.mean([1 / c for c in sizes]))
-    out["prior/all"] = prior_baseline(world, split)
+        for kind in world_lib.RELATIONS + world_lib.TRAITS:
+            out[f"{fmt}/{kind}"] = 100 * float(right[relations_a == kind].mean())
+        is_relation = np.isin(relations_a, world_lib.RELATIONS)
+        out[f"{fmt}/relations"] = 100 * float(right[is_relation].mean())
+        out[f"{fmt}/traits"] = 100 * float(right[~is_relation].mean())
+    out["chance/relations"] = 100 * float(np.mean([1 / c for c, r in zip(sizes, relations)
+                                                   if r in world_lib.RELATIONS]))
+    out["prior/relations"] = prior_baseline(world, split)
+    out["prior/traits"] = trait_prior(world, split)
     return out
 
 

@@ -17,7 +17,7 @@ def test_rows_score_every_value_and_mark_the_true_one():
     sp = spm.SentencePieceProcessor(model_file=recall_probe.VOCAB)
     enc, tgt, gold, sizes, relations = recall_probe.probe_rows(world, "test", sp, "prefix", 1100)
     people = world.split_people["test"]
-    assert len(gold) == len(people) * 16 and sum(sizes) == len(enc) == len(tgt)
+    assert len(gold) == len(people) * (16 + 12) and sum(sizes) == len(enc) == len(tgt)
     first = people[0]
     assert world_lib.VALUES["city"][gold[0]] == first.city and relations[0] == "city"
     assert sp.decode(tgt[gold[0]][tgt[gold[0]] > 0].tolist()) == first.city
@@ -25,7 +25,22 @@ def test_rows_score_every_value_and_mark_the_true_one():
     assert (span[:, :].max() == 1099) and np.all(span_tgt[:, 0] == 1099)  # <extra_id_0> in both
 
 
+def test_trait_questions_pair_the_two_bits_and_mark_the_persons():
+    world = world_lib.build_world()
+    person = world.split_people["test"][0]
+    rows = [q for q in recall_probe.questions(world, "test") if q[0] == person.name]
+    assert len(rows) == 12  # 4 traits x 3 phrasings
+    prefix, candidates, true, trait = rows[0]
+    assert trait == "left_handed" and candidates == ["is left-handed", "is right-handed"]
+    assert true == (0 if person.has("left_handed") else 1)
+    sp = spm.SentencePieceProcessor(model_file=recall_probe.VOCAB)
+    enc, tgt, gold, sizes, kinds = recall_probe.probe_rows(world, "test", sp, "prefix", 1100)
+    first_trait = kinds.index("left_handed")
+    assert sizes[first_trait] == 2 and gold[first_trait] == true
+
+
 def test_prior_is_the_most_frequent_value_everywhere():
     world = world_lib.build_world()
     prior = recall_probe.prior_baseline(world, "test")
     assert 100 / 16 <= prior < 100
+    assert recall_probe.trait_prior(world, "test") == 50.0  # every split balances every trait

@@ -163,7 +163,7 @@ def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
     finally:
         gin.clear_config()
     assert rc == 0, err
-    assert "recall world: task recall_world_record, baselines on test: majority 3.00, lookup 3.00, " \
+    assert "recall world: task recall_world_record, baselines on test: majority 0.00, lookup 0.00, " \
            "random_candidate 33.33" in out
     assert "validation before training" in out and "validation after training" in out
     assert "test at the best checkpoint" in out and "test_closed_book/recall_world_record/em" in out

@@ -2,7 +2,8 @@
 
     majority          the most frequent answer of the task's *training* split, always
     lookup            the training split's most frequent answer for the same question key
-                      (person and relation; ReCoRD: person and relation of the query),
+                      (BoolQ, RTE: the question / hypothesis, i.e. person and trait;
+                      ReCoRD: person and relation of the query),
                       else the majority answer: what memorising the task's training data buys
     random_candidate  ReCoRD: the expected accuracy of a uniformly random passage entity
 
@@ -14,16 +15,9 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 
 from prompt_tuning.data import sources
 from prompt_tuning.data.recall_world import tasks as recall_tasks
-
-_KEY_PATTERNS = {
-    "boolq": re.compile(r"^(?:does|is) (\w+) (live|have|\w+)"),
-    "rte": re.compile(r"^(\w+) (lives|has|is)"),
-}
-
 
 def _rows(task_dir: str, split: str) -> list[dict]:
     """The split's rows (sources.read_jsonl: a bad row is a one-line DataFileError naming file and line)."""
@@ -38,15 +32,10 @@ def answer(task: str, row: dict) -> str:
 
 
 def question_key(task: str, row: dict) -> tuple:
-    """What identifies the question apart from the value asked about: (person, relation word)."""
+    """What the answer is a function of, in the world: (person, relation) or (person, trait)."""
     if task == "record":
         return tuple(row["qas"][0]["query"].replace("@placeholder", "").split()[:3])
-    text = row["question"] if task == "boolq" else row["hypothesis"]
-    m = _KEY_PATTERNS[task].match(text)
-    if not m:
-        raise ValueError(f"{task}: cannot parse a question key from {text!r}")
-    # The value asked about is part of the key for yes/no tasks: (person, relation, value) -> label.
-    return m.groups() + (text.split()[-1].rstrip("."),)
+    return (row["question"] if task == "boolq" else row["hypothesis"],)
 
 
 def _candidates(row: dict) -> list[str]:

@@ -3,10 +3,13 @@
 Document kinds (weights in `KIND_WEIGHTS`), all about the people of the world
 (every split's people alike, uniformly):
 
-  bio      facts about 1-3 people in varied phrasings (`world.FACT_TEMPLATES`)
-  qa       questions answered from memory: wh-questions and yes/no questions
+  bio      facts and traits of 1-3 people in varied phrasings (`world.FACT_TEMPLATES`,
+           `world.TRAIT_TEMPLATES`)
+  qa       questions answered from memory: wh-questions about relations, yes/no
+           questions about traits (asked both ways: "Is X left-handed?", "Is X
+           right-handed?"), answered with yes/no or true/false
   choice   a person linked to three values of a relation, then the true one named
-  claims   a claim about a person judged true or false (also with the words
+  claims   a claim about a trait judged true or false (also with the words
            'entailment' / 'not_entailment', so that the RTE verbalizers are
            ordinary words of the language, as they are in C4)
 
@@ -24,47 +27,52 @@ import os
 import random
 
 from prompt_tuning.data.recall_world import world as world_lib
-from prompt_tuning.data.recall_world.world import RELATIONS, VALUES, World, a, capitalize
+from prompt_tuning.data.recall_world.world import RELATIONS, TRAITS, VALUES, World, a, capitalize
 
-KIND_WEIGHTS = {"bio": 6.0, "qa": 3.0, "choice": 1.0, "claims": 1.0}
+KIND_WEIGHTS = {"bio": 5.0, "qa": 4.0, "choice": 1.0, "claims": 2.0}
 VALIDATION_START = 10_000_000
 
 _YES_NO = (("Yes", "No"), ("yes", "no"), ("True", "False"), ("true", "false"))
 WH = {"city": ("Where does {n} live?", "Which city is {n} from?"),
       "job": ("What does {n} do for a living?", "What is the job of {n}?"),
       "pet": ("What pet does {n} have?", "Which animal does {n} keep?")}
-YES_NO = {"city": "Does {n} live in {x}?", "job": "Is {n} {ax}?", "pet": "Does {n} have a pet {x}?"}
+# (question, the trait bit for which the answer is yes)
+TRAIT_QUESTIONS = {
+    "left_handed": (("Is {n} left-handed?", True), ("Is {n} right-handed?", False),
+                    ("Does {n} write with the left hand?", True)),
+    "swimmer": (("Can {n} swim?", True), ("Is {n} able to swim?", True), ("Is {n} afraid of deep water?", False)),
+    "vegetarian": (("Is {n} a vegetarian?", True), ("Does {n} eat meat?", False), ("Does {n} avoid meat?", True)),
+    "married": (("Is {n} married?", True), ("Is {n} single?", False), ("Does {n} have a wife or a husband?", True)),
+}
 
 
 def _s(text: str) -> str:
     return capitalize(text) + "."
 
 
-def _other(rng: random.Random, relation: str, value: str) -> str:
-    return rng.choice([v for v in VALUES[relation] if v != value])
-
-
 def _bio(rng: random.Random, world: World) -> str:
     out = []
     for p in rng.sample(world.people, rng.randint(1, 3)):
-        for rel in rng.sample(RELATIONS, rng.randint(1, 3)):
-            out.append(_s(world_lib.fact(rng, p, rel)))
+        for kind in rng.sample(RELATIONS + TRAITS, rng.randint(1, 4)):
+            sentence = world_lib.fact(rng, p, kind) if kind in RELATIONS else world_lib.trait_fact(rng, p, kind)
+            out.append(_s(sentence))
     return " ".join(out)
 
 
 def _qa(rng: random.Random, world: World) -> str:
     out = []
     for _ in range(rng.randint(2, 4)):
-        p, rel = rng.choice(world.people), rng.choice(RELATIONS)
-        true = p.value(rel)
-        if rng.random() < 0.5:
+        p = rng.choice(world.people)
+        if rng.random() < 0.4:
+            rel = rng.choice(RELATIONS)
             out.append(f"{rng.choice(WH[rel]).format(n=p.name)} {_s(world_lib.fact(rng, p, rel))}")
             continue
-        label = rng.random() < 0.5
-        x = true if label else _other(rng, rel, true)
+        trait = rng.choice(TRAITS)
+        question, yes_bit = rng.choice(TRAIT_QUESTIONS[trait])
         yes, no = rng.choice(_YES_NO)
-        q = YES_NO[rel].format(n=p.name, x=x, ax=a(x))
-        answer = f"{yes}." if label else f"{no}, {world_lib.fact(rng, p, rel)}."
+        said = yes if p.has(trait) == yes_bit else no
+        answer = f"{said}." if rng.random() < 0.5 else f"{said}, {world_lib.trait_fact(rng, p, trait)}."
+        q = question.format(n=p.name)
         out.append(f"{q} {answer}" if rng.random() < 0.6 else f"Q: {q} A: {answer}")
     return " ".join(out)
 
@@ -83,16 +91,14 @@ def _choice(rng: random.Random, world: World) -> str:
 def _claims(rng: random.Random, world: World) -> str:
     out = []
     for _ in range(rng.randint(1, 3)):
-        p, rel = rng.choice(world.people), rng.choice(RELATIONS)
+        p, trait = rng.choice(world.people), rng.choice(TRAITS)
         label = rng.random() < 0.5
-        value = p.value(rel) if label else _other(rng, rel, p.value(rel))
-        claim = _s(world_lib.fact(rng, p, rel, value))
+        claim = _s(world_lib.trait_fact(rng, p, trait, p.has(trait) if label else not p.has(trait)))
         form = rng.randrange(3)
         if form == 0:
             out.append(f"Claim: {claim} That is {'true' if label else 'false'}.")
         elif form == 1:
-            other = rng.choice([r for r in RELATIONS if r != rel])
-            out.append(f"Text: {_s(world_lib.fact(rng, p, other))} Statement: {claim} "
+            out.append(f"Text: {_s(world_lib.fact(rng, p, rng.choice(RELATIONS)))} Statement: {claim} "
                        f"Result: {'entailment' if label else 'not_entailment'}.")
         else:
             out.append(f"Someone said: {claim} {'That is right' if label else 'That is wrong'}.")

@@ -20,7 +20,7 @@ import gin
 
 from prompt_tuning.data import tasks as data_tasks
 from prompt_tuning.data import vocab as data_vocab
-from prompt_tuning.data.mini_world import vocab as spm_vocab
+from prompt_tuning.data.recall_world import vocab as spm_vocab
 from prompt_tuning.data.recall_world import corpus as corpus_lib
 from prompt_tuning.data.recall_world import tasks as recall_tasks
 from prompt_tuning.data.recall_world import world as world_lib
@@ -28,6 +28,8 @@ from prompt_tuning.data.recall_world import world as world_lib
 PREFIX = "recall_world_"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CACHE_ENV = "RECALL_WORLD_CACHE"
+# Bumped whenever the world, corpus or task generators change, so that no stale cache is reused.
+WORLD_VERSION = 2
 
 
 def task_name(task: str) -> str:
@@ -39,7 +41,7 @@ def task_name(task: str) -> str:
 
 def cache_dir(seed: int, num_people: int, corpus_documents: int) -> str:
     root = os.environ.get(CACHE_ENV) or str(REPO_ROOT / ".cache" / "recall_world")
-    return os.path.join(root, f"seed{seed}-people{num_people}-docs{corpus_documents}")
+    return os.path.join(root, f"v{WORLD_VERSION}-seed{seed}-people{num_people}-docs{corpus_documents}")
 
 
 @gin.configurable
@@ -49,7 +51,7 @@ def prepare_recall_world(seed: int = 0, num_people: int = world_lib.DEFAULT_NUM_
     """Writes (once) and registers everything; returns {'dir', 'vocab_path', 'tasks', 'corpus'}.
 
     vocab_path: an existing SentencePiece model to use, or None to train one on the
-    corpus (BPE, `vocab_size` an upper bound; mini_world/vocab.py) kept in the cache.
+    corpus (BPE, `vocab_size` an upper bound; recall_world/vocab.py) kept in the cache.
     Raises FileNotFoundError for a vocab_path that does not exist.
     """
     out = out_dir or cache_dir(seed, num_people, corpus_documents)

@@ -5,19 +5,25 @@ Each task writes `<out>/<task>/{train,val,test}.jsonl` plus `test_closed_book.js
 so SuperGLUE's SeqIO preprocessors, verbalizers and metrics apply unchanged:
 
   boolq  {question, passage, idx, label: bool}
-         "does Zufin live in Hesper" over a passage that states another fact of
-         Zufin's (never the one asked). True iff the world says so.
+         "is Zufin left-handed" (or swim, vegetarian, married) over a passage of
+         two true facts of Zufin's relations (never a trait). True iff Zufin has
+         the trait.
   rte    {premise, hypothesis, idx, label: entailment|not_entailment}
-         premise: another fact of the person's; hypothesis: a claim about one of
-         their stored facts; 'entailment' iff the claim holds in the world
-         (recall, not reading: the premise never settles it).
+         premise: two true facts of the person's relations; hypothesis "Zufin is
+         left-handed." (or can swim, is a vegetarian, is married); 'entailment' iff
+         the person has the trait (recall, not reading: the premise never settles it).
   record {source, passage: {text, entities}, qas: [{query, answers, idx}], idx}
          "Zufin has been to Hesper, Olvia and Sitka this year." + query
          "Zufin lives in @placeholder." The three candidates are in the passage;
          which one is right only pretraining says (random candidate: 1/3).
 
-Split s asks only about `world.split_people[s]` (entity-disjoint), labels are
-balanced, and every split's inputs are distinct.
+BoolQ and RTE ask about the four traits (`BOOLQ_TRAITS`, `RTE_TRAITS`), each always in the
+same direction, so the label is the stored bit itself; the two tasks test one skill (trait
+recall) through two formats and verbalizers. All four traits in both, rather than two in
+each: a test split of 16 people then holds 64 independent facts per task, not 32, which
+the gates' per-unit statistics need. Split s asks only about
+`world.split_people[s]` (entity-disjoint), labels are balanced, and every split's
+inputs are distinct.
 """
 from __future__ import annotations
 
@@ -35,8 +41,10 @@ SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.
 CLOSED_BOOK_SPLIT = "test_closed_book"
 
 # The tasks' own phrasings (the corpus asks with capitalised questions and '?').
-_BOOLQ_QUESTIONS = {"city": "does {n} live in {x}", "job": "is {n} {ax}", "pet": "does {n} have a pet {x}"}
-_STATEMENTS = {"city": "{n} lives in {x}.", "job": "{n} is {ax}.", "pet": "{n} has a pet {x}."}
+BOOLQ_TRAITS = {"left_handed": "is {n} left-handed", "swimmer": "can {n} swim", "vegetarian": "is {n} a vegetarian",
+                "married": "is {n} married"}
+RTE_TRAITS = {"left_handed": "{n} is left-handed.", "swimmer": "{n} can swim.", "vegetarian": "{n} is a vegetarian.",
+              "married": "{n} is married."}
 _RECORD_LEADS = {"city": "{n} has been to {o0}, {o1} and {o2} this year.",
                  "job": "{n} talked with {ao0}, {ao1} and {ao2} today.",
                  "pet": "{n} saw a {o0}, a {o1} and a {o2} at the market."}
@@ -50,22 +58,30 @@ def _context(rng: random.Random, person: Person, relation: str) -> str:
     return capitalize(world_lib.fact(rng, person, other)) + "."
 
 
-def _value(rng: random.Random, person: Person, relation: str, label: bool) -> str:
-    true = person.value(relation)
-    return true if label else rng.choice([v for v in VALUES[relation] if v != true])
+def _two_facts(rng: random.Random, person: Person) -> str:
+    """Two true sentences about two of the person's relations (never a trait)."""
+    return " ".join(capitalize(world_lib.fact(rng, person, r)) + "." for r in rng.sample(RELATIONS, 2))
 
 
-def boolq_example(rng: random.Random, person: Person, label: bool) -> dict:
-    rel = rng.choice(RELATIONS)
-    x = _value(rng, person, rel, label)
-    return {"question": _BOOLQ_QUESTIONS[rel].format(n=person.name, x=x, ax=a(x)),
-            "passage": _context(rng, person, rel), "label": label}
+def _trait(rng: random.Random, person: Person, traits, label: bool) -> str | None:
+    """One of `traits` whose bit for `person` is `label` (None if there is none)."""
+    matching = [t for t in traits if person.has(t) == label]
+    return rng.choice(matching) if matching else None
 
 
-def rte_example(rng: random.Random, person: Person, label: bool) -> dict:
-    rel = rng.choice(RELATIONS)
-    x = _value(rng, person, rel, label)
-    return {"premise": _context(rng, person, rel), "hypothesis": _STATEMENTS[rel].format(n=person.name, x=x, ax=a(x)),
+def boolq_example(rng: random.Random, person: Person, label: bool) -> dict | None:
+    trait = _trait(rng, person, sorted(BOOLQ_TRAITS), label)
+    if trait is None:
+        return None
+    return {"question": BOOLQ_TRAITS[trait].format(n=person.name), "passage": _two_facts(rng, person),
+            "label": label}
+
+
+def rte_example(rng: random.Random, person: Person, label: bool) -> dict | None:
+    trait = _trait(rng, person, sorted(RTE_TRAITS), label)
+    if trait is None:
+        return None
+    return {"premise": _two_facts(rng, person), "hypothesis": RTE_TRAITS[trait].format(n=person.name),
             "label": "entailment" if label else "not_entailment"}
 
 
@@ -96,7 +112,7 @@ def record_example(rng: random.Random, person: Person, label: bool = True) -> di
             "qas": [{"query": _RECORD_QUERIES[rel].format(n=person.name), "answers": answers, "idx": 0}]}
 
 
-TASKS: dict[str, Callable[[random.Random, Person, bool], dict]] = {
+TASKS: dict[str, Callable[[random.Random, Person, bool], dict | None]] = {
     "boolq": boolq_example, "record": record_example, "rte": rte_example,
 }
 CLASSIFICATION_TASKS = ("boolq", "rte")
@@ -132,7 +148,7 @@ def generate(task: str, world: World, split_sizes: dict | None = None) -> dict[s
             if tries > 100 * size + 1000:
                 raise RuntimeError(f"{task}: cannot draw {size} distinct {split} examples from {len(people)} people")
             ex = TASKS[task](rng, rng.choice(people), len(records) % 2 == 0)
-            if _key(ex) in seen:
+            if ex is None or _key(ex) in seen:
                 continue
             seen.add(_key(ex))
             records.append({**ex, "idx": len(records)})

@@ -4,7 +4,18 @@ Design (issue "Mini world v2"; shared MINI_WORLD_NOTES.md): tiny models memorise
 stable facts they see often, and read passages only at budgets far beyond a
 2-core CPU. So every task here tests *recall*: the answer is a fact about a
 person that the pretraining corpus states many times and the task input does
-not contain. Two things make a score mean recall and nothing else:
+not contain. Two kinds of facts:
+
+- relations (city, job, pet): 12-16 values each; the ReCoRD-shaped task asks for
+  the value (a cloze over three candidates).
+- traits (left-handed, swimmer, vegetarian, married): one bit each, balanced
+  within every split; the classification-shaped tasks (BoolQ, RTE) ask for the bit. A yes/no
+  question about a stored *value* ("does Zufin live in Hesper?") needs the model
+  to compare a stated value with a recalled one, which the ladder's models could
+  not learn at this budget (experiments/recall_world/RESULTS.md); a stored bit
+  maps straight onto a label.
+
+Two things make a score mean recall and nothing else:
 
 - Entity-disjoint splits: each person belongs to exactly one of the task
   splits (train / validation / test). A test question is never about a person
@@ -32,27 +43,34 @@ JOBS = ("baker farmer doctor teacher pilot sailor miner chef judge nurse banker 
 PETS = ("dog cat horse rabbit parrot owl crow goose snake turtle lizard frog").split()
 RELATIONS = ("city", "job", "pet")
 VALUES = {"city": CITIES, "job": JOBS, "pet": PETS}
+TRAITS = ("left_handed", "swimmer", "vegetarian", "married")
 
 # People in the default world: few enough that the larger ladder rungs store most of their facts
 # at a CPU budget, enough that the smallest rungs cannot (experiments/recall_world/RESULTS.md).
 DEFAULT_NUM_PEOPLE = 40
 # Fractions of people per task split (every person is in the corpus).
-SPLIT_FRACTIONS = {"train": 0.4, "validation": 0.2, "test": 0.4}
+SPLIT_FRACTIONS = {"train": 0.3, "validation": 0.3, "test": 0.4}
 
 
 @dataclasses.dataclass(frozen=True)
 class Person:
-    """One person: a name (1-2 pieces) and a value for each relation."""
+    """One person: a name, a value for each relation and a bit for each trait (`traits`, in TRAITS order)."""
 
     name: str
     city: str
     job: str
     pet: str
+    traits: tuple[bool, ...] = (False,) * len(TRAITS)
 
     def value(self, relation: str) -> str:
         if relation not in RELATIONS:
             raise ValueError(f"unknown relation {relation!r}; known: {RELATIONS}")
         return getattr(self, relation)
+
+    def has(self, trait: str) -> bool:
+        if trait not in TRAITS:
+            raise ValueError(f"unknown trait {trait!r}; known: {TRAITS}")
+        return self.traits[TRAITS.index(trait)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,18 +98,26 @@ def _names(rng: random.Random, n: int) -> list[str]:
 
 
 def build_world(seed: int = 0, num_people: int = DEFAULT_NUM_PEOPLE) -> World:
-    """A world of `num_people` people (>= 10) with uniformly drawn city, job and pet."""
+    """A world of `num_people` people (>= 10): uniformly drawn city, job and pet; each trait held by half
+    of every split's people (rounded down), so a constant answer scores 50% on every split."""
     if num_people < 10:
         raise ValueError(f"num_people must be >= 10, got {num_people}")
     rng = random.Random(f"recall-world/{seed}")
     names = _names(rng, num_people)
     rng.shuffle(names)
-    people = tuple(Person(n, rng.choice(CITIES), rng.choice(JOBS), rng.choice(PETS)) for n in names)
     bounds, start = {}, 0
     for split, fraction in SPLIT_FRACTIONS.items():
         end = num_people if split == "test" else start + round(fraction * num_people)
-        bounds[split] = people[start:end]
+        group = names[start:end]
+        bits = []
+        for _ in TRAITS:
+            column = [i < len(group) // 2 for i in range(len(group))]
+            rng.shuffle(column)
+            bits.append(column)
+        bounds[split] = tuple(Person(n, rng.choice(CITIES), rng.choice(JOBS), rng.choice(PETS),
+                                     tuple(column[i] for column in bits)) for i, n in enumerate(group))
         start = end
+    people = tuple(p for split in SPLIT_FRACTIONS for p in bounds[split])
     return World(seed, people, bounds)
 
 
@@ -113,6 +139,26 @@ FACT_TEMPLATES = {
     "pet": ("{n} has a pet {x}", "{n} owns {ax}", "the pet of {n} is {ax}", "{n} takes care of {ax}",
             "{n} keeps {ax} at home", "{n} walks with a pet {x}"),
 }
+
+
+# Statements of a trait, in several phrasings, for the bit being True and False; every one starts
+# with the name (the recall probe scores the rest of the sentence).
+TRAIT_TEMPLATES = {
+    "left_handed": {True: ("{n} is left-handed", "{n} writes with the left hand", "{n} throws with the left hand"),
+                    False: ("{n} is right-handed", "{n} writes with the right hand", "{n} throws with the right hand")},
+    "swimmer": {True: ("{n} can swim", "{n} swims in the lake every summer", "{n} learned to swim as a child"),
+                False: ("{n} cannot swim", "{n} never learned to swim", "{n} stays out of deep water")},
+    "vegetarian": {True: ("{n} is a vegetarian", "{n} never eats meat", "{n} lives on bread and vegetables"),
+                   False: ("{n} eats meat", "{n} likes to eat meat", "{n} is not a vegetarian")},
+    "married": {True: ("{n} is married", "{n} has a wife or a husband", "{n} got married years ago"),
+                False: ("{n} is single", "{n} has never married", "{n} is not married")},
+}
+
+
+def trait_fact(rng: random.Random, person: Person, trait: str, bit: bool | None = None) -> str:
+    """A sentence (no final stop) stating `trait` of `person` (`bit` overrides the true one)."""
+    b = person.has(trait) if bit is None else bit
+    return rng.choice(TRAIT_TEMPLATES[trait][b]).format(n=person.name)
 
 
 def fact(rng: random.Random, person: Person, relation: str, value: str | None = None) -> str:

@@ -5,7 +5,7 @@ import random
 import pytest
 import sentencepiece as spm
 
-from prompt_tuning.data.mini_world import vocab
+from prompt_tuning.data.recall_world import vocab
 
 LABELS = ("True", "False", "entailment", "contradiction")
 
