@@ -2,8 +2,7 @@
 
     majority          the most frequent answer of the task's *training* split, always
     lookup            the training split's most frequent answer for the same question key
-                      (BoolQ, RTE: the question / hypothesis, i.e. person and trait;
-                      ReCoRD: person and relation of the query),
+                      (the person and the relation or trait asked about),
                       else the majority answer: what memorising the task's training data buys
     random_candidate  ReCoRD: the expected accuracy of a uniformly random passage entity
 
@@ -31,11 +30,9 @@ def answer(task: str, row: dict) -> str:
     return str(row["label"])
 
 
-def question_key(task: str, row: dict) -> tuple:
-    """What the answer is a function of, in the world: (person, relation) or (person, trait)."""
-    if task == "record":
-        return tuple(row["qas"][0]["query"].replace("@placeholder", "").split()[:3])
-    return (row["question"] if task == "boolq" else row["hypothesis"],)
+def question_key(task: str, row: dict) -> tuple[str, str]:
+    """What the answer is a function of, in the world: (person, relation or trait) (tasks.fact_asked)."""
+    return recall_tasks.fact_asked(task, row)
 
 
 def _candidates(row: dict) -> list[str]:

@@ -118,6 +118,26 @@ TASKS: dict[str, Callable[[random.Random, Person, bool], dict | None]] = {
 CLASSIFICATION_TASKS = ("boolq", "rte")
 
 
+def fact_asked(task: str, row: dict) -> tuple[str, str]:
+    """(person, relation or trait) a row asks about: the one stored fact its answer depends on.
+
+    Raises ValueError for a row no template of the task produced.
+    """
+    if task == "record":
+        query = row["qas"][0]["query"]
+        for rel, template in _RECORD_QUERIES.items():
+            head, tail = template.split("{n}")
+            if query.startswith(head) and query.endswith(tail):
+                return query[len(head):len(query) - len(tail)], rel
+    elif task in ("boolq", "rte"):
+        text = row["question"] if task == "boolq" else row["hypothesis"]
+        for trait, template in (BOOLQ_TRAITS if task == "boolq" else RTE_TRAITS).items():
+            head, tail = template.split("{n}")
+            if text.startswith(head) and text.endswith(tail) and len(text) > len(head) + len(tail):
+                return text[len(head):len(text) - len(tail)], trait
+    raise ValueError(f"{task}: no recall template matches row {row!r:.200}")
+
+
 def _key(ex: dict) -> str:
     return json.dumps({k: v for k, v in ex.items() if k != "label"}, sort_keys=True)
 

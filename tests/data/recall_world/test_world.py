@@ -92,6 +92,19 @@ def test_every_person_appears_in_the_corpus(world):
     assert all(p.name in docs for p in world.people)
 
 
+def test_fact_asked_names_the_person_and_the_fact(world, generated):
+    people = {p.name: p for p in world.people}
+    for task, splits in generated.items():
+        for r in splits["test"]:
+            person, fact = tasks.fact_asked(task, r)
+            if task == "record":
+                assert r["qas"][0]["answers"][0]["text"] == people[person].value(fact)
+            else:
+                assert (str(r["label"]) in ("True", "entailment")) == people[person].has(fact)
+    with pytest.raises(ValueError):
+        tasks.fact_asked("boolq", {"question": "is it raining"})
+
+
 def test_lookup_table_cannot_beat_majority_on_disjoint_people(tmp_path, world):
     tasks.write_tasks(str(tmp_path), world, split_sizes=SIZES)
     for task in tasks.TASKS:
