@@ -99,8 +99,8 @@ VERBALIZERS = {t: tuple(data.verbalizers(t)) for t in ("boolq", "rte")}
 LABEL_WORDS = {t: tuple(data.label_words(t)) for t in TASKS}
 EVAL_MODES = {"boolq": "rank", "rte": "rank", "record": "generate"}
 # The real backend's task descriptions; token counts with assets/recall_world/spm.model (tested).
-PROMPT_DESIGN = {"boolq": (REAL.prompt_design["boolq"][0], 26), "rte": (REAL.prompt_design["rte"][0], 27),
-                 "record": (REAL.prompt_design["record"][0], 37)}
+PROMPT_DESIGN = {"boolq": (REAL.prompt_design["boolq"][0], 26), "rte": (REAL.prompt_design["rte"][0], 26),
+                 "record": (REAL.prompt_design["record"][0], 36)}
 
 
 def size_config(rung: str):
@@ -164,20 +164,6 @@ RECALL = Backend(
 
 
 # ---------------------------------------------------------------------------- resampling units
-def _relation(task: str, key: tuple) -> str:
-    """The relation a question_key asks about: city, job or pet."""
-    word = key[1]
-    if word in ("live", "lives"):
-        return "city"
-    if word in ("have", "has"):
-        return "pet"
-    if task == "record" and word == "works":
-        return "job"
-    if task in ("boolq", "rte"):  # 'is Zufin a baker' / 'Zufin is a baker.'
-        return "job"
-    raise ValueError(f"{task}: no relation for question key {key!r}")
-
-
 @functools.lru_cache(maxsize=None)
 def task_dir(task: str) -> str:
     """The task's files as gin/recall_world.gin writes them (seed 0, default world; $RECALL_WORLD_CACHE)."""
@@ -187,7 +173,7 @@ def task_dir(task: str) -> str:
 
 
 def clusters(task: str, split: str, rows_dir: Optional[str] = None) -> tuple[list[tuple[str, str]], list[str]]:
-    """([N] (person, relation) cluster keys, [N] gold answers) of a split, in the file's order.
+    """([N] (person, relation or trait) cluster keys, [N] gold answers) of a split, in the file's order.
 
     The order is the order of the trainer's test_predictions rows; callers check the gold answers
     against the rows' targets (`aligned_clusters`). Built on baselines.question_key.
@@ -200,11 +186,7 @@ def clusters(task: str, split: str, rows_dir: Optional[str] = None) -> tuple[lis
         raise FileNotFoundError(f"{path} not found: the recall world's task files are written by any run with "
                                 f"gin/recall_world.gin (or set $RECALL_WORLD_CACHE)")
     rows = list(sources.read_jsonl(path))
-    keys = []
-    for r in rows:
-        k = baselines.question_key(task, r)
-        keys.append((k[0], _relation(task, k)))
-    return keys, [baselines.answer(task, r) for r in rows]
+    return [baselines.question_key(task, r) for r in rows], [baselines.answer(task, r) for r in rows]
 
 
 def aligned_clusters(task: str, split: str, prediction_rows, rows_dir: Optional[str] = None) -> list:

@@ -171,24 +171,19 @@ def task_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("task", recall.TASKS)
-def test_clusters_are_person_and_relation_of_each_row(task, task_files):
+def test_clusters_are_the_person_and_fact_of_each_row(task, task_files):
     from prompt_tuning.data import sources
+    from prompt_tuning.data.recall_world import world as world_lib
 
     keys, golds = recall.clusters(task, "test", os.path.join(task_files, task))
     rows = list(sources.read_jsonl(os.path.join(task_files, task, "test.jsonl")))
-    assert len(keys) == len(rows) == 600
-    words = {"city": ("live", "lives"), "pet": ("pet",), "job": ()}
-    for (person, relation), row in zip(keys, rows):
+    assert len(keys) == len(rows) == len(golds) == 600
+    facts = world_lib.RELATIONS if task == "record" else world_lib.TRAITS
+    for (person, fact), row in zip(keys, rows):
         text = {"boolq": row.get("question"), "rte": row.get("hypothesis")}.get(task) or row["qas"][0]["query"]
-        assert person in text.split()[:2] and relation in ("city", "job", "pet")
-        if relation == "pet":
-            assert "pet" in text
-        elif relation == "city":
-            assert "live" in text
-        else:
-            assert "pet" not in text and "live" not in text
-    # Test people x 3 relations: far fewer clusters than examples.
-    assert len(set(keys)) <= 3 * len({p for p, _ in keys}) < 100
+        assert person in text.split()[:2] and fact in facts
+    # Test people x facts: far fewer clusters than examples.
+    assert len(set(keys)) <= len(facts) * len({p for p, _ in keys}) < 100
 
 
 def test_tables_and_paired_comparison_from_run_directories(tmp_path, task_files):
