@@ -61,6 +61,7 @@ class Plan:
     flops: float        # per device
     num_trainable: int
     num_frozen: int
+    extrapolated_from: Optional[tuple[int, int]] = None  # (d1, d2): figures from two shallower compiles
 
     @property
     def devices(self) -> int:
@@ -127,6 +128,18 @@ def build_abstract(config, *, prompt_length: Optional[int], trainable_regex: str
     return model, state, frozen, batch, key
 
 
+def _mesh(mesh_shape: tuple[int, int], devices=None):
+    import jax
+
+    from prompt_tuning.training import partitioning
+
+    data, model_axis = mesh_shape
+    devices = list(devices if devices is not None else jax.devices())
+    if data * model_axis > len(devices):
+        raise PlanError(f"mesh {data}x{model_axis} needs {data * model_axis} devices, this process has {len(devices)}")
+    return partitioning.make_mesh(num_partitions=model_axis, devices=devices[:data * model_axis])
+
+
 def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Optional[int], trainable_regex: str,
                  batch_size: int, input_len: int, target_len: int, z_loss: float = 1e-4,
                  loss_normalizing_factor: Optional[float] = None, frozen_dtype: str = "float32",
@@ -136,11 +149,7 @@ def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Opti
 
     from prompt_tuning.training import partitioning, steps
 
-    data, model_axis = mesh_shape
-    devices = list(devices if devices is not None else jax.devices())
-    if data * model_axis > len(devices):
-        raise PlanError(f"mesh {data}x{model_axis} needs {data * model_axis} devices, this process has {len(devices)}")
-    mesh = partitioning.make_mesh(num_partitions=model_axis, devices=devices[:data * model_axis])
+    mesh = _mesh(mesh_shape, devices)
     partitioning.check_batch_size(batch_size, mesh)
     model, state, frozen, batch, key = build_abstract(
         config, prompt_length=prompt_length, trainable_regex=trainable_regex, tx=tx, mesh=mesh,
@@ -155,13 +164,54 @@ def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Opti
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
     plan = Plan(
-        mesh=(data, model_axis), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
+        mesh=tuple(mesh_shape), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
         optimizer=_shard_bytes(state["opt_state"]), batch=_shard_bytes(batch),
         argument=int(mem.argument_size_in_bytes), output=int(mem.output_size_in_bytes),
         alias=int(mem.alias_size_in_bytes), temp=int(mem.temp_size_in_bytes),
         flops=float((cost or {}).get("flops", float("nan"))),
         num_trainable=_count(state["params"]), num_frozen=_count(frozen))
     return plan, compiled
+
+
+def extrapolate_step(config, *, depths: tuple[int, int], mesh_shape: tuple[int, int], devices=None, **kw) -> Plan:
+    """The Plan of `config` from compiles of the same step at two smaller depths d1 < d2.
+
+    T5 1.1 has as many decoder as encoder layers (L). Without rematerialisation
+    every layer adds the same parameters, optimizer state, residuals kept for the
+    backward pass and FLOPs, so each XLA figure f is linear in the depth:
+    f(L) = f(d1) + (L - d1) (f(d2) - f(d1)) / (d2 - d1). Compiling at depths 1-4
+    instead of 24 makes XL and XXL plannable in minutes on a small CPU (XLA's
+    collective combiner is superlinear in the program's size). Parameter,
+    optimizer and batch bytes are exact (the full model's abstract shards); the
+    rest are extrapolated. `tests/test_plan.py` checks the extrapolation against
+    the full compile. Raises PlanError when the stacks differ in depth.
+    """
+    layers = config.num_encoder_layers
+    d1, d2 = depths
+    if config.num_decoder_layers != layers:
+        raise PlanError(f"depth extrapolation needs equal encoder and decoder depths, got {layers} and "
+                        f"{config.num_decoder_layers}")
+    if not 1 <= d1 < d2:
+        raise PlanError(f"--extrapolate_from_depths needs 1 <= d1 < d2, got {d1},{d2}")
+    if d2 >= layers:
+        return compile_step(config, mesh_shape=mesh_shape, devices=devices, **kw)[0]
+    shallow = [compile_step(config.replace(num_encoder_layers=d, num_decoder_layers=d), mesh_shape=mesh_shape,
+                            devices=devices, **kw)[0] for d in depths]
+
+    def line(name):
+        a, b = (getattr(p, name) for p in shallow)
+        return a + (layers - d1) * (b - a) / (d2 - d1)
+
+    mesh = _mesh(mesh_shape, devices)
+    _, state, frozen, batch, _ = build_abstract(
+        config, prompt_length=kw["prompt_length"], trainable_regex=kw["trainable_regex"], tx=kw["tx"], mesh=mesh,
+        batch_size=kw["batch_size"], input_len=kw["input_len"], target_len=kw["target_len"],
+        frozen_dtype=kw.get("frozen_dtype", "float32"), num_prompts=kw.get("num_prompts"))
+    return Plan(mesh=tuple(mesh_shape), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
+                optimizer=_shard_bytes(state["opt_state"]), batch=_shard_bytes(batch),
+                argument=round(line("argument")), output=round(line("output")), alias=round(line("alias")),
+                temp=round(line("temp")), flops=line("flops"), num_trainable=_count(state["params"]),
+                num_frozen=_count(frozen), extrapolated_from=tuple(depths))
 
 
 def report(plan: Plan, *, device_memory_gb: float, peak_tflops: Optional[float], batch_size: int) -> str:
@@ -195,13 +245,64 @@ def model_axis_candidates(devices: int, model_axis: int, batch_size: int) -> lis
             if devices % m == 0 and batch_size % (devices // m) == 0]
 
 
+def layouts(devices: int, batch_size: int) -> list[tuple[int, int]]:
+    """Every (data, model) mesh of `devices` devices whose data axis divides `batch_size`."""
+    return [(devices // m, m) for m in range(1, devices + 1)
+            if devices % m == 0 and batch_size % (devices // m) == 0]
+
+
+def lower_bound(config, *, mesh_shape: tuple[int, int], tuning: Optional[str], prompt_length: Optional[int],
+                batch_size: int, input_len: int, target_len: int, frozen_itemsize: int = 4) -> int:
+    """Per-device bytes no compiled step can go below (plan_closed_form): parameters, Adafactor state,
+    and for prompt or model tuning (`tuning`) the residuals the backward pass reads plus the weight
+    gradients. Other methods (tuning=None): parameters and optimizer state only."""
+    from prompt_tuning import plan_closed_form as cf
+
+    data, model_axis = mesh_shape
+    kind = tuning or "model"  # parameters only: trainable + frozen is the same total either way
+    params = cf.parameter_bytes(config, tuning=kind, model_axis=model_axis, prompt_length=prompt_length,
+                                frozen_itemsize=frozen_itemsize)
+    total = params.total
+    if tuning is not None:
+        total += cf.adafactor_state_bytes(config, tuning=tuning, model_axis=model_axis, prompt_length=prompt_length)
+        total += params.trainable  # the gradient
+        total += cf.activation_bytes(config, tuning=tuning, batch_per_device=batch_size // data,
+                                     model_axis=model_axis, input_len=input_len, target_len=target_len,
+                                     prompt_length=prompt_length)["total"]
+    return total
+
+
+def smallest_mesh(plan_of, bound_of, *, batch_size: int, device_memory_gb: float, max_devices: int):
+    """The smallest device count (1, 2, 4, ... `max_devices`) with a (data, model) layout that fits.
+
+    Each count's layouts are tried in order of `bound_of(mesh)` (closed-form bytes no compile can go
+    below): a layout whose bound exceeds the memory is ruled out without compiling, the others are
+    planned with `plan_of(mesh)` (a Plan) until one fits. Returns (fitting Plan or None, log) where log
+    lists (mesh, outcome) for every layout of every count tried, so a smaller count is shown not to fit.
+    """
+    limit, log = device_memory_gb * GiB, []
+    devices = 1
+    while devices <= max_devices:
+        for mesh in sorted(layouts(devices, batch_size), key=bound_of):
+            bound = bound_of(mesh)
+            if bound > limit:
+                log.append((mesh, f"ruled out: closed-form lower bound {bound / GiB:.2f} GiB"))
+                continue
+            plan = plan_of(mesh)
+            log.append((mesh, f"{plan.total / GiB:.2f} GiB" + (" fits" if fits(plan, device_memory_gb) else "")))
+            if fits(plan, device_memory_gb):
+                return plan, log
+        devices *= 2
+    return None, log
+
+
 # ----------------------------------------------------------------------------- command line
 
 
 def _parse(argv: Sequence[str]) -> dict:
     # Parsed by hand like training/cli.py: absl flags cannot take the open-ended --gin.PARAM=VALUE.
     out = {"gin_files": [], "gin_bindings": [], "mesh": None, "device_memory_gb": None, "peak_tflops": None,
-           "frozen_dtype": "float32", "search": True}
+           "frozen_dtype": "float32", "search": True, "depths": None, "smallest_mesh": False, "max_devices": 1024}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise PlanError(f"unexpected argument {arg!r} (flags look like --name=value)")
@@ -226,11 +327,23 @@ def _parse(argv: Sequence[str]) -> dict:
             if value not in ("float32", "bfloat16"):
                 raise PlanError(f"--frozen_dtype must be float32 or bfloat16, got {value!r}")
             out["frozen_dtype"] = value
-        elif name == "suggest":
-            out["search"] = value.lower() not in ("0", "false", "no")
+        elif name in ("suggest", "smallest_mesh"):
+            out["search" if name == "suggest" else name] = value.lower() not in ("0", "false", "no")
+        elif name == "extrapolate_from_depths":
+            try:
+                d1, d2 = (int(v) for v in value.split(","))
+                assert 1 <= d1 < d2
+            except (ValueError, AssertionError):
+                raise PlanError(f"--extrapolate_from_depths must be D1,D2 with 1 <= D1 < D2, got {value!r}") from None
+            out["depths"] = (d1, d2)
+        elif name == "max_devices":
+            if not value.isdigit() or int(value) < 1:
+                raise PlanError(f"--max_devices must be a positive int, got {value!r}")
+            out["max_devices"] = int(value)
         else:
             raise PlanError(f"unknown flag --{name} (known: --gin_file, --gin.PARAM=VALUE, --mesh, "
-                            f"--device_memory_gb, --peak_tflops, --frozen_dtype, --suggest)")
+                            f"--device_memory_gb, --peak_tflops, --frozen_dtype, --suggest, "
+                            f"--extrapolate_from_depths, --smallest_mesh, --max_devices)")
     if out["mesh"] is None or out["device_memory_gb"] is None:
         raise PlanError("--mesh=DATAxMODEL and --device_memory_gb=N are required")
     if not out["gin_files"]:
@@ -283,19 +396,40 @@ def _run_config(args: dict) -> dict:
     }
 
 
+def _tuning(run: dict) -> Optional[str]:
+    """'prompt' or 'model' when the run is one of the two the closed form covers, else None."""
+    from prompt_tuning.training import steps
+
+    if run["prompt_length"] and run["trainable_regex"] == steps.PROMPT_REGEX and not run["num_prompts"]:
+        return "prompt"
+    if not run["prompt_length"] and run["trainable_regex"] == ".*":
+        return "model"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    plans = {}
     try:
         args = _parse(argv)
         data, model_axis = args["mesh"]
-        _simulate_devices(data * model_axis)
+        _simulate_devices(max(data * model_axis, args["max_devices"] if args["smallest_mesh"] else 1))
         run = _run_config(args)
         common = {k: v for k, v in run.items() if k != "config"}
-        plan, _ = compile_step(run["config"], mesh_shape=(data, model_axis), frozen_dtype=args["frozen_dtype"],
-                               **common)
+        common["frozen_dtype"] = args["frozen_dtype"]
+
+        def plan_of(mesh):
+            if mesh not in plans:
+                if args["depths"]:
+                    plans[mesh] = extrapolate_step(run["config"], depths=args["depths"], mesh_shape=mesh, **common)
+                else:
+                    plans[mesh] = compile_step(run["config"], mesh_shape=mesh, **common)[0]
+            return plans[mesh]
+
+        plan = plan_of((data, model_axis))
     except PlanError as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -303,15 +437,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return USAGE_ERROR
     memory = args["device_memory_gb"]
+    if plan.extrapolated_from:
+        print(f"(outputs, temporaries and FLOPs extrapolated from compiles at depths {plan.extrapolated_from[0]} "
+              f"and {plan.extrapolated_from[1]} to {run['config'].num_encoder_layers} layers)")
     print(report(plan, device_memory_gb=memory, peak_tflops=args["peak_tflops"], batch_size=run["batch_size"]))
+    if args["smallest_mesh"]:
+        tuning = _tuning(run)
+        itemsize = 2 if args["frozen_dtype"] == "bfloat16" else 4
+
+        def bound_of(mesh):
+            return lower_bound(run["config"], mesh_shape=mesh, tuning=tuning, prompt_length=run["prompt_length"],
+                               batch_size=run["batch_size"], input_len=run["input_len"],
+                               target_len=run["target_len"], frozen_itemsize=itemsize)
+
+        best, log = smallest_mesh(plan_of, bound_of, batch_size=run["batch_size"], device_memory_gb=memory,
+                                  max_devices=args["max_devices"])
+        print("smallest mesh search (device counts 1, 2, 4, ...; per layout: per-device total or why skipped):")
+        for (d, m), outcome in log:
+            print(f"  {d}x{m}: {outcome}")
+        if best is None:
+            print(f"smallest mesh: none of up to {args['max_devices']} devices of {memory:g} GiB fits")
+        else:
+            print(f"smallest mesh: {best.mesh[0]}x{best.mesh[1]} ({best.devices} devices), "
+                  f"{best.total / GiB:.2f} GiB per device of {memory:g} GiB")
     if fits(plan, memory):
         return 0
     devices = data * model_axis
     suggestion = "no model-axis size on these devices fits; use more devices"
     if args["search"]:
         for m in model_axis_candidates(devices, model_axis, run["batch_size"]):
-            other, _ = compile_step(run["config"], mesh_shape=(devices // m, m), frozen_dtype=args["frozen_dtype"],
-                                    **common)
+            other = plan_of((devices // m, m))
             if fits(other, memory):
                 suggestion = (f"--mesh={devices // m}x{m} (model axis {m}) fits: {other.total / GiB:.2f} GiB per device")
                 break
