@@ -33,6 +33,7 @@ temporaries as an estimate (parameters, optimizer state and batch are exact).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -286,10 +287,10 @@ def smallest_mesh(plan_of, bound_of, *, batch_size: int, device_memory_gb: float
         for mesh in sorted(layouts(devices, batch_size), key=bound_of):
             bound = bound_of(mesh)
             if bound > limit:
-                log.append((mesh, f"ruled out: closed-form lower bound {bound / GiB:.2f} GiB"))
+                log.append((mesh, f"ruled out: closed-form lower bound {bound / GiB:.3f} GiB"))
                 continue
             plan = plan_of(mesh)
-            log.append((mesh, f"{plan.total / GiB:.2f} GiB" + (" fits" if fits(plan, device_memory_gb) else "")))
+            log.append((mesh, f"{plan.total / GiB:.3f} GiB" + (" fits" if fits(plan, device_memory_gb) else "")))
             if fits(plan, device_memory_gb):
                 return plan, log
         devices *= 2
@@ -302,7 +303,8 @@ def smallest_mesh(plan_of, bound_of, *, batch_size: int, device_memory_gb: float
 def _parse(argv: Sequence[str]) -> dict:
     # Parsed by hand like training/cli.py: absl flags cannot take the open-ended --gin.PARAM=VALUE.
     out = {"gin_files": [], "gin_bindings": [], "mesh": None, "device_memory_gb": None, "peak_tflops": None,
-           "frozen_dtype": "float32", "search": True, "depths": None, "smallest_mesh": False, "max_devices": 1024}
+           "frozen_dtype": "float32", "search": True, "depths": None, "smallest_mesh": False, "max_devices": 1024,
+           "plan_cache": None}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise PlanError(f"unexpected argument {arg!r} (flags look like --name=value)")
@@ -336,6 +338,8 @@ def _parse(argv: Sequence[str]) -> dict:
             except (ValueError, AssertionError):
                 raise PlanError(f"--extrapolate_from_depths must be D1,D2 with 1 <= D1 < D2, got {value!r}") from None
             out["depths"] = (d1, d2)
+        elif name == "plan_cache":
+            out["plan_cache"] = value
         elif name == "max_devices":
             if not value.isdigit() or int(value) < 1:
                 raise PlanError(f"--max_devices must be a positive int, got {value!r}")
@@ -343,9 +347,9 @@ def _parse(argv: Sequence[str]) -> dict:
         else:
             raise PlanError(f"unknown flag --{name} (known: --gin_file, --gin.PARAM=VALUE, --mesh, "
                             f"--device_memory_gb, --peak_tflops, --frozen_dtype, --suggest, "
-                            f"--extrapolate_from_depths, --smallest_mesh, --max_devices)")
-    if out["mesh"] is None or out["device_memory_gb"] is None:
-        raise PlanError("--mesh=DATAxMODEL and --device_memory_gb=N are required")
+                            f"--extrapolate_from_depths, --smallest_mesh, --max_devices, --plan_cache)")
+    if out["device_memory_gb"] is None or (out["mesh"] is None and not out["smallest_mesh"]):
+        raise PlanError("--mesh=DATAxMODEL (or --smallest_mesh=true) and --device_memory_gb=N are required")
     if not out["gin_files"]:
         raise PlanError("give the run's gin files (--gin_file=...), e.g. gin/runs/prompt_finetune.gin and a model")
     return out
@@ -396,6 +400,43 @@ def _run_config(args: dict) -> dict:
     }
 
 
+def _cache_key(args: dict) -> str:
+    """What a plan depends on besides the mesh: the run's gin files and bindings, depths, frozen dtype."""
+    return json.dumps([args["gin_files"], args["gin_bindings"], args["depths"], args["frozen_dtype"]])
+
+
+class _PlanCache:
+    """Plans already compiled, in a JSON file (`--plan_cache`), so a table's rows share their compiles."""
+
+    def __init__(self, path: Optional[str], key: str):
+        self.path, self.key = path, key
+        self.entries = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.entries = json.load(f)
+
+    def get(self, mesh) -> Optional[Plan]:
+        entry = self.entries.get(self.key, {}).get(f"{mesh[0]}x{mesh[1]}")
+        if entry is None:
+            return None
+        entry = dict(entry, mesh=tuple(entry["mesh"]))
+        if entry.get("extrapolated_from"):
+            entry["extrapolated_from"] = tuple(entry["extrapolated_from"])
+        return Plan(**entry)
+
+    def put(self, mesh, plan: Plan) -> None:
+        if not self.path:
+            return
+        if os.path.exists(self.path):  # another process may have added plans meanwhile
+            with open(self.path) as f:
+                self.entries = json.load(f)
+        self.entries.setdefault(self.key, {})[f"{mesh[0]}x{mesh[1]}"] = dataclasses.asdict(plan)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.entries, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
 def _tuning(run: dict) -> Optional[str]:
     """'prompt' or 'model' when the run is one of the two the closed form covers, else None."""
     from prompt_tuning.training import steps
@@ -415,21 +456,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     plans = {}
     try:
         args = _parse(argv)
-        data, model_axis = args["mesh"]
+        data, model_axis = args["mesh"] or (1, 1)
         _simulate_devices(max(data * model_axis, args["max_devices"] if args["smallest_mesh"] else 1))
         run = _run_config(args)
         common = {k: v for k, v in run.items() if k != "config"}
         common["frozen_dtype"] = args["frozen_dtype"]
 
+        cache = _PlanCache(args["plan_cache"], _cache_key(args))
+
         def plan_of(mesh):
             if mesh not in plans:
+                plans[mesh] = cache.get(mesh)
+            if plans[mesh] is None:
                 if args["depths"]:
                     plans[mesh] = extrapolate_step(run["config"], depths=args["depths"], mesh_shape=mesh, **common)
                 else:
                     plans[mesh] = compile_step(run["config"], mesh_shape=mesh, **common)[0]
+                cache.put(mesh, plans[mesh])
             return plans[mesh]
 
-        plan = plan_of((data, model_axis))
+        plan = plan_of((data, model_axis)) if args["mesh"] else None
     except PlanError as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -437,10 +483,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return USAGE_ERROR
     memory = args["device_memory_gb"]
-    if plan.extrapolated_from:
-        print(f"(outputs, temporaries and FLOPs extrapolated from compiles at depths {plan.extrapolated_from[0]} "
-              f"and {plan.extrapolated_from[1]} to {run['config'].num_encoder_layers} layers)")
-    print(report(plan, device_memory_gb=memory, peak_tflops=args["peak_tflops"], batch_size=run["batch_size"]))
+    if args["depths"] and args["depths"][1] < run["config"].num_encoder_layers:
+        print(f"(outputs, temporaries and FLOPs extrapolated from compiles at depths {args['depths'][0]} "
+              f"and {args['depths'][1]} to {run['config'].num_encoder_layers} layers)")
+    if plan is not None:
+        print(report(plan, device_memory_gb=memory, peak_tflops=args["peak_tflops"], batch_size=run["batch_size"]))
     if args["smallest_mesh"]:
         tuning = _tuning(run)
         itemsize = 2 if args["frozen_dtype"] == "bfloat16" else 4
@@ -460,6 +507,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             print(f"smallest mesh: {best.mesh[0]}x{best.mesh[1]} ({best.devices} devices), "
                   f"{best.total / GiB:.2f} GiB per device of {memory:g} GiB")
+        if plan is None:
+            return 0 if best is not None else DOES_NOT_FIT
     if fits(plan, memory):
         return 0
     devices = data * model_axis
