@@ -38,6 +38,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from prompt_tuning.plan_search import layouts, lower_bound, smallest_mesh  # noqa: F401  (the CLI's search)
+
 GiB, MiB = 2.0 ** 30, 2.0 ** 20
 USAGE_ERROR, DOES_NOT_FIT = 2, 1
 _PLAN_DEFAULTS = ("MIXTURE_OR_TASK_NAME = 'plan'", "INITIAL_CHECKPOINT_PATH = None")
@@ -244,57 +246,6 @@ def model_axis_candidates(devices: int, model_axis: int, batch_size: int) -> lis
     """Larger model-axis sizes on the same devices whose data axis still divides the batch."""
     return [m for m in range(model_axis + 1, devices + 1)
             if devices % m == 0 and batch_size % (devices // m) == 0]
-
-
-def layouts(devices: int, batch_size: int) -> list[tuple[int, int]]:
-    """Every (data, model) mesh of `devices` devices whose data axis divides `batch_size`."""
-    return [(devices // m, m) for m in range(1, devices + 1)
-            if devices % m == 0 and batch_size % (devices // m) == 0]
-
-
-def lower_bound(config, *, mesh_shape: tuple[int, int], tuning: Optional[str], prompt_length: Optional[int],
-                batch_size: int, input_len: int, target_len: int, frozen_itemsize: int = 4) -> int:
-    """Per-device bytes no compiled step can go below (plan_closed_form): parameters, Adafactor state,
-    and for prompt or model tuning (`tuning`) the residuals the backward pass reads plus the weight
-    gradients. Other methods (tuning=None): parameters and optimizer state only."""
-    from prompt_tuning import plan_closed_form as cf
-
-    data, model_axis = mesh_shape
-    kind = tuning or "model"  # parameters only: trainable + frozen is the same total either way
-    params = cf.parameter_bytes(config, tuning=kind, model_axis=model_axis, prompt_length=prompt_length,
-                                frozen_itemsize=frozen_itemsize)
-    total = params.total
-    if tuning is not None:
-        total += cf.adafactor_state_bytes(config, tuning=tuning, model_axis=model_axis, prompt_length=prompt_length)
-        total += params.trainable  # the gradient
-        total += cf.activation_bytes(config, tuning=tuning, batch_per_device=batch_size // data,
-                                     model_axis=model_axis, input_len=input_len, target_len=target_len,
-                                     prompt_length=prompt_length)["total"]
-    return total
-
-
-def smallest_mesh(plan_of, bound_of, *, batch_size: int, device_memory_gb: float, max_devices: int):
-    """The smallest device count (1, 2, 4, ... `max_devices`) with a (data, model) layout that fits.
-
-    Each count's layouts are tried in order of `bound_of(mesh)` (closed-form bytes no compile can go
-    below): a layout whose bound exceeds the memory is ruled out without compiling, the others are
-    planned with `plan_of(mesh)` (a Plan) until one fits. Returns (fitting Plan or None, log) where log
-    lists (mesh, outcome) for every layout of every count tried, so a smaller count is shown not to fit.
-    """
-    limit, log = device_memory_gb * GiB, []
-    devices = 1
-    while devices <= max_devices:
-        for mesh in sorted(layouts(devices, batch_size), key=bound_of):
-            bound = bound_of(mesh)
-            if bound > limit:
-                log.append((mesh, f"ruled out: closed-form lower bound {bound / GiB:.3f} GiB"))
-                continue
-            plan = plan_of(mesh)
-            log.append((mesh, f"{plan.total / GiB:.3f} GiB" + (" fits" if fits(plan, device_memory_gb) else "")))
-            if fits(plan, device_memory_gb):
-                return plan, log
-        devices *= 2
-    return None, log
 
 
 # ----------------------------------------------------------------------------- command line
@@ -505,7 +456,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if best is None:
             print(f"smallest mesh: none of up to {args['max_devices']} devices of {memory:g} GiB fits")
         else:
-            print(f"smallest mesh: {best.mesh[0]}x{best.mesh[1]} ({best.devices} devices), "
+            count = f"{best.devices} device" + ("s" if best.devices > 1 else "")
+            print(f"smallest mesh: {best.mesh[0]}x{best.mesh[1]} ({count}), "
                   f"{best.total / GiB:.2f} GiB per device of {memory:g} GiB")
         if plan is None:
             return 0 if best is not None else DOES_NOT_FIT

@@ -86,7 +86,7 @@ def parameter_count(config, prompt_length: Optional[int] = None) -> int:
 
 
 def shard_shape(shape: tuple[int, ...], axes: tuple[str, ...], model_axis: int) -> tuple[int, ...]:
-    """The per-device shape: the first axis T5X splits over 'model' that divides by M is divided (partitioning._spec)."""
+    """The per-device shape: T5X's first model-split axis that divides by M is divided (partitioning._spec)."""
     out, used = list(shape), False
     for i, (size, name) in enumerate(zip(shape, axes)):
         if not used and name in MODEL_SPLIT_AXES and size % model_axis == 0:
