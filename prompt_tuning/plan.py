@@ -332,6 +332,7 @@ def _run_config(args: dict) -> dict:
     for path in (os.getcwd(), cli.REPO_ROOT):
         gin.add_config_file_search_path(path)
     try:
+        gin.clear_config()  # a fresh parse per call (the tests call main twice in one process)
         gin.parse_config_files_and_bindings(args["gin_files"], list(_PLAN_DEFAULTS) + args["gin_bindings"])
         bound = gin.get_bindings(trainer.train_and_evaluate, resolve_references=True)
     except (ValueError, IOError, KeyError, TypeError, NameError) as e:
