@@ -29,6 +29,16 @@ A configuration whose total exceeds --device_memory_gb is refused in one line
 fits, if one does. The memory figures are XLA:CPU's for the same partitioned
 program; a TPU or GPU compiler fuses and schedules differently, so treat
 temporaries as an estimate (parameters, optimizer state and batch are exact).
+
+More flags:
+  --extrapolate_from_depths=D1,D2  compile at D1 and D2 encoder/decoder layers and
+                    extrapolate linearly to the model's depth (`extrapolate_step`):
+                    XL and XXL in minutes instead of hours on a small CPU
+  --smallest_mesh=true [--max_devices=N]  also find the fewest devices (1, 2, 4, ...)
+                    with a DATA x MODEL layout that fits (prompt_tuning/plan_search.py);
+                    --mesh may then be left out
+  --plan_cache=FILE keep compiled plans in a JSON file, shared by later calls with the
+                    same gin files, bindings, depths and --frozen_dtype
 """
 from __future__ import annotations
 
