@@ -29,13 +29,26 @@ A configuration whose total exceeds --device_memory_gb is refused in one line
 fits, if one does. The memory figures are XLA:CPU's for the same partitioned
 program; a TPU or GPU compiler fuses and schedules differently, so treat
 temporaries as an estimate (parameters, optimizer state and batch are exact).
+
+More flags:
+  --extrapolate_from_depths=D1,D2  compile at D1 and D2 encoder/decoder layers and
+                    extrapolate linearly to the model's depth (`extrapolate_step`):
+                    XL and XXL in minutes instead of hours on a small CPU
+  --smallest_mesh=true [--max_devices=N]  also find the fewest devices (1, 2, 4, ...)
+                    with a DATA x MODEL layout that fits (prompt_tuning/plan_search.py);
+                    --mesh may then be left out
+  --plan_cache=FILE keep compiled plans in a JSON file, shared by later calls with the
+                    same gin files, bindings, depths and --frozen_dtype
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from typing import Optional, Sequence
+
+from prompt_tuning.plan_search import layouts, lower_bound, smallest_mesh  # noqa: F401  (the CLI's search)
 
 GiB, MiB = 2.0 ** 30, 2.0 ** 20
 USAGE_ERROR, DOES_NOT_FIT = 2, 1
@@ -61,6 +74,7 @@ class Plan:
     flops: float        # per device
     num_trainable: int
     num_frozen: int
+    extrapolated_from: Optional[tuple[int, int]] = None  # (d1, d2): figures from two shallower compiles
 
     @property
     def devices(self) -> int:
@@ -127,6 +141,18 @@ def build_abstract(config, *, prompt_length: Optional[int], trainable_regex: str
     return model, state, frozen, batch, key
 
 
+def _mesh(mesh_shape: tuple[int, int], devices=None):
+    import jax
+
+    from prompt_tuning.training import partitioning
+
+    data, model_axis = mesh_shape
+    devices = list(devices if devices is not None else jax.devices())
+    if data * model_axis > len(devices):
+        raise PlanError(f"mesh {data}x{model_axis} needs {data * model_axis} devices, this process has {len(devices)}")
+    return partitioning.make_mesh(num_partitions=model_axis, devices=devices[:data * model_axis])
+
+
 def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Optional[int], trainable_regex: str,
                  batch_size: int, input_len: int, target_len: int, z_loss: float = 1e-4,
                  loss_normalizing_factor: Optional[float] = None, frozen_dtype: str = "float32",
@@ -136,11 +162,7 @@ def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Opti
 
     from prompt_tuning.training import partitioning, steps
 
-    data, model_axis = mesh_shape
-    devices = list(devices if devices is not None else jax.devices())
-    if data * model_axis > len(devices):
-        raise PlanError(f"mesh {data}x{model_axis} needs {data * model_axis} devices, this process has {len(devices)}")
-    mesh = partitioning.make_mesh(num_partitions=model_axis, devices=devices[:data * model_axis])
+    mesh = _mesh(mesh_shape, devices)
     partitioning.check_batch_size(batch_size, mesh)
     model, state, frozen, batch, key = build_abstract(
         config, prompt_length=prompt_length, trainable_regex=trainable_regex, tx=tx, mesh=mesh,
@@ -155,13 +177,54 @@ def compile_step(config, *, mesh_shape: tuple[int, int], tx, prompt_length: Opti
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}
     plan = Plan(
-        mesh=(data, model_axis), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
+        mesh=tuple(mesh_shape), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
         optimizer=_shard_bytes(state["opt_state"]), batch=_shard_bytes(batch),
         argument=int(mem.argument_size_in_bytes), output=int(mem.output_size_in_bytes),
         alias=int(mem.alias_size_in_bytes), temp=int(mem.temp_size_in_bytes),
         flops=float((cost or {}).get("flops", float("nan"))),
         num_trainable=_count(state["params"]), num_frozen=_count(frozen))
     return plan, compiled
+
+
+def extrapolate_step(config, *, depths: tuple[int, int], mesh_shape: tuple[int, int], devices=None, **kw) -> Plan:
+    """The Plan of `config` from compiles of the same step at two smaller depths d1 < d2.
+
+    T5 1.1 has as many decoder as encoder layers (L). Without rematerialisation
+    every layer adds the same parameters, optimizer state, residuals kept for the
+    backward pass and FLOPs, so each XLA figure f is linear in the depth:
+    f(L) = f(d1) + (L - d1) (f(d2) - f(d1)) / (d2 - d1). Compiling at depths 1-4
+    instead of 24 makes XL and XXL plannable in minutes on a small CPU (XLA's
+    collective combiner is superlinear in the program's size). Parameter,
+    optimizer and batch bytes are exact (the full model's abstract shards); the
+    rest are extrapolated. `tests/test_plan.py` checks the extrapolation against
+    the full compile. Raises PlanError when the stacks differ in depth.
+    """
+    layers = config.num_encoder_layers
+    d1, d2 = depths
+    if config.num_decoder_layers != layers:
+        raise PlanError(f"depth extrapolation needs equal encoder and decoder depths, got {layers} and "
+                        f"{config.num_decoder_layers}")
+    if not 1 <= d1 < d2:
+        raise PlanError(f"--extrapolate_from_depths needs 1 <= d1 < d2, got {d1},{d2}")
+    if d2 >= layers:
+        return compile_step(config, mesh_shape=mesh_shape, devices=devices, **kw)[0]
+    shallow = [compile_step(config.replace(num_encoder_layers=d, num_decoder_layers=d), mesh_shape=mesh_shape,
+                            devices=devices, **kw)[0] for d in depths]
+
+    def line(name):
+        a, b = (getattr(p, name) for p in shallow)
+        return a + (layers - d1) * (b - a) / (d2 - d1)
+
+    mesh = _mesh(mesh_shape, devices)
+    _, state, frozen, batch, _ = build_abstract(
+        config, prompt_length=kw["prompt_length"], trainable_regex=kw["trainable_regex"], tx=kw["tx"], mesh=mesh,
+        batch_size=kw["batch_size"], input_len=kw["input_len"], target_len=kw["target_len"],
+        frozen_dtype=kw.get("frozen_dtype", "float32"), num_prompts=kw.get("num_prompts"))
+    return Plan(mesh=tuple(mesh_shape), params=_shard_bytes(frozen) + _shard_bytes(state["params"]),
+                optimizer=_shard_bytes(state["opt_state"]), batch=_shard_bytes(batch),
+                argument=round(line("argument")), output=round(line("output")), alias=round(line("alias")),
+                temp=round(line("temp")), flops=line("flops"), num_trainable=_count(state["params"]),
+                num_frozen=_count(frozen), extrapolated_from=tuple(depths))
 
 
 def report(plan: Plan, *, device_memory_gb: float, peak_tflops: Optional[float], batch_size: int) -> str:
@@ -201,7 +264,8 @@ def model_axis_candidates(devices: int, model_axis: int, batch_size: int) -> lis
 def _parse(argv: Sequence[str]) -> dict:
     # Parsed by hand like training/cli.py: absl flags cannot take the open-ended --gin.PARAM=VALUE.
     out = {"gin_files": [], "gin_bindings": [], "mesh": None, "device_memory_gb": None, "peak_tflops": None,
-           "frozen_dtype": "float32", "search": True}
+           "frozen_dtype": "float32", "search": True, "depths": None, "smallest_mesh": False, "max_devices": 1024,
+           "plan_cache": None}
     for arg in argv:
         if not arg.startswith("--") or "=" not in arg:
             raise PlanError(f"unexpected argument {arg!r} (flags look like --name=value)")
@@ -226,13 +290,27 @@ def _parse(argv: Sequence[str]) -> dict:
             if value not in ("float32", "bfloat16"):
                 raise PlanError(f"--frozen_dtype must be float32 or bfloat16, got {value!r}")
             out["frozen_dtype"] = value
-        elif name == "suggest":
-            out["search"] = value.lower() not in ("0", "false", "no")
+        elif name in ("suggest", "smallest_mesh"):
+            out["search" if name == "suggest" else name] = value.lower() not in ("0", "false", "no")
+        elif name == "extrapolate_from_depths":
+            try:
+                d1, d2 = (int(v) for v in value.split(","))
+                assert 1 <= d1 < d2
+            except (ValueError, AssertionError):
+                raise PlanError(f"--extrapolate_from_depths must be D1,D2 with 1 <= D1 < D2, got {value!r}") from None
+            out["depths"] = (d1, d2)
+        elif name == "plan_cache":
+            out["plan_cache"] = value
+        elif name == "max_devices":
+            if not value.isdigit() or int(value) < 1:
+                raise PlanError(f"--max_devices must be a positive int, got {value!r}")
+            out["max_devices"] = int(value)
         else:
             raise PlanError(f"unknown flag --{name} (known: --gin_file, --gin.PARAM=VALUE, --mesh, "
-                            f"--device_memory_gb, --peak_tflops, --frozen_dtype, --suggest)")
-    if out["mesh"] is None or out["device_memory_gb"] is None:
-        raise PlanError("--mesh=DATAxMODEL and --device_memory_gb=N are required")
+                            f"--device_memory_gb, --peak_tflops, --frozen_dtype, --suggest, "
+                            f"--extrapolate_from_depths, --smallest_mesh, --max_devices, --plan_cache)")
+    if out["device_memory_gb"] is None or (out["mesh"] is None and not out["smallest_mesh"]):
+        raise PlanError("--mesh=DATAxMODEL (or --smallest_mesh=true) and --device_memory_gb=N are required")
     if not out["gin_files"]:
         raise PlanError("give the run's gin files (--gin_file=...), e.g. gin/runs/prompt_finetune.gin and a model")
     return out
@@ -264,6 +342,7 @@ def _run_config(args: dict) -> dict:
     for path in (os.getcwd(), cli.REPO_ROOT):
         gin.add_config_file_search_path(path)
     try:
+        gin.clear_config()  # a fresh parse per call (the tests call main twice in one process)
         gin.parse_config_files_and_bindings(args["gin_files"], list(_PLAN_DEFAULTS) + args["gin_bindings"])
         bound = gin.get_bindings(trainer.train_and_evaluate, resolve_references=True)
     except (ValueError, IOError, KeyError, TypeError, NameError) as e:
@@ -283,19 +362,82 @@ def _run_config(args: dict) -> dict:
     }
 
 
+def _cache_key(args: dict) -> str:
+    """What a plan depends on besides the mesh: the run's gin files and bindings, depths, frozen dtype."""
+    return json.dumps([args["gin_files"], args["gin_bindings"], args["depths"], args["frozen_dtype"]])
+
+
+class _PlanCache:
+    """Plans already compiled, in a JSON file (`--plan_cache`), so a table's rows share their compiles."""
+
+    def __init__(self, path: Optional[str], key: str):
+        self.path, self.key = path, key
+        self.entries = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                self.entries = json.load(f)
+
+    def get(self, mesh) -> Optional[Plan]:
+        entry = self.entries.get(self.key, {}).get(f"{mesh[0]}x{mesh[1]}")
+        if entry is None:
+            return None
+        entry = dict(entry, mesh=tuple(entry["mesh"]))
+        if entry.get("extrapolated_from"):
+            entry["extrapolated_from"] = tuple(entry["extrapolated_from"])
+        return Plan(**entry)
+
+    def put(self, mesh, plan: Plan) -> None:
+        if not self.path:
+            return
+        if os.path.exists(self.path):  # another process may have added plans meanwhile
+            with open(self.path) as f:
+                self.entries = json.load(f)
+        self.entries.setdefault(self.key, {})[f"{mesh[0]}x{mesh[1]}"] = dataclasses.asdict(plan)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.entries, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def _tuning(run: dict) -> Optional[str]:
+    """'prompt' or 'model' when the run is one of the two the closed form covers, else None."""
+    from prompt_tuning.training import steps
+
+    if run["prompt_length"] and run["trainable_regex"] == steps.PROMPT_REGEX and not run["num_prompts"]:
+        return "prompt"
+    if not run["prompt_length"] and run["trainable_regex"] == ".*":
+        return "model"
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    plans = {}
     try:
         args = _parse(argv)
-        data, model_axis = args["mesh"]
-        _simulate_devices(data * model_axis)
+        data, model_axis = args["mesh"] or (1, 1)
+        _simulate_devices(max(data * model_axis, args["max_devices"] if args["smallest_mesh"] else 1))
         run = _run_config(args)
         common = {k: v for k, v in run.items() if k != "config"}
-        plan, _ = compile_step(run["config"], mesh_shape=(data, model_axis), frozen_dtype=args["frozen_dtype"],
-                               **common)
+        common["frozen_dtype"] = args["frozen_dtype"]
+
+        cache = _PlanCache(args["plan_cache"], _cache_key(args))
+
+        def plan_of(mesh):
+            if mesh not in plans:
+                plans[mesh] = cache.get(mesh)
+            if plans[mesh] is None:
+                if args["depths"]:
+                    plans[mesh] = extrapolate_step(run["config"], depths=args["depths"], mesh_shape=mesh, **common)
+                else:
+                    plans[mesh] = compile_step(run["config"], mesh_shape=mesh, **common)[0]
+                cache.put(mesh, plans[mesh])
+            return plans[mesh]
+
+        plan = plan_of((data, model_axis)) if args["mesh"] else None
     except PlanError as e:
         print(f"error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -303,15 +445,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return USAGE_ERROR
     memory = args["device_memory_gb"]
-    print(report(plan, device_memory_gb=memory, peak_tflops=args["peak_tflops"], batch_size=run["batch_size"]))
+    if args["depths"] and args["depths"][1] < run["config"].num_encoder_layers:
+        print(f"(outputs, temporaries and FLOPs extrapolated from compiles at depths {args['depths'][0]} "
+              f"and {args['depths'][1]} to {run['config'].num_encoder_layers} layers)")
+    if plan is not None:
+        print(report(plan, device_memory_gb=memory, peak_tflops=args["peak_tflops"], batch_size=run["batch_size"]))
+    if args["smallest_mesh"]:
+        tuning = _tuning(run)
+        itemsize = 2 if args["frozen_dtype"] == "bfloat16" else 4
+
+        def bound_of(mesh):
+            return lower_bound(run["config"], mesh_shape=mesh, tuning=tuning, prompt_length=run["prompt_length"],
+                               batch_size=run["batch_size"], input_len=run["input_len"],
+                               target_len=run["target_len"], frozen_itemsize=itemsize)
+
+        best, log = smallest_mesh(plan_of, bound_of, batch_size=run["batch_size"], device_memory_gb=memory,
+                                  max_devices=args["max_devices"])
+        print("smallest mesh search (device counts 1, 2, 4, ...; per layout: per-device total or why skipped):")
+        for (d, m), outcome in log:
+            print(f"  {d}x{m}: {outcome}")
+        if best is None:
+            print(f"smallest mesh: none of up to {args['max_devices']} devices of {memory:g} GiB fits")
+        else:
+            count = f"{best.devices} device" + ("s" if best.devices > 1 else "")
+            print(f"smallest mesh: {best.mesh[0]}x{best.mesh[1]} ({count}), "
+                  f"{best.total / GiB:.2f} GiB per device of {memory:g} GiB")
+        if plan is None:
+            return 0 if best is not None else DOES_NOT_FIT
     if fits(plan, memory):
         return 0
     devices = data * model_axis
     suggestion = "no model-axis size on these devices fits; use more devices"
     if args["search"]:
         for m in model_axis_candidates(devices, model_axis, run["batch_size"]):
-            other, _ = compile_step(run["config"], mesh_shape=(devices // m, m), frozen_dtype=args["frozen_dtype"],
-                                    **common)
+            other = plan_of((devices // m, m))
             if fits(other, memory):
                 suggestion = (f"--mesh={devices // m}x{m} (model axis {m}) fits: {other.total / GiB:.2f} GiB per device")
                 break

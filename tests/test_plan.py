@@ -32,6 +32,9 @@ args = json.loads(sys.argv[1])
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = plan.main(args)
+extrapolated = io.StringIO()
+with contextlib.redirect_stdout(extrapolated):
+    plan.main(args + ["--extrapolate_from_depths=2,4"])
 assert jax.device_count() == 8
 
 # The real step, built as train_and_evaluate builds it (Small, prompt 100, batch 32, 512 + 16 tokens, mesh 4x2).
@@ -54,7 +57,7 @@ compiled = step.lower(state, setup.frozen, batch, jax.device_put(jax.random.PRNG
 mem = compiled.memory_analysis()
 params_bytes = sum(s.data.nbytes for x in jax.tree.leaves((setup.frozen, setup.trainable))
                    for s in x.addressable_shards if s.device == jax.devices()[0])
-print(json.dumps({"code": code, "out": out.getvalue(), "argument": mem.argument_size_in_bytes,
+print(json.dumps({"code": code, "out": out.getvalue(), "extrapolated": extrapolated.getvalue(), "argument": mem.argument_size_in_bytes,
                   "output": mem.output_size_in_bytes, "alias": mem.alias_size_in_bytes,
                   "temp": mem.temp_size_in_bytes, "params_device0": params_bytes}))
 """
@@ -82,7 +85,21 @@ def test_small_plan_on_8_devices_agrees_with_the_real_step():
     assert _gib(out, "parameters") == pytest.approx(r["params_device0"] / 2 ** 30, abs=1.5e-3)
     # Prompt tuning: the optimizer holds state for the 100 x 512 prompt only (well under 1 MiB).
     assert _gib(out, "optimizer") == 0.0
+    # Two shallow compiles (2 and 4 layers per stack) extrapolated to Small's 8 give the full compile's figures.
+    ext = r["extrapolated"]
+    assert "extrapolated from compiles at depths 2 and 4 to 8 layers" in ext
+    for label in ("parameters", "optimizer", "outputs"):
+        assert _gib(ext, label) == _gib(out, label), label
+    for label in ("temporaries", "total"):
+        assert _gib(ext, label) == pytest.approx(_gib(out, label), rel=0.01), (label, ext, out)
+    # The closed-form residuals (plan_closed_form) are a lower bound of the temporaries, within 4x.
+    from prompt_tuning import plan_closed_form as cf
+    from prompt_tuning.models import t5
+    residuals = cf.activation_bytes(t5.get_config("small", dropout_rate=0.1), tuning="prompt", batch_per_device=8,
+                                    model_axis=2, input_len=512, target_len=16, prompt_length=100)["total"]
+    assert 1.0 <= r["temp"] / residuals <= 4.0
     flops = float(re.search(r"FLOPs per step: ([0-9.e+]+) per device", out).group(1))
+    assert float(re.search(r"FLOPs per step: ([0-9.e+]+) per device", ext).group(1)) == pytest.approx(flops, rel=0.01)
     ms = float(re.search(r"([0-9.]+) ms per step", out).group(1))
     assert ms == pytest.approx(flops / 100e12 * 1e3, rel=0.05)
 
@@ -100,7 +117,7 @@ def test_a_config_that_does_not_fit_is_refused_in_one_line():
 
 
 def test_usage_errors_are_one_line():
-    for argv, message in [([], "--mesh=DATAxMODEL and --device_memory_gb=N are required"),
+    for argv, message in [([], "--mesh=DATAxMODEL (or --smallest_mesh=true) and --device_memory_gb=N are required"),
                           (["--mesh=4by2", "--device_memory_gb=1"], "--mesh must be DATAxMODEL"),
                           (["--mesh=4x2", "--device_memory_gb=1", "--bogus=1"], "unknown flag --bogus")]:
         with pytest.raises(plan.PlanError, match=re.escape(message)):
@@ -111,3 +128,36 @@ def test_model_axis_candidates_keep_the_devices_and_divide_the_batch():
     assert plan.model_axis_candidates(32, 8, 32) == [16, 32]
     assert plan.model_axis_candidates(8, 1, 32) == [2, 4, 8]
     assert plan.model_axis_candidates(8, 1, 2) == [4, 8]  # data axis 4 and 8 would not divide a batch of 2
+
+
+@pytest.mark.slow
+def test_smallest_mesh_search_compiles_until_a_count_fits(tmp_path):
+    """The 'test' T5 on up to 8 simulated devices of 12 MiB: the chosen mesh fits, and every layout of
+    every smaller device count is in the log, ruled out by the closed-form bound or compiled too big."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    cache = tmp_path / "plans.json"
+    argv = [sys.executable, "-m", "prompt_tuning.plan", "--gin_file=gin/runs/prompt_finetune.gin",
+            "--gin_file=gin/prompts/random_uniform.gin", "--gin_file=gin/models/t5_1_1_test.gin",
+            "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 8}", "--mesh=1x1",
+            "--device_memory_gb=0.012", "--smallest_mesh=true", "--max_devices=8", "--suggest=false",
+            f"--plan_cache={cache}"]
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == plan.DOES_NOT_FIT, proc.stderr[-3000:]
+    found = re.search(r"^smallest mesh: (\d+)x(\d+) \((\d+) devices?\), ([0-9.]+) GiB per device", proc.stdout, re.M)
+    assert found, proc.stdout
+    data, model, devices, total = int(found[1]), int(found[2]), int(found[3]), float(found[4])
+    assert data * model == devices and total <= 0.012
+    log = dict(re.findall(r"^  (\d+x\d+): (.*)$", proc.stdout, re.M))
+    for smaller in (1, 2, 4, 8):
+        if smaller >= devices:
+            break
+        for d, m in plan.layouts(smaller, 8):
+            outcome = log[f"{d}x{m}"]
+            assert outcome.startswith("ruled out") or float(outcome.split()[0]) > 0.012, (d, m, outcome)
+    # Every compiled plan (the asked-for 1x1 too) went to the cache; a second run compiles nothing and
+    # answers the same.
+    compiled = {mesh for mesh, outcome in log.items() if not outcome.startswith("ruled out")}
+    assert set(json.loads(cache.read_text()).popitem()[1]) == compiled | {"1x1"}
+    again = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.stdout == proc.stdout
