@@ -14,5 +14,6 @@ gin: `@lora()`, `@ia3()`, `@adapters()` (gin/methods/*.gin).
 from prompt_tuning.methods.adapters import Adapters, adapters
 from prompt_tuning.methods.ia3 import IA3, ia3
 from prompt_tuning.methods.lora import LoRA, lora
+from prompt_tuning.methods.prefix import Prefix, prefix
 
-__all__ = ["Adapters", "IA3", "LoRA", "adapters", "ia3", "lora"]
+__all__ = ["Adapters", "IA3", "LoRA", "Prefix", "adapters", "ia3", "lora", "prefix"]
