@@ -12,6 +12,9 @@ layers and A = L_e + 2 L_d attentions:
     LoRA (query, value)   2 * A * r * (H + d)
     IA3                   2 * A * d + (L_e + L_d) * F
     adapters (size s)     (2 L_e + 3 L_d) * (2 H s + s + H)
+    prefix, direct        2 * P * d * A                                   (the paper's three sites)
+    prefix, MLP hidden h  sum over the sites' stacks (L = L_e, L_d, L_d) of
+                          P H + H h + h + (h + 1) * 2 L d
 """
 from __future__ import annotations
 
