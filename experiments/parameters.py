@@ -44,7 +44,7 @@ checked against the closed form above (a mismatch stops the command). WARP and
 prompt design have no module here: formulas.
 
 The learned-prompt methods are bands over P in [1, 100] (the paper's range);
-the CSV also holds the intermediate lengths. Command (about 3 minutes on 2 loaded cores: one
+the CSV also holds the intermediate lengths. Command (569 s here at load 12-14 on 2 cores: one
 abstract trace of the model per size, method and length):
 
     python -m experiments.parameters --out experiments/results/parameters
