@@ -79,6 +79,7 @@ class Prefix:
     mlp_hidden: Optional[int] = None
 
     TRAINABLE_REGEX = r".*/prefix_(?:key|value)|(?:encoder|decoder)/(?:cross_)?prefix_mlp/.*"
+    PACKABLE = False  # its positions are per row, not per packed segment (the trainer refuses pack_width)
 
     def __post_init__(self):
         object.__setattr__(self, "sites", tuple(self.sites))

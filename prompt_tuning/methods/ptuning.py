@@ -52,6 +52,7 @@ class PTuning:
     encoder: str = "mlp"
 
     TRAINABLE_REGEX = r"encoder/p_tuning/.*"
+    PACKABLE = False  # its positions are per row, not per packed segment (the trainer refuses pack_width)
 
     def __post_init__(self):
         for name in ("length", "hidden"):

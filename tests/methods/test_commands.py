@@ -100,3 +100,9 @@ def test_export_refuses_a_run_without_lora(capsys):
     rc = export_main.main(["--gin_file=gin/methods/ia3.gin", f"--gin_file={WORLD}", "--gin_file=gin/runs/export.gin",
                            "--gin.CHECKPOINT_PATH='x'", "--gin.OUTPUT_DIR='y'"])
     assert rc == 2 and "export merges exactly one LoRA method" in capsys.readouterr().err
+
+
+def test_packing_with_a_method_that_adds_positions_is_one_line(tmp_path, capsys):
+    rc = train_main.main(["--gin_file=gin/methods/prefix.gin", f"--gin_file={WORLD}", f"--gin.MODEL_DIR='{tmp_path / 'run'}'",
+                          "--gin.train_and_evaluate.pack_width=64"])
+    assert rc == 2 and "METHODS that add positions" in capsys.readouterr().err
