@@ -30,8 +30,22 @@ encoder / decoder layers, P prompt or prefix length, C classes.
   prompt design      no learned parameters; the paper plots the prompt's token ids
                      (500-2,000 tokens of GPT-3-style few-shot prompts) as its cost.
 
+  LoRA, IA3,         the other methods of prompt_tuning/methods/ at their defaults, one
+  adapters           count per size (not in the paper's figure): LoRA r = 8 on query and
+                     value, 2 * A * r * (H + d) with A = L_e + 2 L_d attentions; IA3
+                     2 * A * d + (L_e + L_d) * F; Houlsby adapters of size 64,
+                     (2 L_e + 3 L_d) * (2 * 64 * H + 64 + H).
+
+Counted from the modules: model tuning, prefix tuning (prompt_tuning.methods.Prefix,
+direct for inference, with its MLP of width 512 for training), prompt tuning
+(prompts.Prompt), LoRA, IA3 and adapters are counted from the parameter tree of
+the model they attach to (methods.counts, abstract shapes) and each count is
+checked against the closed form above (a mismatch stops the command). WARP and
+prompt design have no module here: formulas.
+
 The learned-prompt methods are bands over P in [1, 100] (the paper's range);
-the CSV also holds the intermediate lengths. Command (about 10 s here):
+the CSV also holds the intermediate lengths. Command (569 s here at load 12-14 on 2 cores: one
+abstract trace of the model per size, method and length):
 
     python -m experiments.parameters --out experiments/results/parameters
     python -m experiments.parameters --ladder tiny,test --out /tmp/params   # add a ladder of named configs
@@ -51,6 +65,8 @@ from typing import Iterable, Optional, Sequence
 
 
 from experiments import plots
+from prompt_tuning import methods
+from prompt_tuning.methods import counts
 from prompt_tuning.models import t5
 
 REAL_SIZES = ("small", "base", "large", "xl", "xxl")
@@ -58,7 +74,9 @@ PROMPT_LENGTHS = (1, 5, 10, 20, 50, 100)
 PREFIX_MLP_HIDDEN = 512         # Li & Liang's reparameterisation width (mid_dim)
 WARP_CLASSES = 2
 PROMPT_DESIGN_TOKENS = (500, 2000)
-METHODS = ("model_tuning", "prefix_tuning_train", "prefix_tuning_inference", "warp", "prompt_tuning", "prompt_design")
+LORA_RANK, ADAPTER_SIZE = 8, 64
+METHODS = ("model_tuning", "prefix_tuning_train", "prefix_tuning_inference", "warp", "prompt_tuning", "prompt_design",
+           "lora", "ia3", "adapters")
 COLUMNS = ("model_set", "size", "model_params", "method", "prompt_length", "task_params", "percent")
 
 
@@ -84,15 +102,53 @@ def prompt_tuning(config: t5.T5Config, p: int) -> int:
     return p * config.emb_dim
 
 
+def lora(config: t5.T5Config, rank: int = LORA_RANK) -> int:
+    attentions = config.num_encoder_layers + 2 * config.num_decoder_layers
+    return 2 * attentions * rank * (config.emb_dim + config.num_heads * config.head_dim)
+
+
+def ia3(config: t5.T5Config) -> int:
+    attentions = config.num_encoder_layers + 2 * config.num_decoder_layers
+    layers = config.num_encoder_layers + config.num_decoder_layers
+    return 2 * attentions * config.num_heads * config.head_dim + layers * config.mlp_dim
+
+
+def adapters(config: t5.T5Config, size: int = ADAPTER_SIZE) -> int:
+    sublayers = 2 * config.num_encoder_layers + 3 * config.num_decoder_layers
+    return sublayers * (2 * size * config.emb_dim + size + config.emb_dim)
+
+
+def counted(config: t5.T5Config, method: str, p=None) -> int:
+    """The method's trainable parameters counted from its module's parameter tree, checked against the closed form.
+
+    Raises AssertionError when the two differ.
+    """
+    tree, closed = {
+        "prefix_tuning_train": (lambda: counts.trainable_parameters(config, methods.Prefix(p, mlp_hidden=PREFIX_MLP_HIDDEN)),
+                                lambda: prefix_training(config, p)),
+        "prefix_tuning_inference": (lambda: counts.trainable_parameters(config, methods.Prefix(p)),
+                                    lambda: prefix_inference(config, p)),
+        "prompt_tuning": (lambda: counts.prompt_parameters(config, p), lambda: prompt_tuning(config, p)),
+        "lora": (lambda: counts.trainable_parameters(config, methods.LoRA(rank=LORA_RANK)), lambda: lora(config)),
+        "ia3": (lambda: counts.trainable_parameters(config, methods.IA3()), lambda: ia3(config)),
+        "adapters": (lambda: counts.trainable_parameters(config, methods.Adapters(ADAPTER_SIZE)),
+                     lambda: adapters(config)),
+    }[method]
+    got, expected = tree(), closed()
+    assert got == expected, f"{method} (P = {p}): {got} parameters in the module tree, closed form {expected}"
+    return got
+
+
 def method_rows(model_set: str, size: str, config: t5.T5Config,
                 lengths: Sequence[int] = PROMPT_LENGTHS) -> list[dict]:
     n = t5.num_parameters(config)
     rows = [("model_tuning", "", n)]
     for p in lengths:
-        rows += [("prefix_tuning_train", p, prefix_training(config, p)),
-                 ("prefix_tuning_inference", p, prefix_inference(config, p)),
-                 ("warp", p, warp(config, p)), ("prompt_tuning", p, prompt_tuning(config, p))]
+        rows += [("prefix_tuning_train", p, counted(config, "prefix_tuning_train", p)),
+                 ("prefix_tuning_inference", p, counted(config, "prefix_tuning_inference", p)),
+                 ("warp", p, warp(config, p)), ("prompt_tuning", p, counted(config, "prompt_tuning", p))]
     rows += [("prompt_design", t, t) for t in PROMPT_DESIGN_TOKENS]
+    rows += [(m, "", counted(config, m)) for m in ("lora", "ia3", "adapters")]
     return [{"model_set": model_set, "size": size, "model_params": n, "method": m, "prompt_length": p,
              "task_params": c, "percent": 100.0 * c / n} for m, p, c in rows]
 

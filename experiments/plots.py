@@ -184,6 +184,10 @@ PARAM_STYLE = {  # label, colour, marker; WARP is drawn last-but-one and hollow:
     "prompt_tuning": ("Prompt Tuning", "tab:green", "o"),
     "warp": ("WARP", "tab:brown", "D"),
     "prompt_design": ("Prompt Design", "tab:blue", "^"),
+    # Not in the paper's figure: the other methods of prompt_tuning/methods/, one count per size.
+    "adapters": ("Adapters (size 64)", "tab:gray", "v"),
+    "lora": ("LoRA (r = 8, q and v)", "tab:red", "x"),
+    "ia3": ("IA3", "tab:olive", "+"),
 }
 
 
@@ -204,6 +208,10 @@ def plot_parameters(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] =
             hi = [max(r["percent"] for r in m if r["size"] == s) for _, s in sizes]
             if method == "model_tuning":
                 ax.plot(x, hi, color=color, marker=marker, label=label + " (100%)")
+                continue
+            if {r["prompt_length"] for r in m} == {""}:  # one count per size (LoRA, IA3, adapters)
+                ax.plot(x, hi, color=color, marker=marker, markersize=5, linewidth=1, linestyle=":", label=label,
+                        zorder=z + 10)
                 continue
             lengths = sorted({r["prompt_length"] for r in m})
             span = f" ({'tokens' if method == 'prompt_design' else 'P ='} {lengths[0]:g}-{lengths[-1]:g})"

@@ -222,6 +222,9 @@ class MultiHeadDotProductAttention(nn.Module):
                 visible = (jnp.arange(max_len) <= idx)[None, None, None, :]
                 mask = visible if mask is None else jnp.logical_and(mask, visible)
 
+        # The extension point for methods that add memory positions (prefix tuning: methods/prefix.py).
+        key, value, mask, bias = self.extend_memory(key, value, mask, bias)
+
         batch_q, batch_kv = query.shape[0], key.shape[0]
         if batch_q == batch_kv:
             logits = jnp.einsum("btnd,bsnd->bnts", query, key, preferred_element_type=jnp.float32)
@@ -246,3 +249,13 @@ class MultiHeadDotProductAttention(nn.Module):
             out = jnp.einsum("bgnts,bsnd->bgtnd", grouped, value)
         out = out.reshape(inputs_q.shape[:-1] + (inner,))
         return Dense(inputs_q.shape[-1], ("joined_kv", "embed"), dtype=self.dtype, name="out")(out)
+
+    def extend_memory(self, key: Array, value: Array, mask: Optional[Array], bias: Optional[Array]):
+        """The memory the queries attend to: key, value [B, S, N, D], mask / bias broadcastable to [B, N, T, S].
+
+        The identity here. A method that adds memory positions intercepts this
+        call (e.g. prefix tuning, prompt_tuning/methods/prefix.py, returns
+        [B, P+S, N, D] and a mask over P+S positions); it runs after the decoding
+        cache is updated, so the cache holds only the real positions.
+        """
+        return key, value, mask, bias

@@ -26,7 +26,10 @@ Parameter-efficient methods (LoRA, IA3, adapters: prompt_tuning/methods/) attach
 through `T5(config, methods=(...))`: each method is a Flax method interceptor
 (`nn.intercept_methods`) installed around `encode` and `decode`, which adds its
 own parameters inside the modules it targets (e.g. `.../attention/query/lora_a`)
-and rewrites their inputs or outputs. The model code has no branch per method.
+and rewrites their inputs or outputs. The model code has no branch per method; two
+identity methods are extension points for methods that add positions:
+`MultiHeadDotProductAttention.extend_memory` (prefix tuning's keys and values) and
+`Encoder.extend_input` (P-tuning's prompt).
 
 Shape letters: B batch, T encoder input length, L decoder length, P prompt
 length, H hidden size, V vocabulary.
@@ -204,6 +207,7 @@ class Encoder(nn.Module):
         if self.prompt_factory is not None and segment_ids is None:
             prompt = self.prompt_factory(name="prompt")(x, prompt_index)
             x, mask = prompts.prepend_prompt(prompt, x, mask)
+        x, mask = self.extend_input(x, mask)  # the extension point for methods that add input positions
         # After the concatenation, as in the reference code: dropout hits the prompt too.
         x = nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
         length = x.shape[1]
@@ -219,6 +223,15 @@ class Encoder(nn.Module):
             x = layer(c, name=f"layers_{i}")(x, attn_mask, bias, deterministic)
         x = layers.LayerNorm(dtype=c.jnp_dtype, name="encoder_norm")(x)
         return nn.Dropout(c.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic), mask
+
+    def extend_input(self, x: Array, mask: Array) -> tuple[Array, Array]:
+        """The embedded input the stack reads: x [B, T, H], mask [B, T] (after any prompt).
+
+        The identity here. A method that adds input positions intercepts this
+        call (P-tuning, prompt_tuning/methods/ptuning.py, returns [B, P+T, H] and
+        its mask).
+        """
+        return x, mask
 
 
 class Decoder(nn.Module):

@@ -6,6 +6,9 @@ the method's parameters from CHECKPOINT_PATH), then LoRA is merged into the
 weights (methods.export.merged_lora_checkpoint) and written to OUTPUT_DIR in
 the native format. The result loads with no METHODS and PROMPT = None, e.g. as
 INITIAL_CHECKPOINT_PATH of gin/runs/eval.gin after gin/runs/model_finetune.gin.
+With `--gin.export_merged.peft_adapter=True` the LoRA arrays are written unmerged as a
+Hugging Face PEFT adapter instead (methods.export.peft_lora_adapter:
+adapter_model.safetensors + adapter_config.json for peft.PeftModel.from_pretrained).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ def export_merged(
     output_dir: Optional[str] = gin.REQUIRED,
     seed: int = 0,
     random_init_frozen_model: bool = False,
+    peft_adapter: bool = False,
     mesh=None,
 ) -> str:
     """Writes the LoRA-merged plain model to `output_dir` and returns that path.
@@ -48,7 +52,10 @@ def export_merged(
                                    seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
                                    methods=tuple(methods))
     params = partitioning.fetch(setup.params)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and peft_adapter:
+        method_export.peft_lora_adapter(output_dir, params, methods[0], base_model_name_or_path=initial_checkpoint_path)
+        print(f"LoRA written as a PEFT adapter (checkpoint step {step}): {output_dir}")
+    elif jax.process_index() == 0:
         method_export.merged_lora_checkpoint(output_dir, params, model_config, methods[0])
         print(f"LoRA merged into the weights (checkpoint step {step}): {output_dir}")
     return output_dir

@@ -382,6 +382,9 @@ def train_and_evaluate(
             initial_step = int(setup.checkpoint_step or 0)
         tx = optimizer_factory(initial_step=initial_step)
         packed = _packing(pack_width, pack_target_width, pack_row_multiple, prompt, task_feature_lengths, mesh)
+        if packed and any(not getattr(m, "PACKABLE", True) for m in methods):
+            raise ConfigError("packed rows (pack_width) place positions per segment; METHODS that add positions "
+                              "(prefix tuning, P-tuning) do not support them: unset pack_width")
         data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
                                         split=train_split, mode=data_mode,
                                         length_buckets=None if packed else length_buckets, packing=packed)

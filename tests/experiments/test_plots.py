@@ -107,3 +107,12 @@ def test_stats_table_gives_the_plotted_means_per_setting_and_size(tmp_path):
 def test_lm_steps_legend_is_exact():
     assert [plots._setting_label("d_lm_steps", v) for v in ("0", "150", "1500", "100000.0")] == \
         ["0", "150", "1500", "100K"]
+
+
+def test_fig4_counts_come_from_the_module_trees_and_are_checked_against_the_closed_forms(monkeypatch):
+    small = t5.get_config("small")  # A = 8 + 2 * 8 = 24 attentions, H = 512, d = 384
+    assert parameters.counted(small, "lora") == parameters.lora(small) == 2 * 24 * 8 * (512 + 384)
+    assert parameters.counted(small, "prefix_tuning_inference", 10) == parameters.prefix_inference(small, 10)
+    monkeypatch.setattr(parameters, "ia3", lambda config: 0)  # a wrong closed form is caught
+    with pytest.raises(AssertionError, match="ia3 .* in the module tree, closed form 0"):
+        parameters.counted(small, "ia3")

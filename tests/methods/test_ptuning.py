@@ -1,0 +1,113 @@
+"""P-tuning attached to a frozen T5 (methods/ptuning.py), MLP and LSTM prompt encoders.
+
+It adds exactly its own parameters; training steps leave every frozen array
+bit-identical, update every encoder array and lower the loss; the compiled step
+forms no gradient for a frozen weight; cached greedy decoding equals
+recomputation; the exported prompt (the encoder dropped) served by plain prompt
+tuning gives the same logits. Parity with PEFT: test_ptuning_parity.py.
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from benchmarks import hlo
+from prompt_tuning import methods, prompts
+from prompt_tuning.models import decoding, t5
+from prompt_tuning.training import trainer
+from tests.methods import test_methods as tm
+from tests.models.test_decoding import _naive_greedy
+
+P, HIDDEN = 5, 6
+VARIANTS = {"mlp": methods.PTuning(P, HIDDEN, "mlp"), "lstm": methods.PTuning(P, HIDDEN, "lstm")}
+C = tm.CONFIG
+H = C.emb_dim
+EXPECTED = {  # parameters the prompt encoder adds
+    "mlp": P * H + (H + 1) * HIDDEN + (HIDDEN + 1) * HIDDEN + (HIDDEN + 1) * H,
+    "lstm": P * H + 2 * ((H + HIDDEN + 1) * 4 * HIDDEN) + 2 * ((2 * HIDDEN + HIDDEN + 1) * 4 * HIDDEN)
+            + (2 * HIDDEN + 1) * 2 * HIDDEN + (2 * HIDDEN + 1) * H,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _params(name):
+    model = t5.T5(C, methods=(VARIANTS[name],))
+    b = tm._batch()
+    variables = model.init(jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"],
+                           b["decoder_target_tokens"])
+    return model, jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_adds_only_its_encoder_and_prepends_p_positions(name):
+    model, params = _params(name)
+    trainable, frozen = trainer.split_params(params, methods.PTuning.TRAINABLE_REGEX)
+    assert sum(v.size for v in tm._flat(trainable).values()) == EXPECTED[name]
+    plain = t5.T5(C)
+    b = tm._batch()
+    plain_keys = set(tm._flat(nn.meta.unbox(jax.eval_shape(lambda: plain.init(
+        jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"]))["params"])))
+    assert set(tm._flat(frozen)) == plain_keys
+    encoded, mask = model.apply({"params": params}, b["encoder_input_tokens"], method=t5.T5.encode)
+    assert encoded.shape[1] == P + tm.T and np.asarray(mask[:, :P]).all()
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_training_changes_only_the_encoder_and_lowers_the_loss(name):
+    model, params = _params(name)
+    trainable, frozen = trainer.split_params(params, methods.PTuning.TRAINABLE_REGEX)
+    before = {k: v.copy() for k, v in tm._flat(frozen).items()}
+    step, tx = tm._step(model, methods.PTuning.TRAINABLE_REGEX, lr=3e-2)
+    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
+    batch = tm._batch()
+    losses = []
+    for _ in range(30):
+        state, metrics = step(state, frozen, batch, jax.random.PRNGKey(0))
+        losses.append(float(metrics["loss"]))
+    # Measured: the LSTM encoder plateaus near 4.42 from 5.23 (0.85) in 30 steps at this rate.
+    assert losses[-1] < 0.9 * losses[0], losses
+    merged = tm._flat(trainer.merge_params(frozen, state["params"]))
+    for key, value in before.items():
+        assert merged[key].dtype == value.dtype and np.array_equal(np.asarray(merged[key]), value), key
+    after = tm._flat(state["params"])
+    assert not [k for k, v in tm._flat(trainable).items() if np.array_equal(np.asarray(after[k]), v)]
+
+    text = step.lower(state, frozen, batch, jax.random.PRNGKey(0)).compile().as_text()
+    weights = list(hlo.kernel_shapes(frozen).values())
+    assert hlo.ambiguous_dims(weights, [tm.B * tm.T, tm.B * tm.L, tm.B * (P + tm.T), P + tm.T, P, HIDDEN]) == set()
+    assert hlo.weight_gradient_ops(text, weights) == []
+    assert any(op.backward for op in hlo.matmul_ops(text))
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_cached_decoding_and_the_exported_prompt_give_the_same_outputs(name):
+    model, params = _params(name)
+    flat = tm._flat(params)
+    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
+    flat["decoder/logits_dense/kernel"][:, :2] = 0.0  # no pad / EOS: every position is generated from the cache
+    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
+    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
+    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
+    # Export: the produced prompt [P, H] as a plain prompt; the encoder is dropped.
+    prompt = VARIANTS[name].prompt(params, H)
+    assert prompt.shape == (P, H)
+    plain = {k: v for k, v in flat.items() if not k.startswith("encoder/p_tuning/")}
+    plain["encoder/prompt/prompt"] = prompt
+    plain_model = t5.T5(C, functools.partial(prompts.Prompt, length=P, prompt_init=prompts.from_array(prompt)))
+    batch = tm._batch()
+    ours = tm._logits(model, params, batch)
+    theirs = tm._logits(plain_model, traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in plain.items()}),
+                        batch)
+    assert np.abs(ours - theirs).max() < 1e-5, np.abs(ours - theirs).max()
+
+
+def test_bad_configuration_is_a_clear_error():
+    with pytest.raises(ValueError, match="P-tuning length must be a positive int"):
+        methods.PTuning(length=0)
+    with pytest.raises(ValueError, match="P-tuning encoder must be one of"):
+        methods.PTuning(encoder="gru")
