@@ -46,24 +46,30 @@ LENGTHS = {"boolq": "{'inputs': 64, 'targets': 8}", "rte": "{'inputs': 64, 'targ
            "record": "{'inputs': 96, 'targets': 8}"}
 
 
-def _run_dir(task: str, rung: str, checkpoint: str) -> str:
-    return os.path.join(RUNS, f"{task}-{rung}-{checkpoint}")
+PAPER_LEARNING_RATE = 0.3
+
+
+def _run_dir(task: str, rung: str, checkpoint: str, learning_rate: float = PAPER_LEARNING_RATE,
+             prompt_length: int = PROMPT_LENGTH) -> str:
+    lr = "" if learning_rate == PAPER_LEARNING_RATE else f"-lr{learning_rate}"
+    p = "" if prompt_length == PROMPT_LENGTH else f"-p{prompt_length}"
+    return os.path.join(RUNS, f"{task}-{rung}-{checkpoint}{lr}{p}")
 
 
 def prompt_tune(task: str, rung: str, checkpoint: str, ladder: str = LADDER, steps: int = RUN_STEPS,
-                log=None) -> str:
+                log=None, learning_rate: float = PAPER_LEARNING_RATE, prompt_length: int = PROMPT_LENGTH) -> str:
     """Runs (or resumes) one prompt-tuning run with `python -m prompt_tuning.train`; returns its MODEL_DIR."""
-    model_dir = _run_dir(task, rung, checkpoint)
+    model_dir = _run_dir(task, rung, checkpoint, learning_rate, prompt_length)
     init = "sampled_vocab" if task == "record" else "class_labels"
     mode = "generate" if task == "record" else "rank"
     cmd = [sys.executable, "-m", "prompt_tuning.train", "--gin_file=gin/runs/prompt_finetune.gin",
            f"--gin_file=gin/models/recall_{rung}.gin", f"--gin_file=gin/prompts/{init}.gin",
            "--gin_file=gin/recall_world.gin", f"--gin.MIXTURE_OR_TASK_NAME='{registry.task_name(task)}'",
            f"--gin.TASK_FEATURE_LENGTHS={LENGTHS[task]}", f"--gin.INITIAL_CHECKPOINT_PATH='{ladder}/{rung}/{checkpoint}'",
-           f"--gin.PROMPT_LENGTH={PROMPT_LENGTH}", f"--gin.TRAIN_STEPS={steps}", "--gin.DROPOUT_RATE=0.0",
+           f"--gin.PROMPT_LENGTH={prompt_length}", f"--gin.TRAIN_STEPS={steps}", "--gin.DROPOUT_RATE=0.0",
            f"--gin.EVAL_MODE='{mode}'", "--gin.TEST_SPLITS=('test', 'test_closed_book')",
            "--gin.train_and_evaluate.eval_period=100", f"--gin.train_and_evaluate.checkpoint_period={steps}",
-           f"--gin.MODEL_DIR='{model_dir}'"]
+           f"--gin.learning_rate_schedule.base_learning_rate={learning_rate}", f"--gin.MODEL_DIR='{model_dir}'"]
     if not metrics_writer.read(model_dir, "test") if os.path.isdir(model_dir) else True:
         print("$ " + " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)

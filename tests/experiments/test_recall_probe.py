@@ -44,3 +44,10 @@ def test_prior_is_the_most_frequent_value_everywhere():
     prior = recall_probe.prior_baseline(world, "test")
     assert 100 / 16 <= prior < 100
     assert recall_probe.trait_prior(world, "test") == 50.0  # every split balances every trait
+    # Independent of set order (hash-seeded): ties between equally frequent values go to the first in sorted order.
+    right = []
+    for rel in world_lib.RELATIONS:
+        values = [p.value(rel) for p in world.people]
+        top = sorted(values, key=lambda v: (-values.count(v), v))[0]
+        right += [p.value(rel) == top for p in world.split_people["test"]]
+    assert prior == 100 * sum(right) / len(right)
