@@ -22,7 +22,8 @@ from flax import traverse_util
 from benchmarks import hlo
 from prompt_tuning import methods
 from prompt_tuning.models import decoding, t5
-from prompt_tuning.training import optimizer, trainer
+from prompt_tuning.training import trainer
+from tests.methods import delta_training
 from tests.models.test_decoding import _naive_greedy
 
 # No activation row count (B*T = 30, B*L = 12) equals a weight dim (H = N*D = 32, F = 64, V = 96) or a
@@ -53,8 +54,7 @@ def _batch(seed=0):
             "decoder_loss_weights": (targets > 0).astype(np.float32)}
 
 
-def _flat(tree):
-    return traverse_util.flatten_dict(dict(tree), sep="/")
+_flat = delta_training.flat
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,12 +69,6 @@ def _params(name):
 def _logits(model, params, batch):
     return np.asarray(model.apply({"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                                   batch["decoder_target_tokens"]))
-
-
-def _step(model, regex, lr):
-    tx = optimizer.adafactor(optimizer.learning_rate_schedule(lr), weight_decay_rate=None)
-    step = jax.jit(functools.partial(trainer.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None))
-    return step, tx
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -98,28 +92,14 @@ def test_adds_only_its_own_parameters_and_starts_at_the_frozen_model(name):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_training_changes_only_the_method_and_lowers_the_loss(name):
     model, params = _params(name)
-    trainable, frozen = trainer.split_params(params, METHODS[name].TRAINABLE_REGEX)
-    before = {k: v.copy() for k, v in _flat(frozen).items()}
-    step, tx = _step(model, METHODS[name].TRAINABLE_REGEX, lr=1e-2)
-    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
-    batch = _batch()
-    losses = []
-    for _ in range(30):
-        state, metrics = step(state, frozen, batch, jax.random.PRNGKey(0))
-        losses.append(float(metrics["loss"]))
-    assert losses[-1] < 0.8 * losses[0], losses
-    merged = _flat(trainer.merge_params(frozen, state["params"]))
-    for key, value in before.items():
-        assert merged[key].dtype == value.dtype and np.array_equal(np.asarray(merged[key]), value), key
-    changed = [k for k, v in _flat(state["params"]).items() if not np.array_equal(np.asarray(v), _flat(trainable)[k])]
-    assert changed, "the method's parameters were updated"
+    delta_training.train_only_the_delta(model, params, METHODS[name].TRAINABLE_REGEX, _batch(), lr=1e-2, loss_ratio=0.8)
 
 
 def _compiled(name, regex):
     model, params = _params(name)
     trainable, frozen = trainer.split_params(params, regex)
-    step, tx = _step(model, regex, lr=1e-3)
-    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
+    step, tx = delta_training.jitted_step(model, lr=1e-3)
+    state = delta_training.initial_state(tx, trainable)
     text = step.lower(state, frozen, _batch(), jax.random.PRNGKey(0)).compile().as_text()
     return text, trainable, frozen
 

@@ -19,6 +19,7 @@ from benchmarks import hlo
 from prompt_tuning import methods, prompts
 from prompt_tuning.models import decoding, t5
 from prompt_tuning.training import trainer
+from tests.methods import delta_training
 from tests.methods import test_methods as tm
 from tests.models.test_decoding import _naive_greedy
 
@@ -59,23 +60,10 @@ def test_adds_only_its_encoder_and_prepends_p_positions(name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_training_changes_only_the_encoder_and_lowers_the_loss(name):
     model, params = _params(name)
-    trainable, frozen = trainer.split_params(params, methods.PTuning.TRAINABLE_REGEX)
-    before = {k: v.copy() for k, v in tm._flat(frozen).items()}
-    step, tx = tm._step(model, methods.PTuning.TRAINABLE_REGEX, lr=3e-2)
-    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
     batch = tm._batch()
-    losses = []
-    for _ in range(30):
-        state, metrics = step(state, frozen, batch, jax.random.PRNGKey(0))
-        losses.append(float(metrics["loss"]))
     # Measured: the LSTM encoder plateaus near 4.42 from 5.23 (0.85) in 30 steps at this rate.
-    assert losses[-1] < 0.9 * losses[0], losses
-    merged = tm._flat(trainer.merge_params(frozen, state["params"]))
-    for key, value in before.items():
-        assert merged[key].dtype == value.dtype and np.array_equal(np.asarray(merged[key]), value), key
-    after = tm._flat(state["params"])
-    assert not [k for k, v in tm._flat(trainable).items() if np.array_equal(np.asarray(after[k]), v)]
-
+    step, state, frozen = delta_training.train_only_the_delta(model, params, methods.PTuning.TRAINABLE_REGEX, batch,
+                                                              lr=3e-2, loss_ratio=0.9)
     text = step.lower(state, frozen, batch, jax.random.PRNGKey(0)).compile().as_text()
     weights = list(hlo.kernel_shapes(frozen).values())
     assert hlo.ambiguous_dims(weights, [tm.B * tm.T, tm.B * tm.L, tm.B * (P + tm.T), P + tm.T, P, HIDDEN]) == set()
