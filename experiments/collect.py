@@ -24,7 +24,6 @@ The trainer's format, read by the trainer's own reader (metrics_writer.read):
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import json
@@ -36,7 +35,6 @@ import numpy as np
 
 from experiments import runner, sweeps
 from experiments import spec as S
-from experiments.backends import get_backend
 from prompt_tuning.training import metrics_writer
 
 BEST_FILE = os.path.join("best", "best.json")
@@ -157,21 +155,12 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-
-    ap = argparse.ArgumentParser(prog="python -m experiments.collect", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
-    ap.add_argument("--backend", default="real")
-    ap.add_argument("--results-dir", default=None)
+    ap = sweeps.cli_parser("python -m experiments.collect", __doc__)
     ap.add_argument("--out", default=None, help="CSV path (default: <results-dir>/<sweep>.csv)")
-    args = ap.parse_args(argv)
-    try:
-        backend = get_backend(args.backend)
-        results_dir = args.results_dir or runner.default_results_dir(backend.name)
-        specs = sweeps.get_specs(args.sweep, backend, results_dir)
-    except S.SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
+    cli = sweeps.resolve_cli(ap, argv)
+    if cli is None:
         return 2
+    args, backend, results_dir, specs = cli
     rows, counts = collect(specs, results_dir, backend.params)
     out = args.out or os.path.join(results_dir, f"{args.sweep}.csv")
     write_csv(rows, out)

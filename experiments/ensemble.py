@@ -28,7 +28,6 @@ experiments/results/mini/README.md.)
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib
 import os
@@ -159,21 +158,18 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from experiments import runner
-    from experiments.backends import get_backend
+    from experiments import sweeps
 
-    ap = argparse.ArgumentParser(prog="python -m experiments.ensemble", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="real")
-    ap.add_argument("--results-dir", default=None)
+    ap = sweeps.cli_parser("python -m experiments.ensemble", __doc__, sweep=False)
     ap.add_argument("--out", default=None, help="output directory (default: <results-dir>/ensemble)")
     ap.add_argument("--mode", choices=("generate", "rank"), default="generate")
     ap.add_argument("--split", default="validation")
     ap.add_argument("--examples-per-batch", type=int, default=8)
     ap.add_argument("--max-examples", type=int, default=None)
-    args = ap.parse_args(argv)
-    backend = get_backend(args.backend)
-    results_dir = args.results_dir or runner.default_results_dir(backend.name)
+    cli = sweeps.resolve_cli(ap, argv)
+    if cli is None:
+        return 2
+    args, backend, results_dir, _ = cli
     out = args.out or os.path.join(results_dir, "ensemble")
     try:
         rows = run(backend, results_dir, out, mode=args.mode, split=args.split,

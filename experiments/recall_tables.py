@@ -17,16 +17,14 @@ Exit status: 0 (also with missing points: they are counted in the output), 2 on 
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
 import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import runner, stats, sweeps
+from experiments import stats, sweeps
 from experiments import spec as S
-from experiments.backends import get_backend
 from prompt_tuning.training import metrics_writer
 
 LABELS = ("sweep", "panel", "method", "size", "task", "setting", "seed", "prompt_length", "init", "objective",
@@ -120,20 +118,12 @@ def compare(results_dir: str, names_a: Sequence[str], names_b: Sequence[str], ta
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments.recall_tables", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
-    ap.add_argument("--backend", default="recall")
-    ap.add_argument("--results-dir", default=None)
+    ap = sweeps.cli_parser("python -m experiments.recall_tables", __doc__, backend="recall")
     ap.add_argument("--out-dir", default=None, help="default: the results directory")
-    args = ap.parse_args(argv)
-    try:
-        backend = get_backend(args.backend)
-        results_dir = args.results_dir or runner.default_results_dir(backend.name)
-        specs = sweeps.get_specs(args.sweep, backend, results_dir)
-    except S.SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
+    cli = sweeps.resolve_cli(ap, argv)
+    if cli is None:
         return 2
+    args, backend, results_dir, specs = cli
     table, missing = rows(specs, results_dir, backend.params)
     out = args.out_dir or results_dir
     write(table, os.path.join(out, f"{args.sweep}_test.csv"), os.path.join(out, f"{args.sweep}_test.md"), missing)

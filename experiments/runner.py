@@ -28,7 +28,6 @@ run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import datetime
 import json
@@ -42,16 +41,11 @@ from typing import Optional, Sequence
 
 from experiments import spec as S
 from experiments import sweeps
-from experiments.backends import get_backend
 from prompt_tuning.training import metrics_writer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE, DONE_FILE, FAILED_FILE = (
     "spec.json", "log.txt", "attempts.jsonl", "DONE", "FAILED")
-
-
-def default_results_dir(backend: str) -> str:
-    return os.path.join("experiments", "results", backend)
 
 
 def finished_steps(model_dir: str) -> Optional[int]:
@@ -219,25 +213,16 @@ def run_all(specs: Sequence[S.RunSpec], results_dir: str, *, workers: int = 1, p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m experiments.runner", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True, choices=sorted(sweeps.SWEEPS))
-    ap.add_argument("--backend", default="real")
-    ap.add_argument("--results-dir", default=None)
+    ap = sweeps.cli_parser("python -m experiments.runner", __doc__, only=True)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--only", default=None, help="run only specs whose name matches this regular expression")
     ap.add_argument("--print-commands", action="store_true", help="print one shell line per run; run nothing")
     ap.add_argument("--all", action="store_true", help="with --print-commands: include finished runs")
     ap.add_argument("--list", action="store_true", help="print each run's name and status; run nothing")
     ap.add_argument("--python", default=None, help="interpreter for the runs (default: this one; 'python' when printing)")
-    args = ap.parse_args(argv)
-    try:
-        backend = get_backend(args.backend)
-        results_dir = args.results_dir or default_results_dir(backend.name)
-        specs = S.filter_specs(sweeps.get_specs(args.sweep, backend, results_dir), args.only)
-    except S.SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
+    cli = sweeps.resolve_cli(ap, argv)
+    if cli is None:
         return 2
+    args, backend, results_dir, specs = cli
     distinct = S.dedupe(specs)
     if args.print_commands:
         for s in distinct:
@@ -259,8 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # A sweep whose points depend on finished runs (the model-tuning search extends its range) is read
     # again after each pass; new points are run until none appear (or a run did not finish).
     while all(o in ("done", "skipped") for o in outcomes.values()):
-        more = [s for s in S.filter_specs(sweeps.get_specs(args.sweep, backend, results_dir), args.only)
-                if s.name not in outcomes]
+        more = [s for s in cli.reread_specs() if s.name not in outcomes]
         if not more:
             break
         print(f"{len(S.dedupe(more))} more run(s) now in the sweep (its range was extended)")

@@ -8,15 +8,22 @@
     prompt_lr   prompt tuning's learning-rate check at the centre point  experiments/prompt_lr.py
 
 Fig 4 (parameters) needs no runs: `python -m experiments.parameters`.
+
+The command lines that act on a sweep (runner, collect, recall_tables, ensemble)
+share their prologue: `cli_parser` gives --sweep, --backend, --results-dir and
+`resolve_cli` turns them into a backend, a results directory and the specs.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
-from typing import Optional
+import os
+import sys
+from typing import NamedTuple, Optional, Sequence
 
 from experiments import spec as S
-from experiments.backends import Backend
+from experiments.backends import Backend, get_backend
 
 SWEEPS = {"scale": "experiments.scale", "ablations": "experiments.ablations", "ensemble": "experiments.ensemble",
           "model_search": "experiments.model_search", "prompt_lr": "experiments.prompt_lr"}
@@ -34,3 +41,59 @@ def get_specs(sweep: str, backend: Backend, results_dir: Optional[str] = None) -
     if "results_dir" in inspect.signature(fn).parameters:
         return fn(backend, results_dir=results_dir)
     return fn(backend)
+
+
+def default_results_dir(backend: str) -> str:
+    """experiments/results/<backend>: where a backend's runs go unless --results-dir says otherwise."""
+    return os.path.join("experiments", "results", backend)
+
+
+def cli_parser(prog: str, doc: Optional[str], *, backend: str = "real", sweep: bool = True,
+               only: bool = False) -> argparse.ArgumentParser:
+    """The shared options: --sweep (when `sweep`), --backend (default `backend`), --results-dir, and --only
+    (when `only`: a regular expression the run names must match). The caller adds its own."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if sweep:
+        ap.add_argument("--sweep", required=True, choices=sorted(SWEEPS))
+    ap.add_argument("--backend", default=backend)
+    ap.add_argument("--results-dir", default=None, help="default: experiments/results/<backend>")
+    if only:
+        ap.add_argument("--only", default=None, help="run only specs whose name matches this regular expression")
+    return ap
+
+
+class Cli(NamedTuple):
+    """A resolved command line: its arguments, backend, results directory and the sweep's specs ([] without
+    --sweep), filtered by --only where the parser has it."""
+
+    args: argparse.Namespace
+    backend: Backend
+    results_dir: str
+    specs: list[S.RunSpec]
+
+    def reread_specs(self) -> list[S.RunSpec]:
+        """The sweep's specs read again: a sweep that extends itself from finished runs (model_search) may
+        have more now."""
+        return _sweep_specs(self.args, self.backend, self.results_dir)
+
+
+def _sweep_specs(args: argparse.Namespace, backend: Backend, results_dir: str) -> list[S.RunSpec]:
+    if not hasattr(args, "sweep"):
+        return []
+    return S.filter_specs(get_specs(args.sweep, backend, results_dir), getattr(args, "only", None))
+
+
+def resolve_cli(ap: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> Optional[Cli]:
+    """Parses `argv` with `ap` (from cli_parser) and resolves backend, results directory and specs.
+
+    An unknown backend or a sweep that cannot be specified is a one-line 'error: ...' on stderr and None
+    (the caller exits 2); argparse's own errors exit 2 as usual.
+    """
+    args = ap.parse_args(argv)
+    try:
+        backend = get_backend(args.backend)
+        results_dir = args.results_dir or default_results_dir(backend.name)
+        return Cli(args, backend, results_dir, _sweep_specs(args, backend, results_dir))
+    except S.SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None

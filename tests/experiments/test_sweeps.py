@@ -152,3 +152,16 @@ def test_real_backend_agrees_with_the_data_package():
         assert REAL.task_name(task, REAL.centre) == data.superglue_task_name(task)
         sentinel = dataclasses.replace(REAL.centre, objective=S.SPAN_CORRUPTION_SENTINEL)
         assert REAL.task_name(task, sentinel) == data.superglue_task_name(task, sentinel="_sentinel")
+
+
+def test_the_shared_command_line_resolves_backend_results_dir_and_filtered_specs(capsys):
+    ap = sweeps.cli_parser("prog", None, only=True)
+    cli = sweeps.resolve_cli(ap, ["--sweep", "ablations", "--only=-p150-"])
+    assert cli.backend is REAL and cli.results_dir == os.path.join("experiments", "results", "real")
+    assert cli.specs and all("-p150-" in s.name for s in cli.specs)
+    assert len(cli.specs) < len(ablations.specs(REAL)) and cli.reread_specs() == cli.specs
+    no_sweep = sweeps.resolve_cli(sweeps.cli_parser("prog", None, sweep=False), ["--results-dir", "/r"])
+    assert no_sweep.results_dir == "/r" and no_sweep.specs == []
+    assert sweeps.resolve_cli(sweeps.cli_parser("prog", None), ["--sweep", "scale", "--backend", "nope"]) is None
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown backend 'nope'") and err.count("\n") == 1
