@@ -1,8 +1,23 @@
-"""Trainer tests compile the same small train and eval steps many times (each run builds its own
+"""Fixtures the trainer tests share.
+
+Trainer tests compile the same small train and eval steps many times (each run builds its own
 jitted functions); a persistent compilation cache in a per-session temporary directory lets the
-later runs reuse the first run's executables."""
+later runs reuse the first run's executables. Every test starts and ends with an empty gin config.
+`frozen_ckpt` is the frozen model of the synthetic task (tests/training/synthetic_tasks.py);
+`kill_at` injects a kill at a fault point (prompt_tuning/fault_points.py).
+"""
+import flax.linen as nn
+import gin
 import jax
+import jax.numpy as jnp
 import pytest
+
+from prompt_tuning import fault_points
+from prompt_tuning.checkpoints import native
+from prompt_tuning.models import t5
+from tests.training import synthetic_tasks as st
+
+CONFIG = t5.get_config("test", vocab_size=st.VOCAB_SIZE)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -15,3 +30,41 @@ def compilation_cache_dir(tmp_path_factory):
     yield path
     jax.config.update("jax_compilation_cache_dir", previous[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.fixture(scope="module")
+def frozen_ckpt(tmp_path_factory):
+    """A native checkpoint of a random 'test'-size T5 (CONFIG) for the byte-vocabulary task."""
+    path = str(tmp_path_factory.mktemp("frozen"))
+    tokens = jnp.ones((1, 1), jnp.int32)
+    native.save(path, nn.meta.unbox(t5.T5(CONFIG).init(jax.random.PRNGKey(7), tokens, tokens, tokens)["params"]), CONFIG)
+    return path
+
+
+class Killed(BaseException):
+    """Raised at a fault point; not an Exception, so no handler of the trainer sees it (as with SIGKILL)."""
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """kill_at(point, nth): the nth time fault point `point` is reached, Killed is raised; kill_at(None): no kill."""
+
+    def arm(point, nth=1):
+        seen = {"n": 0}
+
+        def reached(name):
+            if name == point:
+                seen["n"] += 1
+                if seen["n"] == nth:
+                    raise Killed(name)
+
+        monkeypatch.setattr(fault_points, "reached", reached if point else lambda name: None)
+
+    return arm

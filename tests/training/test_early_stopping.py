@@ -9,21 +9,17 @@ known in advance, including a tie (which is no improvement) and a dip before a n
 import os
 import shutil
 
-import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from prompt_tuning import fault_points, prompts
-from prompt_tuning.checkpoints import native
-from prompt_tuning.models import t5
+from prompt_tuning import prompts
 from prompt_tuning.training import evaluation, metrics_writer, trainer
 from tests.training import synthetic_tasks as st
+from tests.training.conftest import CONFIG, Killed
 
-CONFIG = t5.get_config("test", vocab_size=st.VOCAB_SIZE)
 # Accuracy after step k (k >= len - 1: the last value). Best 10 (0), 30 (1); 20, 30 (a tie) are no
 # improvement; 50 at step 4 is the best; 40, 45, 45, ... never improve on it.
 TRAJECTORY = (10.0, 30.0, 20.0, 30.0, 50.0, 40.0, 45.0)
@@ -31,21 +27,6 @@ BEST_STEP, PATIENCE = 4, 3
 STOP_STEP = BEST_STEP + PATIENCE  # eval_period 1
 CAP = 40
 NAME = f"{st.TASK}/accuracy"
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
-@pytest.fixture(scope="module")
-def frozen_ckpt(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("frozen"))
-    tokens = jnp.ones((1, 1), jnp.int32)
-    native.save(path, nn.meta.unbox(t5.T5(CONFIG).init(jax.random.PRNGKey(7), tokens, tokens, tokens)["params"]), CONFIG)
-    return path
 
 
 def _step_writer(initial_step=0) -> optax.GradientTransformation:
@@ -143,10 +124,6 @@ def test_rerunning_a_stopped_run_trains_no_further(reference, frozen_ckpt, tmp_p
     assert _outcome(model_dir) == reference[1]
 
 
-class Killed(BaseException):
-    """Raised at a fault point; not an Exception, so no handler of the trainer sees it (as with SIGKILL)."""
-
-
 # Evaluations at steps 0..7 (the 8th is the stopping one), saves at 3, 6 and the stop step 7, best
 # updates at steps 0, 1, 4.
 KILL_POINTS = [("eval_started", 5), ("best_before_commit", 3), ("save_committed", 2), ("eval_started", 8),
@@ -154,20 +131,12 @@ KILL_POINTS = [("eval_started", 5), ("best_before_commit", 3), ("save_committed"
 
 
 @pytest.mark.parametrize("point,nth", KILL_POINTS, ids=[f"{p}-{n}" for p, n in KILL_POINTS])
-def test_kill_then_resume_stops_at_the_same_step(point, nth, reference, frozen_ckpt, tmp_path, monkeypatch):
+def test_kill_then_resume_stops_at_the_same_step(point, nth, reference, frozen_ckpt, tmp_path, kill_at):
     model_dir = tmp_path / "run"
-    seen = {"n": 0}
-
-    def reached(name):
-        if name == point:
-            seen["n"] += 1
-            if seen["n"] == nth:
-                raise Killed(name)
-
-    monkeypatch.setattr(fault_points, "reached", reached)
+    kill_at(point, nth)
     with pytest.raises(Killed):
         _run(model_dir, frozen_ckpt)
-    monkeypatch.setattr(fault_points, "reached", lambda name: None)
+    kill_at(None)
     out = _run(model_dir, frozen_ckpt)
     assert out["step"] == reference[0]["step"] and out["early_stopped"]
     assert out["best"]["step"] == reference[0]["best"]["step"]

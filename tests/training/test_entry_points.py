@@ -24,13 +24,6 @@ from tests.training import synthetic_tasks as st
 WORLD = "tests/training/synthetic.gin"
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def _run(main, capsys, *argv):
     rc = main.main(list(argv))
     out = capsys.readouterr()

@@ -31,16 +31,10 @@ from prompt_tuning.checkpoints import save_restore
 from prompt_tuning.checkpoints.errors import CheckpointError
 from prompt_tuning.training import metrics_writer, run_dir
 from tests.conftest import REPO
+from tests.training.conftest import Killed
 
 STEPS = 6
 FLAGS = ["--gin_file=tests/training/synthetic.gin", "--gin.train_and_evaluate.eval_period=2"]
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def _train(model_dir, capsys=None, *extra):
@@ -77,10 +71,6 @@ def reference(tmp_path_factory):
 # ---------------------------------------------------------------------------
 
 
-class Killed(BaseException):
-    """Raised at a fault point; not an Exception, so no handler of the trainer sees it (as with SIGKILL)."""
-
-
 # (point, n-th time reached) in a 6-step run with evaluations at steps 0, 2, 4, 6.
 KILL_POINTS = [
     ("startup", 1),             # MODEL_DIR claimed, nothing else
@@ -97,21 +87,13 @@ KILL_POINTS = [
 
 
 @pytest.mark.parametrize("point,nth", KILL_POINTS, ids=[f"{p}-{n}" for p, n in KILL_POINTS])
-def test_kill_at_every_phase_then_resume_equals_uninterrupted(point, nth, reference, tmp_path, monkeypatch):
+def test_kill_at_every_phase_then_resume_equals_uninterrupted(point, nth, reference, tmp_path, kill_at):
     _, want = reference
     model_dir = tmp_path / "run"
-    seen = {"n": 0}
-
-    def reached(name):
-        if name == point:
-            seen["n"] += 1
-            if seen["n"] == nth:
-                raise Killed(name)
-
-    monkeypatch.setattr(fault_points, "reached", reached)
+    kill_at(point, nth)
     with pytest.raises(Killed):
         _train(model_dir)
-    monkeypatch.setattr(fault_points, "reached", lambda name: None)
+    kill_at(None)
     rc, _, _ = _train(model_dir)
     assert rc == 0
     assert outcome(model_dir) == want

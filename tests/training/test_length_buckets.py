@@ -3,7 +3,6 @@ scores; the order stays a pure function of the step (resume is bit-identical).""
 import functools
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,13 +13,6 @@ from prompt_tuning.models import t5
 from prompt_tuning.training import evaluation, input_pipeline, partitioning, trainer
 from tests.conftest import shared_path
 from tests.training import synthetic_tasks as st
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def test_lengths_and_buckets():

@@ -19,13 +19,6 @@ from tests.training import synthetic_tasks as st
 P = 5
 
 
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 def test_pack_places_each_example_after_its_own_prompt_slots():
     enc = np.array([[7, 8, 1, 0], [9, 1, 0, 0], [5, 6, 4, 1], [3, 1, 0, 0]])
     dec_t = np.array([[11, 1, 0], [12, 1, 0], [13, 14, 1], [15, 1, 0]])

@@ -2,34 +2,13 @@
 import json
 import os
 
-import flax.linen as nn
-import gin
-import jax
-import jax.numpy as jnp
 import pytest
 
 from prompt_tuning import prompts
-from prompt_tuning.checkpoints import native
-from prompt_tuning.models import t5
 from prompt_tuning.training import metrics_writer, trainer
 from tests.training import synthetic_tasks as st
+from tests.training.conftest import CONFIG
 
-CONFIG = t5.get_config("test", vocab_size=st.VOCAB_SIZE)
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
-@pytest.fixture(scope="module")
-def frozen_ckpt(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("frozen"))
-    tokens = jnp.ones((1, 1), jnp.int32)
-    native.save(path, nn.meta.unbox(t5.T5(CONFIG).init(jax.random.PRNGKey(7), tokens, tokens, tokens)["params"]), CONFIG)
-    return path
 
 
 def _run(tmp_path, frozen_ckpt, **over):

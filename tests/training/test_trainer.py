@@ -13,30 +13,12 @@ import pytest
 from flax import traverse_util
 
 from prompt_tuning import prompts
-from prompt_tuning.checkpoints import native
 from prompt_tuning.models import t5
 from prompt_tuning.training import evaluation, input_pipeline, optimizer, partitioning, run_dir, trainer
 from tests.training import synthetic_tasks as st
+from tests.training.conftest import CONFIG
 
-CONFIG = t5.get_config("test", vocab_size=st.VOCAB_SIZE)
 PROMPT_KEY = "encoder/prompt/prompt"
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
-@pytest.fixture(scope="module")
-def frozen_ckpt(tmp_path_factory):
-    """A native checkpoint of a random 'test'-size T5 for the byte-vocabulary task."""
-    path = str(tmp_path_factory.mktemp("frozen"))
-    tokens = jnp.ones((1, 1), jnp.int32)
-    params = nn.meta.unbox(t5.T5(CONFIG).init(jax.random.PRNGKey(7), tokens, tokens, tokens)["params"])
-    native.save(path, params, CONFIG)
-    return path
 
 
 def _kwargs(tmp_path, frozen_ckpt, **over):
