@@ -36,6 +36,11 @@ class SettingsError(ValueError):
     """A setting that cannot run (one-line message)."""
 
 
+class ConfigError(ValueError):
+    """A configuration that cannot run (one-line message, shown as is); raised by the trainer and its setup
+    (trainer.ConfigError, re-exported there)."""
+
+
 # -- command line -------------------------------------------------------------------
 
 
