@@ -1,6 +1,5 @@
 """LoRA merged into the weights: a native checkpoint that the plain model loads and that reproduces
 the adapted model's logits (float32, max abs difference < 1e-5)."""
-import jax
 import numpy as np
 import pytest
 from flax import traverse_util

@@ -57,13 +57,43 @@ def _batch(seed=0):
 _flat = delta_training.flat
 
 
-@functools.lru_cache(maxsize=None)
-def _params(name):
-    model = t5.T5(CONFIG, methods=(METHODS[name],))
+def _init(model):
+    """(model, its initial params on the host, unboxed)."""
     batch = _batch()
     variables = model.init(jax.random.PRNGKey(0), batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                            batch["decoder_target_tokens"])
     return model, jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+
+
+@functools.lru_cache(maxsize=None)
+def _params(name):
+    return _init(t5.T5(CONFIG, methods=(METHODS[name],)))
+
+
+def _unflat(flat):
+    return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+def _plain_keys():
+    """The parameter names of the plain test model (no method)."""
+    b = _batch()
+    return set(_flat(nn.meta.unbox(jax.eval_shape(lambda: t5.T5(CONFIG).init(
+        jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"]))["params"])))
+
+
+def _assert_cached_decoding_matches_recompute(model, flat):
+    """Cached greedy decoding of `model` with the params `flat` ({'a/b/c': array}) equals re-running the whole
+    decoder; the logits kernel's pad and EOS columns are zeroed so that every position is generated from the
+    cache. Returns the params tree decoded with."""
+    flat = dict(flat)
+    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
+    flat["decoder/logits_dense/kernel"][:, :2] = 0.0
+    params = _unflat(flat)
+    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
+    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
+    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
+    assert (got > 0).all()
+    return params
 
 
 def _logits(model, params, batch):
@@ -78,14 +108,12 @@ def test_adds_only_its_own_parameters_and_starts_at_the_frozen_model(name):
     trainable, frozen = trainer.split_params(params, regex)
     assert len(_flat(trainable)) == EXPECTED_COUNTS[name]
     plain_model = t5.T5(CONFIG)
-    plain_keys = set(_flat(nn.meta.unbox(jax.eval_shape(lambda: plain_model.init(
-        jax.random.PRNGKey(0), *[_batch()[k] for k in ("encoder_input_tokens", "decoder_input_tokens")]))["params"])))
-    assert set(_flat(frozen)) == plain_keys  # the regex takes nothing of the plain model
+    assert set(_flat(frozen)) == _plain_keys()  # the regex takes nothing of the plain model
     batch = _batch()
     np.testing.assert_array_equal(_logits(model, params, batch), _logits(plain_model, frozen, batch))
     # A non-zero method parameter changes the output (the attachment is live).
     perturbed = {k: (v + 0.5 if re.fullmatch(regex, k) else v) for k, v in _flat(params).items()}
-    perturbed = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in perturbed.items()})
+    perturbed = _unflat(perturbed)
     assert np.abs(_logits(model, perturbed, batch) - _logits(plain_model, frozen, batch)).max() > 1e-3
 
 
@@ -136,13 +164,7 @@ def test_cached_greedy_decoding_with_the_method_matches_naive_recompute(name):
     regex = METHODS[name].TRAINABLE_REGEX
     flat = {k: (v + 0.3 * rng.normal(size=v.shape).astype(np.float32) if re.fullmatch(regex, k) else v)
             for k, v in _flat(params).items()}
-    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
-    flat["decoder/logits_dense/kernel"][:, :2] = 0.0  # no pad / EOS: every position is generated from the cache
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
-    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
-    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
-    assert (got > 0).all()
+    _assert_cached_decoding_matches_recompute(model, flat)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -151,7 +173,7 @@ def test_the_method_attaches_the_same_under_rematerialisation(name):
     _, params = _params(name)
     regex = METHODS[name].TRAINABLE_REGEX
     flat = {k: (v + 0.3 if re.fullmatch(regex, k) else v) for k, v in _flat(params).items()}
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    params = _unflat(flat)
     batch = _batch()
     results = []
     for remat in ("none", "full"):

@@ -12,12 +12,10 @@ and with transformers: test_prefix_parity.py.
 import dataclasses
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from benchmarks import hlo
 from prompt_tuning import methods
@@ -25,7 +23,6 @@ from prompt_tuning.models import decoding, t5
 from prompt_tuning.training import trainer
 from tests.methods import delta_training
 from tests.methods import test_methods as tm
-from tests.models.test_decoding import _naive_greedy
 
 P, HIDDEN = 5, 6  # P + T = 15, B * P = 15, hidden 6: no weight dim (32, 64, 96) among them
 VARIANTS = {"direct": methods.Prefix(length=P), "mlp": methods.Prefix(length=P, mlp_hidden=HIDDEN)}
@@ -37,17 +34,9 @@ EXPECTED = {  # arrays, parameters
 }
 
 
-def _unflat(flat):
-    return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-
-
 @functools.lru_cache(maxsize=None)
 def _params(name, remat="none"):
-    model = t5.T5(C.replace(remat=remat), methods=(VARIANTS[name],))
-    b = tm._batch()
-    variables = model.init(jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"],
-                           b["decoder_target_tokens"])
-    return model, jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+    return tm._init(t5.T5(C.replace(remat=remat), methods=(VARIANTS[name],)))
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -59,9 +48,7 @@ def test_adds_only_its_own_parameters_and_changes_the_output(name):
     assert sum(v.size for v in tm._flat(trainable).values()) == count
     plain = t5.T5(C)
     b = tm._batch()
-    plain_keys = set(tm._flat(nn.meta.unbox(jax.eval_shape(lambda: plain.init(
-        jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"]))["params"])))
-    assert set(tm._flat(frozen)) == plain_keys
+    assert set(tm._flat(frozen)) == tm._plain_keys()
     # Unlike LoRA, a prefix changes the output from the start (attention spreads over P more positions).
     assert np.abs(tm._logits(model, params, b) - tm._logits(plain, frozen, b)).max() > 1e-3
 
@@ -100,19 +87,12 @@ def _perturbed(name, seed=1):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_cached_greedy_decoding_with_prefixes_matches_naive_recompute(name):
     model, _ = _params(name)
-    flat = _perturbed(name)
-    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
-    flat["decoder/logits_dense/kernel"][:, :2] = 0.0  # no pad / EOS: every position is generated from the cache
-    params = _unflat(flat)
-    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
-    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
-    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
-    assert (got > 0).all()
+    tm._assert_cached_decoding_matches_recompute(model, _perturbed(name))
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_rematerialisation_and_grouped_rank_classification_change_nothing(name):
-    params = _unflat(_perturbed(name))
+    params = tm._unflat(_perturbed(name))
     batch = tm._batch()
     logits = {}
     for remat in ("none", "full"):
@@ -133,7 +113,7 @@ def test_rematerialisation_and_grouped_rank_classification_change_nothing(name):
 
 def test_the_mlps_export_served_directly_gives_the_same_logits():
     model, _ = _params("mlp")
-    params = _unflat(_perturbed("mlp"))
+    params = tm._unflat(_perturbed("mlp"))
     method = VARIANTS["mlp"]
     exported = method.direct_params(params, C)
     direct = dataclasses.replace(method, mlp_hidden=None)

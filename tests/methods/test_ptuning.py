@@ -8,20 +8,16 @@ tuning gives the same logits. Parity with PEFT: test_ptuning_parity.py.
 """
 import functools
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from benchmarks import hlo
 from prompt_tuning import methods, prompts
-from prompt_tuning.models import decoding, t5
+from prompt_tuning.models import t5
 from prompt_tuning.training import trainer
 from tests.methods import delta_training
 from tests.methods import test_methods as tm
-from tests.models.test_decoding import _naive_greedy
 
 P, HIDDEN = 5, 6
 VARIANTS = {"mlp": methods.PTuning(P, HIDDEN, "mlp"), "lstm": methods.PTuning(P, HIDDEN, "lstm")}
@@ -36,11 +32,7 @@ EXPECTED = {  # parameters the prompt encoder adds
 
 @functools.lru_cache(maxsize=None)
 def _params(name):
-    model = t5.T5(C, methods=(VARIANTS[name],))
-    b = tm._batch()
-    variables = model.init(jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"],
-                           b["decoder_target_tokens"])
-    return model, jax.tree.map(np.asarray, nn.meta.unbox(variables["params"]))
+    return tm._init(t5.T5(C, methods=(VARIANTS[name],)))
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -48,11 +40,8 @@ def test_adds_only_its_encoder_and_prepends_p_positions(name):
     model, params = _params(name)
     trainable, frozen = trainer.split_params(params, methods.PTuning.TRAINABLE_REGEX)
     assert sum(v.size for v in tm._flat(trainable).values()) == EXPECTED[name]
-    plain = t5.T5(C)
+    assert set(tm._flat(frozen)) == tm._plain_keys()
     b = tm._batch()
-    plain_keys = set(tm._flat(nn.meta.unbox(jax.eval_shape(lambda: plain.init(
-        jax.random.PRNGKey(0), b["encoder_input_tokens"], b["decoder_input_tokens"]))["params"])))
-    assert set(tm._flat(frozen)) == plain_keys
     encoded, mask = model.apply({"params": params}, b["encoder_input_tokens"], method=t5.T5.encode)
     assert encoded.shape[1] == P + tm.T and np.asarray(mask[:, :P]).all()
 
@@ -74,13 +63,8 @@ def test_training_changes_only_the_encoder_and_lowers_the_loss(name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_cached_decoding_and_the_exported_prompt_give_the_same_outputs(name):
     model, params = _params(name)
+    params = tm._assert_cached_decoding_matches_recompute(model, tm._flat(params))
     flat = tm._flat(params)
-    flat["decoder/logits_dense/kernel"] = flat["decoder/logits_dense/kernel"].copy()
-    flat["decoder/logits_dense/kernel"][:, :2] = 0.0  # no pad / EOS: every position is generated from the cache
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    tokens = jnp.array([[5, 6, 7, 8, 1, 0], [9, 10, 11, 1, 0, 0]], jnp.int32)
-    got = np.asarray(decoding.greedy_decode(model, params, tokens, max_decode_length=7))
-    np.testing.assert_array_equal(got, _naive_greedy(model, params, tokens, 7))
     # Export: the produced prompt [P, H] as a plain prompt; the encoder is dropped.
     prompt = VARIANTS[name].prompt(params, H)
     assert prompt.shape == (P, H)
@@ -89,8 +73,7 @@ def test_cached_decoding_and_the_exported_prompt_give_the_same_outputs(name):
     plain_model = t5.T5(C, functools.partial(prompts.Prompt, length=P, prompt_init=prompts.from_array(prompt)))
     batch = tm._batch()
     ours = tm._logits(model, params, batch)
-    theirs = tm._logits(plain_model, traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in plain.items()}),
-                        batch)
+    theirs = tm._logits(plain_model, tm._unflat(plain), batch)
     assert np.abs(ours - theirs).max() < 1e-5, np.abs(ours - theirs).max()
 
 
