@@ -20,10 +20,11 @@ from prompt_tuning import train as train_main
 from tests.training import synthetic_tasks as st
 
 WORLD = "tests/training/synthetic_world.gin"
-REGEX_KEY = {"lora": "lora_", "ia3": "ia3_scale", "adapters": "/adapter/", "prefix": "prefix_", "p_tuning": "p_tuning/"}
+REGEX_KEY = {"lora": "lora_", "ia3": "ia3_scale", "adapters": "/adapter/", "prefix": "prefix_", "p_tuning": "p_tuning/",
+             "multitask_prompt": "multitask_prompt/"}
 # Enough for 20 steps to move this random tiny model (IA3's vectors start at 1 and move slowly; at 0.01 the
 # prefix lowers the loss but leaves the accuracy at 0).
-LEARNING_RATE = {"lora": 0.01, "ia3": 0.1, "adapters": 0.01, "prefix": 0.1, "p_tuning": 0.1}
+LEARNING_RATE = {"lora": 0.01, "ia3": 0.1, "adapters": 0.01, "prefix": 0.1, "p_tuning": 0.1, "multitask_prompt": 0.3}
 
 
 @pytest.fixture(autouse=True)
