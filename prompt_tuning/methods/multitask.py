@@ -19,6 +19,9 @@ combination is a Hadamard product with a rank-one task matrix, and the
 reference code also reads the task index from the input's first token; neither
 is done here.)
 
+Through the trainer and the eval / infer commands, `prompt_index` is the batch's
+`encoder_prompt_index`: each row's task in a fixed order (MULTITASK_TASKS, else
+the mixture's tasks sorted by name; training/input_pipeline.py).
 `prompt_index` None means task 0 for every row (as PromptBank). A concrete index
 outside [0, K) is a ValueError; a traced one gives NaN rows (never another
 task's prompt). After training, `task_prompts(params)` exports the per-task
@@ -60,6 +63,7 @@ class MultiTaskPrompt:
 
     TRAINABLE_REGEX = r"encoder/multitask_prompt/.*"
     PACKABLE = False  # the task index here is per row, not per packed segment (the trainer refuses pack_width)
+    TASK_INDEXED = True  # rows carry encoder_prompt_index, their task's index (trainer.task_order)
 
     def __post_init__(self):
         for name in ("num_tasks", "length"):

@@ -77,12 +77,17 @@ def evaluate_checkpoint(
     seed: int = 0,
     random_init_frozen_model: bool = False,
     methods: Sequence = (),
+    multitask_tasks: Optional[Sequence[str]] = None,
     mesh=None,
 ) -> dict:
-    """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}."""
+    """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}.
+
+    With multi-task prompts each task is evaluated with its index in the task order (MULTITASK_TASKS, default
+    the mixture's tasks sorted by name: trainer.task_order)."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    order = trainer.task_order(methods, mixture_or_task_name, multitask_tasks)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples, order)
     setup, step = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                          initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                          seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
@@ -121,12 +126,15 @@ def infer(
     seed: int = 0,
     random_init_frozen_model: bool = False,
     methods: Sequence = (),
+    multitask_tasks: Optional[Sequence[str]] = None,
     mesh=None,
 ) -> dict[str, list[str]]:
-    """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}."""
+    """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}.
+    Multi-task prompts: each task with its index, as evaluate_checkpoint."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    order = trainer.task_order(methods, mixture_or_task_name, multitask_tasks)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples, order)
     setup, _ = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                       seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
