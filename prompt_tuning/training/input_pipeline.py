@@ -52,8 +52,9 @@ it explicitly, e.g. to evaluate one task of a run trained on a mixture with its
 own index. In 'stream' mode each task's examples are converted and tagged with
 its index before they are mixed at the mixture's rates (tf.data's
 sample_from_datasets with the fixed seed, as seqio mixes them), so batch s is
-still the seeded pipeline skipped s batches. In 'memory' mode the tasks' splits
-are concatenated (in the task order) with an index column and epochs are
+still the seeded pipeline skipped s batches. The order only labels rows: the
+data order is the same whatever MULTITASK_TASKS says. In 'memory' mode the tasks' splits
+are concatenated (sorted by name) with an index column and epochs are
 permutations of the union: each example once an epoch, i.e. the mixture's
 rates are not applied (examples-proportional mixing). Eval sets hold one task
 each, so each is scored with its task's index.
@@ -256,14 +257,15 @@ class TrainData:
             self._lengths = input_lengths(self._arrays["encoder_input_tokens"])
 
     def _tasks(self) -> list:
-        """The leaf tasks that have the split (seqio's mixtures skip the others), in the task order."""
+        """The leaf tasks that have the split (seqio's mixtures skip the others), sorted by name whatever the
+        task order (which only labels the rows: the data order does not depend on it)."""
         tasks = [t for t in leaf_tasks(self.task_name) if t.splits is None or self.split in t.splits]
         if not tasks:
             raise TaskError(f"no task of {self.task_name!r} has a split {self.split!r}")
-        return sorted(tasks, key=lambda t: self.task_order.index(t.name))
+        return tasks
 
     def _indexed_arrays(self) -> dict:
-        """Each task's split (seqio order) with its task index, concatenated in the task order."""
+        """Each task's split (seqio order) with its task index, concatenated (tasks sorted by name)."""
         parts = [_with_task_index(convert_split(t.name, self.split, self.lengths, self.seed),
                                   self.task_order.index(t.name)) for t in self._tasks()]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
