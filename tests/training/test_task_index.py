@@ -8,10 +8,12 @@ file (gin/methods/multitask_prompt.gin) a run on the mixture changes the shared 
 task prompts while every frozen array stays bit-identical, and the run's evaluation of each task
 uses that task's index: it equals evaluating the task's rows with the exported task prompt through
 the plain prompt path (every prediction, accuracy, loss, per-example log-likelihoods), and differs
-from scoring them with the other task's prompt.
+from scoring them with the other task's prompt. The eval command does the same on the mixture, and on
+one task of it placed by MULTITASK_TASKS.
 """
 import functools
 import itertools
+import json
 import os
 
 import flax.linen as nn
@@ -23,6 +25,7 @@ import seqio
 import tensorflow as tf
 from flax import traverse_util
 
+from prompt_tuning import eval as eval_main
 from prompt_tuning import methods, prompts
 from prompt_tuning.checkpoints import native
 from prompt_tuning.models import t5
@@ -223,3 +226,30 @@ def test_each_tasks_evaluation_uses_its_own_index(mixture_run):
         other_model, other_params = served(exported[1 - k])  # the other task's prompt scores these rows otherwise
         other = evaluation._score(other_model, other_params, rows, 8, mesh)
         assert np.abs(other - ll).max() > 1e-2, k
+
+
+def _predictions(path):
+    return [json.loads(line)["prediction"] for line in open(path)]
+
+
+def test_the_eval_command_scores_each_task_with_its_index(mixture_run, tmp_path):
+    run = mixture_run["model_dir"]
+    common = ["--gin_file=gin/methods/multitask_prompt.gin", f"--gin_file={WORLD}", "--gin_file=gin/runs/eval.gin",
+              "--gin.MULTITASK_LENGTH=4", f"--gin.CHECKPOINT_PATH='{run}'"]
+    assert eval_main.main(common + [f"--gin.MIXTURE_OR_TASK_NAME='{MIX}'", f"--gin.OUTPUT_DIR='{tmp_path / 'mix'}'"]) == 0
+    gin.clear_config()
+    assert eval_main.main(common + [f"--gin.MIXTURE_OR_TASK_NAME='{st.TASK}'", f"--gin.MULTITASK_TASKS={list(ORDER)}",
+                                    f"--gin.OUTPUT_DIR='{tmp_path / 'one'}'"]) == 0
+    method = methods.MultiTaskPrompt(num_tasks=2, length=4)
+    model = t5.T5(t5.get_config("test", vocab_size=st.VOCAB_SIZE), methods=(method,))
+    mesh = partitioning.make_mesh()
+    for es in input_pipeline.load_eval_sets(MIX, "validation", st.LENGTHS, order=ORDER):
+        length = st.LENGTHS["targets"]
+        want = evaluation.generate(model, mixture_run["params"], es, batch_size=8, mesh=mesh, max_decode_length=length)
+        assert _predictions(tmp_path / "mix" / f"predictions_{es.name}.jsonl") == want, es.name
+        if es.name == st.TASK:  # task 1: its own index, not task 0's prompt
+            assert _predictions(tmp_path / "one" / f"predictions_{es.name}.jsonl") == want
+            rows = input_pipeline.EvalSet(es.task, {k: v for k, v in es.features.items()
+                                                    if k != input_pipeline.TASK_INDEX}, es.examples)
+            assert evaluation.generate(model, mixture_run["params"], rows, batch_size=8, mesh=mesh,
+                                       max_decode_length=length) != want
