@@ -1,6 +1,8 @@
-"""Export a trained LoRA run as a plain model (LoRA merged into the weights):
-`python -m prompt_tuning.export --gin_file=gin/methods/lora.gin --gin_file=gin/default_world.gin
---gin_file=gin/runs/export.gin --gin.CHECKPOINT_PATH="'runs/<run>/best'" --gin.OUTPUT_DIR="'runs/<run>/merged'"`.
+"""Export a trained method as plain arrays (prompt_tuning/training/export.py): LoRA merged into the weights,
+prefix tuning's prefixes without the MLP, P-tuning's prompt without its encoder, multi-task prompts per task:
+`python -m prompt_tuning.export --gin_file=gin/methods/<lora|prefix|p_tuning|multitask_prompt>.gin
+--gin_file=gin/default_world.gin --gin_file=gin/runs/export.gin --gin.CHECKPOINT_PATH="'runs/<run>/best'"
+--gin.OUTPUT_DIR="'runs/<run>/export'"`; how each export is served: gin/runs/export.gin.
 
 Flags and macros: prompt_tuning/training/README.md (and `--help`).
 """

@@ -7,6 +7,7 @@
     MODEL_DIR/prompts/step_<step>.npy  the prompt [P, H] float32 at every save
     MODEL_DIR/prompts/best.npy      the prompt of the best state
     MODEL_DIR/corrupt/              checkpoints that failed verification, moved aside (never deleted)
+    <export>/method_params.safetensors  a method's plain parameters (prompt_tuning.export; read_params reads it)
 
 A train state is {'step': int64 scalar, 'params': trainable parameters (the
 prompt in prompt tuning, everything in model tuning), 'opt_state': optax
@@ -37,6 +38,9 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from flax import traverse_util
+from safetensors import numpy as st_numpy
+from safetensors import safe_open
 
 from prompt_tuning.checkpoints.errors import CheckpointError
 
@@ -343,6 +347,35 @@ class TrainCheckpoints:
         self._best.close()
 
 
+# -- a method's plain parameters (prompt_tuning/methods/export.py) -------------------------------
+
+METHOD_PARAMS_FILE = "method_params.safetensors"  # flat parameter paths -> arrays; metadata {"step": "<int>"}
+
+
+def is_method_export(path: str) -> bool:
+    """True for a directory holding an exported method's plain parameters (METHOD_PARAMS_FILE)."""
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, METHOD_PARAMS_FILE))
+
+
+def save_method_params(path: str, flat: dict, step: Optional[int]) -> None:
+    """Writes {'encoder/layers_0/attention/prefix_key': array, ...} to path/METHOD_PARAMS_FILE (float32, atomically)."""
+    os.makedirs(path, exist_ok=True)
+    tensors = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in flat.items()}
+    metadata = {"step": str(step)} if step is not None else {}
+    _atomic_write(os.path.join(path, METHOD_PARAMS_FILE), lambda f: f.write(st_numpy.save(tensors, metadata)))
+
+
+def _read_method_params(path: str) -> tuple[dict, Optional[int]]:
+    file = os.path.join(path, METHOD_PARAMS_FILE)
+    try:
+        with safe_open(file, framework="numpy") as f:
+            step = (f.metadata() or {}).get("step")
+            flat = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"{file} cannot be read ({type(e).__name__}: {e})") from None
+    return {tuple(k.split("/")): v for k, v in flat.items()}, (int(step) if step is not None else None)
+
+
 def find_state_dir(path: str) -> tuple[str, int]:
     """(orbax manager dir, step) for a MODEL_DIR, its checkpoints/ or best/ dir, or one step dir."""
     path = os.path.abspath(path)
@@ -358,12 +391,17 @@ def find_state_dir(path: str) -> tuple[str, int]:
     raise CheckpointError(f"no trainer checkpoint (checkpoints/<step>/) under {path}")
 
 
-def read_params(path: str) -> tuple[dict, int]:
+def read_params(path: str) -> tuple[dict, Optional[int]]:
     """(trainable params as numpy, step) of a trainer checkpoint, without a target structure.
 
     The step is verified first (CheckpointError, one line, if it has no checksums.json or a file
-    does not match), so eval / infer never read an unverifiable checkpoint.
+    does not match), so eval / infer never read an unverifiable checkpoint. A directory holding
+    METHOD_PARAMS_FILE (an exported method, e.g. prefix tuning's plain prefixes) gives its arrays
+    and the step it was exported from (None if unrecorded).
     """
+    if is_method_export(path):
+        flat, step = _read_method_params(path)
+        return traverse_util.unflatten_dict(flat), step
     directory, step = find_state_dir(path)
     verify(os.path.join(directory, str(step)))
     mngr = ocp.CheckpointManager(directory)

@@ -16,6 +16,7 @@ layers and A = L_e + 2 L_d attentions:
     prefix, direct        2 * P * d * A                                   (the paper's three sites)
     prefix, MLP hidden h  sum over the sites' stacks (L = L_e, L_d, L_d) of
                           P H + H h + h + (h + 1) * 2 L d
+    multi-task prompts    (Ps + K Pt) H   (K tasks; 'add': Ps = Pt = P)
 """
 from __future__ import annotations
 

@@ -1,7 +1,19 @@
-"""Exporting a method-adapted model as a plain checkpoint that the unmodified T5 loads, or as a PEFT adapter.
+"""Exporting a trained method as plain arrays: LoRA merged or as a PEFT adapter, the others without their
+reparameterisation.
 
     merged_lora_checkpoint(path, params, config, lora)
     peft_lora_adapter(path, params, lora, base_model_name_or_path=None)
+    plain_prefixes(path, params, config, prefix, step=None)    prefix tuning: path/method_params.safetensors
+    plain_prompt(path, params, p_tuning, hidden)               P-tuning: path/prompt.npy [P, H]
+    plain_task_prompts(path, params, multitask)                multi-task prompts: path/task_<k>.npy [P, H]
+
+Prefix tuning: every attention's key and value prefixes [P, N*D] under their
+parameter paths (`encoder/layers_0/attention/prefix_key`, ...), the MLP dropped
+(Prefix.direct_params) when reparameterised; `Prefix(..., mlp_hidden=None)`
+serves them with CHECKPOINT_PATH = path (save_restore.read_params reads the
+file). P-tuning and multi-task prompts: plain prompts [P, H] (.npy) that prompt
+tuning serves (PROMPT_INIT = @from_file, PROMPT_LENGTH = P), the prompt encoder
+or the shared / task split dropped.
 
 LoRA: every adapted kernel becomes W + (alpha / r) A B (LoRA.merge), the LoRA
 arrays are dropped, and the result is written in the native format
@@ -19,15 +31,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Mapping, Optional
 
 import numpy as np
 from flax import traverse_util
 from safetensors.numpy import save_file
 
-from prompt_tuning.checkpoints import huggingface, loading, native
+from prompt_tuning.checkpoints import huggingface, loading, native, save_restore
 from prompt_tuning.methods.lora import LoRA
+from prompt_tuning.methods.multitask import MultiTaskPrompt
+from prompt_tuning.methods.prefix import Prefix
+from prompt_tuning.methods.ptuning import PTuning
 from prompt_tuning.models import t5
+
+PROMPT_FILE = "prompt.npy"
+PREFIX_ARRAY = r".*/prefix_(?:key|value)"
 
 
 def merged_lora_checkpoint(path: str, params: Mapping, config: t5.T5Config, lora: LoRA) -> dict:
@@ -86,3 +105,36 @@ def peft_lora_adapter(path: str, params: Mapping, lora: LoRA, base_model_name_or
     with open(os.path.join(path, PEFT_CONFIG), "w") as f:
         json.dump(config, f, indent=2)
     return tensors
+
+
+def plain_prefixes(path: str, params: Mapping, config: t5.T5Config, prefix: Prefix,
+                   step: Optional[int] = None) -> dict:
+    """Writes prefix tuning's plain per-layer prefixes to path/method_params.safetensors; returns {path: array}.
+
+    params: the trained model's whole tree. Each array is [P, N*D] (P = prefix.length,
+    N*D = heads x head size) at its attention's path; a reparameterised Prefix's MLPs are run
+    once and dropped. `step` (the checkpoint's) is recorded in the file. Raises ValueError when
+    the tree holds no prefixes (or, reparameterised, misses an MLP).
+    """
+    tree = prefix.direct_params(params, config) if prefix.mlp_hidden is not None else params
+    flat = {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(dict(tree), sep="/").items()
+            if re.fullmatch(PREFIX_ARRAY, k)}
+    if not flat:
+        raise ValueError("no prefix arrays (…/prefix_key, …/prefix_value) in the parameters")
+    save_restore.save_method_params(path, flat, step)
+    return flat
+
+
+def plain_prompt(path: str, params: Mapping, p_tuning: PTuning, hidden: int) -> np.ndarray:
+    """Writes P-tuning's produced prompt [P, H] (the prompt encoder run once and dropped) to path/prompt.npy."""
+    prompt = np.asarray(p_tuning.prompt(params, hidden), np.float32)
+    save_restore.save_npy(os.path.join(path, PROMPT_FILE), prompt)
+    return prompt
+
+
+def plain_task_prompts(path: str, params: Mapping, multitask: MultiTaskPrompt) -> np.ndarray:
+    """Writes each task's effective prompt [P, H] to path/task_<k>.npy; returns them stacked [K, P, H]."""
+    table = np.asarray(multitask.task_prompts(params), np.float32)
+    for k, prompt in enumerate(table):
+        save_restore.save_npy(os.path.join(path, f"task_{k}.npy"), prompt)
+    return table

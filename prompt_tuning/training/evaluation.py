@@ -18,6 +18,9 @@ and the target (`targets_pretokenized`) go through the task's
 
 Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 
+An eval set whose features hold `encoder_prompt_index` (its task's index, multi-task prompts:
+input_pipeline.task_order) is decoded, ranked and scored with that index as the model's prompt_index.
+
 The early-stopping value is the mean of all metric values (the paper keeps
 the checkpoint with the best dev metric, or the mean of a task's metrics)
 unless `early_stopping_metric` names one ('task/metric').
@@ -106,6 +109,12 @@ def _run_batched(fn: Callable, features: dict[str, np.ndarray], batch_size: int,
     return restored
 
 
+def _with_index(features: Mapping, keys: Sequence[str]) -> dict:
+    """`keys` of `features`, plus the task index when the eval set carries one."""
+    keys = tuple(keys) + ((input_pipeline.TASK_INDEX,) if input_pipeline.TASK_INDEX in features else ())
+    return {k: features[k] for k in keys}
+
+
 def _buckets(eval_set, length_buckets):
     return input_pipeline.check_length_buckets(length_buckets, eval_set.features["encoder_input_tokens"].shape[1])
 
@@ -114,19 +123,21 @@ def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_lengt
              length_buckets: Optional[Sequence[int]] = None) -> list[str]:
     """Greedy predictions (strings, before postprocessing) for every example."""
     fn = lambda b: decoding.greedy_decode(
-        model, params, b["encoder_input_tokens"], max_decode_length=max_decode_length
+        model, params, b["encoder_input_tokens"], max_decode_length=max_decode_length,
+        prompt_index=b.get(input_pipeline.TASK_INDEX)
     )
-    tokens = _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh,
+    tokens = _run_batched(fn, _with_index(eval_set.features, ["encoder_input_tokens"]), batch_size, mesh,
                           _buckets(eval_set, length_buckets))
     return decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
 
 
 def _score(model, params, features, batch_size, mesh, length_buckets=None) -> np.ndarray:
     fn = lambda b: decoding.sequence_log_likelihood(
-        model, params, b["encoder_input_tokens"], b["decoder_input_tokens"], b["decoder_target_tokens"]
+        model, params, b["encoder_input_tokens"], b["decoder_input_tokens"], b["decoder_target_tokens"],
+        prompt_index=b.get(input_pipeline.TASK_INDEX)
     )
     keys = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens")
-    return _run_batched(fn, {k: features[k] for k in keys}, batch_size, mesh, length_buckets)
+    return _run_batched(fn, _with_index(features, keys), batch_size, mesh, length_buckets)
 
 
 def target_affixes(eval_set) -> tuple[list[int], list[int]]:
@@ -171,8 +182,9 @@ def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: i
     targets = verbalizer_targets(eval_set.task.output_features["targets"].vocabulary, labels,
                                  eval_set.features["decoder_target_tokens"].shape[1], *target_affixes(eval_set))
     dec_in = np.concatenate([np.zeros((len(labels), 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
-    fn = lambda b: decoding.label_log_likelihoods(model, params, b["encoder_input_tokens"], dec_in, targets)
-    return _run_batched(fn, {"encoder_input_tokens": eval_set.features["encoder_input_tokens"]}, batch_size, mesh,
+    fn = lambda b: decoding.label_log_likelihoods(model, params, b["encoder_input_tokens"], dec_in, targets,
+                                                  prompt_index=b.get(input_pipeline.TASK_INDEX))
+    return _run_batched(fn, _with_index(eval_set.features, ["encoder_input_tokens"]), batch_size, mesh,
                         _buckets(eval_set, length_buckets))
 
 

@@ -4,12 +4,14 @@ The model is built as for training (trainer.build: the frozen model from
 INITIAL_CHECKPOINT_PATH, the prompt from PROMPT), then CHECKPOINT_PATH, a
 trainer checkpoint (a MODEL_DIR, its checkpoints/ or best/ dir, or one
 <step>/ dir), replaces the prompt (or, for model tuning, every parameter it
-holds). With INITIAL_CHECKPOINT_PATH = None, the frozen model is the copy a
+holds); an exported method's directory (method_params.safetensors, e.g. prefix
+tuning's plain prefixes from `prompt_tuning.export`) replaces the method's parameters. With INITIAL_CHECKPOINT_PATH = None, the frozen model is the copy a
 randomly initialised run keeps in MODEL_DIR/frozen_model. A prompt saved as .npy is evaluated with PROMPT_INIT =
 @prompts.from_file and no CHECKPOINT_PATH.
 
 Outputs go to OUTPUT_DIR (default: <MODEL_DIR>/eval_<split> or
-<MODEL_DIR>/infer_<split> when CHECKPOINT_PATH is a trainer directory, else
+<MODEL_DIR>/infer_<split> when CHECKPOINT_PATH is a trainer directory, <export>/eval_<split> for an
+exported method, else
 ./runs/<eval|infer>-<time>):
     metrics.jsonl + TensorBoard files (eval), predictions_<task>.jsonl (both)
 """
@@ -31,6 +33,8 @@ from prompt_tuning.training import evaluation, input_pipeline, metrics_writer, p
 def _output_dir(output_dir: Optional[str], checkpoint_path: Optional[str], kind: str, split: str) -> str:
     if output_dir:
         return output_dir
+    if checkpoint_path and save_restore.is_method_export(checkpoint_path):
+        return os.path.join(checkpoint_path, f"{kind}_{split}")
     if checkpoint_path:
         directory, _ = save_restore.find_state_dir(checkpoint_path)
         return os.path.join(os.path.dirname(directory), f"{kind}_{split}")
@@ -42,7 +46,8 @@ def _setup(*, model_config, task_name, prompt, initial_checkpoint_path, checkpoi
     overrides, step = None, None
     if checkpoint_path:
         overrides, step = save_restore.read_params(checkpoint_path)
-        if not initial_checkpoint_path and not random_init_frozen_model:
+        if not initial_checkpoint_path and not random_init_frozen_model and not save_restore.is_method_export(
+                checkpoint_path):
             # A run whose frozen model was randomly initialised keeps a copy in MODEL_DIR/frozen_model.
             directory, _ = save_restore.find_state_dir(checkpoint_path)
             copy = os.path.join(os.path.dirname(directory), trainer.FROZEN_COPY_DIR)
@@ -72,12 +77,17 @@ def evaluate_checkpoint(
     seed: int = 0,
     random_init_frozen_model: bool = False,
     methods: Sequence = (),
+    multitask_tasks: Optional[Sequence[str]] = None,
     mesh=None,
 ) -> dict:
-    """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}."""
+    """The task's metrics for one checkpoint; also written to OUTPUT_DIR. Returns {'task/metric': value}.
+
+    With multi-task prompts each task is evaluated with its index in the task order (MULTITASK_TASKS, default
+    the mixture's tasks sorted by name: trainer.task_order)."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    order = trainer.task_order(methods, mixture_or_task_name, multitask_tasks)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples, order)
     setup, step = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                          initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                          seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,
@@ -116,12 +126,15 @@ def infer(
     seed: int = 0,
     random_init_frozen_model: bool = False,
     methods: Sequence = (),
+    multitask_tasks: Optional[Sequence[str]] = None,
     mesh=None,
 ) -> dict[str, list[str]]:
-    """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}."""
+    """Greedy predictions for a split, written as predictions_<task>.jsonl. Returns {task: [text]}.
+    Multi-task prompts: each task with its index, as evaluate_checkpoint."""
     mesh = mesh or partitioning.make_mesh()
     partitioning.check_batch_size(batch_size, mesh)
-    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples)
+    order = trainer.task_order(methods, mixture_or_task_name, multitask_tasks)
+    sets = input_pipeline.load_eval_sets(mixture_or_task_name, split, task_feature_lengths, max_examples, order)
     setup, _ = _setup(model_config=model_config, task_name=mixture_or_task_name, prompt=prompt,
                       initial_checkpoint_path=initial_checkpoint_path, checkpoint_path=checkpoint_path,
                       seed=seed, random_init_frozen_model=random_init_frozen_model, mesh=mesh,

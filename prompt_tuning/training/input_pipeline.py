@@ -42,6 +42,23 @@ so preemption safety and the trajectory are unchanged. In 'stream' mode
 tf.data still produces the global batch on every process (the shuffle order
 is global) and each process keeps its rows.
 
+Task index (multi-task prompts, methods/multitask.py). With `task_order` (a
+tuple of task names, see `task_order`), every training batch and every eval set
+also carries `encoder_prompt_index` [B] int32: the position of each row's task
+in that order, which the train / eval step passes to the model as its
+prompt_index. The default order is the leaf tasks of the mixture sorted by name
+(seqio's `Mixture.tasks` order; a lone task is task 0); MULTITASK_TASKS gives
+it explicitly, e.g. to evaluate one task of a run trained on a mixture with its
+own index. In 'stream' mode each task's examples are converted and tagged with
+its index before they are mixed at the mixture's rates (tf.data's
+sample_from_datasets with the fixed seed, as seqio mixes them), so batch s is
+still the seeded pipeline skipped s batches. The order only labels rows: the
+data order is the same whatever MULTITASK_TASKS says. In 'memory' mode the tasks' splits
+are concatenated (sorted by name) with an index column and epochs are
+permutations of the union: each example once an epoch, i.e. the mixture's
+rates are not applied (examples-proportional mixing). Eval sets hold one task
+each, so each is scored with its task's index.
+
 SeqIO is imported on first use: `TrainData` over given arrays (the
 benchmarks) runs without SeqIO or TensorFlow.
 """
@@ -65,6 +82,7 @@ class _DeferredSeqio:
 seqio = _DeferredSeqio()
 
 FEATURES = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
+TASK_INDEX = "encoder_prompt_index"  # [B] int32: each row's task in the task order (multi-task prompts)
 
 
 class TaskError(ValueError):
@@ -84,6 +102,33 @@ def leaf_tasks(name: str) -> list:
     """The tasks of a mixture (each evaluated with its own metrics), or [task]."""
     obj = get_task_or_mixture(name)
     return list(obj.tasks) if isinstance(obj, seqio.Mixture) else [obj]
+
+
+def task_order(name: str, tasks: Optional[Sequence[str]] = None) -> tuple[str, ...]:
+    """The fixed order of tasks whose position is a row's task index (multi-task prompts).
+
+    `tasks` (gin MULTITASK_TASKS) if given, else the leaf tasks of `name` sorted by name (a lone task:
+    `(name,)`, task 0). Raises TaskError when `tasks` is not a list of distinct registered task names or
+    lacks a leaf task of `name`.
+    """
+    leaves = [t.name for t in leaf_tasks(name)]
+    if tasks is None:
+        return tuple(leaves)
+    if isinstance(tasks, str) or not all(isinstance(t, str) for t in tasks) or len(set(tasks)) != len(tasks):
+        raise TaskError(f"MULTITASK_TASKS must be a list of distinct task names, got {tasks!r}")
+    for t in tasks:
+        if isinstance(get_task_or_mixture(t), seqio.Mixture):
+            raise TaskError(f"MULTITASK_TASKS lists tasks, not mixtures: {t!r} is a mixture")
+    missing = [t for t in leaves if t not in tasks]
+    if missing:
+        raise TaskError(f"MULTITASK_TASKS {list(tasks)} lacks {missing} of {name!r}: every task needs an index")
+    return tuple(tasks)
+
+
+def _with_task_index(arrays: dict, index: int) -> dict:
+    """`arrays` [N, ...] with encoder_prompt_index [N] = `index` added."""
+    n = len(arrays[FEATURES[0]])
+    return {**arrays, TASK_INDEX: np.full((n,), index, np.int32)}
 
 
 def check_split(name: str, split: str) -> None:
@@ -181,6 +226,7 @@ class TrainData:
     length_buckets: Optional[Sequence[int]] = None  # input lengths to pad to (see the module docstring)
     bucket_window: int = 50  # W: batches whose examples are sorted by length together
     packing: Any = None  # a packing.Packing: each step's B examples packed into rows (training/packing.py)
+    task_order: Optional[Sequence[str]] = None  # rows carry encoder_prompt_index (see the module docstring)
     _arrays: Optional[dict] = dataclasses.field(default=None, init=False, repr=False)
     _lengths: Optional[np.ndarray] = dataclasses.field(default=None, init=False, repr=False)
 
@@ -199,9 +245,47 @@ class TrainData:
                                 "mixtures stream)")
             if not isinstance(self.bucket_window, int) or self.bucket_window < 1:
                 raise TaskError(f"bucket_window must be a positive int, got {self.bucket_window!r}")
+        if self.task_order is not None:
+            if self.packing is not None:
+                raise TaskError("packed rows take a task index per segment; multi-task indices need unpacked rows")
+            self.task_order = task_order(self.task_name, self.task_order)
         if self.mode == "memory":
-            self._arrays = convert_split(self.task_name, self.split, self.lengths, self.seed)
+            if self.task_order is None:
+                self._arrays = convert_split(self.task_name, self.split, self.lengths, self.seed)
+            else:
+                self._arrays = self._indexed_arrays()
             self._lengths = input_lengths(self._arrays["encoder_input_tokens"])
+
+    def _tasks(self) -> list:
+        """The leaf tasks that have the split (seqio's mixtures skip the others), sorted by name whatever the
+        task order (which only labels the rows: the data order does not depend on it)."""
+        tasks = [t for t in leaf_tasks(self.task_name) if t.splits is None or self.split in t.splits]
+        if not tasks:
+            raise TaskError(f"no task of {self.task_name!r} has a split {self.split!r}")
+        return tasks
+
+    def _indexed_arrays(self) -> dict:
+        """Each task's split (seqio order) with its task index, concatenated (tasks sorted by name)."""
+        parts = [_with_task_index(convert_split(t.name, self.split, self.lengths, self.seed),
+                                  self.task_order.index(t.name)) for t in self._tasks()]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _indexed_stream(self):
+        """tf.data: each task's converted examples tagged with its index, mixed at the mixture's rates."""
+        import tensorflow as tf
+
+        obj = get_task_or_mixture(self.task_name)
+        datasets, rates = [], []
+        for task in self._tasks():
+            ds = task.get_dataset(dict(self.lengths), split=self.split, shuffle=True, seed=self.seed, num_epochs=None)
+            ds = _converter()(ds, dict(self.lengths))
+            index = tf.constant(self.task_order.index(task.name), tf.int32)
+            datasets.append(ds.map(lambda ex, i=index: {**{k: ex[k] for k in FEATURES}, TASK_INDEX: i}))
+            rates.append(float(obj.get_rate(task)) if isinstance(obj, seqio.Mixture) else 1.0)
+        if len(datasets) == 1:
+            return datasets[0]
+        return tf.data.Dataset.sample_from_datasets(datasets, weights=rates, seed=self.seed,
+                                                    stop_on_empty_dataset=True)
 
     @property
     def num_examples(self) -> Optional[int]:
@@ -257,20 +341,27 @@ class TrainData:
             while True:
                 yield self.batch(step, rows)
                 step += 1
-        ds = seqio.get_dataset(
-            get_task_or_mixture(self.task_name), task_feature_lengths=dict(self.lengths),
-            feature_converter=_converter(), dataset_split=self.split, shuffle=True, num_epochs=None,
-            seed=self.seed, verbose=False,
-        )
+        if self.task_order is None:
+            ds = seqio.get_dataset(
+                get_task_or_mixture(self.task_name), task_feature_lengths=dict(self.lengths),
+                feature_converter=_converter(), dataset_split=self.split, shuffle=True, num_epochs=None,
+                seed=self.seed, verbose=False,
+            )
+        else:
+            ds = self._indexed_stream()
         ds = ds.batch(self.batch_size, drop_remainder=True).skip(start_step)
         rows = rows if rows is not None else slice(None)
+        keys = FEATURES if self.task_order is None else FEATURES + (TASK_INDEX,)
         for batch in ds.as_numpy_iterator():
-            yield {k: np.asarray(batch[k][rows], np.int32) for k in FEATURES}
+            yield {k: np.asarray(batch[k][rows], np.int32) for k in keys}
 
 
 @dataclasses.dataclass
 class EvalSet:
-    """One task's eval split: model features [N, ...] and the preprocessed examples (for metrics)."""
+    """One task's eval split: model features [N, ...] and the preprocessed examples (for metrics).
+
+    With a task order, `features` also holds encoder_prompt_index [N] (the task's index on every row).
+    """
 
     task: Any
     features: dict[str, np.ndarray]
@@ -285,19 +376,22 @@ class EvalSet:
 
 
 def load_eval_sets(name: str, split: str, lengths: Mapping[str, int],
-                   max_examples: Optional[int] = None) -> list:
-    """An EvalSet per leaf task of `name` for `split`; TaskError when a length or the split is wrong."""
+                   max_examples: Optional[int] = None, order: Optional[Sequence[str]] = None) -> list:
+    """An EvalSet per leaf task of `name` for `split`, each with its task's index when `order` (a
+    `task_order`) is given; TaskError when a length or the split is wrong."""
     check_feature_lengths(name, lengths)
     sets = []
     for task in leaf_tasks(name):
         check_split(task.name, split)
-        sets.append(load_eval_set(task, split, lengths, max_examples))
+        index = None if order is None else list(order).index(task.name)
+        sets.append(load_eval_set(task, split, lengths, max_examples, prompt_index=index))
     return sets
 
 
 def load_eval_set(task, split: str, lengths: Mapping[str, int], max_examples: Optional[int] = None,
-                  seed: int = 0) -> EvalSet:
-    """Preprocessed examples (with *_pretokenized strings) and the same examples converted."""
+                  seed: int = 0, prompt_index: Optional[int] = None) -> EvalSet:
+    """Preprocessed examples (with *_pretokenized strings) and the same examples converted; with
+    `prompt_index`, features['encoder_prompt_index'] [N] holds it on every row."""
     ds = task.get_dataset(dict(lengths), split=split, shuffle=False, num_epochs=1, seed=seed)
     if max_examples is not None:
         ds = ds.take(max_examples)
@@ -306,6 +400,8 @@ def load_eval_set(task, split: str, lengths: Mapping[str, int], max_examples: Op
         raise TaskError(f"task {task.name!r} split {split!r} is empty")
     converted = _converter()(ds, dict(lengths))
     features = _stack(list(converted.as_numpy_iterator()), np.int32)
+    if prompt_index is not None:
+        features = _with_task_index(features, prompt_index)
     return EvalSet(task, features, examples)
 
 

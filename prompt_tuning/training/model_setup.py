@@ -157,6 +157,27 @@ def build(*, model_config: t5.T5Config, task_name: str, prompt: Optional[prompts
     )
 
 
+def task_order(methods: Sequence[Any], task_name: str, tasks: Optional[Sequence[str]] = None) -> Optional[tuple]:
+    """The task order of multi-task prompts (input_pipeline.task_order) when a method reads each row's task
+    index (`TASK_INDEXED`, e.g. methods.MultiTaskPrompt), else None: the batches then carry no index.
+
+    Raises ConfigError when MULTITASK_TASKS is set without such a method or when there are more tasks than
+    the method's MULTITASK_NUM_TASKS prompts; input_pipeline.TaskError for a bad MULTITASK_TASKS.
+    """
+    indexed = [m for m in methods if getattr(m, "TASK_INDEXED", False)]
+    if not indexed:
+        if tasks is not None:
+            raise ConfigError("MULTITASK_TASKS orders the tasks of multi-task prompts, but no METHOD reads a task "
+                              "index (METHODS = [@multitask_prompt()], gin/methods/multitask_prompt.gin)")
+        return None
+    order = input_pipeline.task_order(task_name, tasks)
+    for method in indexed:
+        if len(order) > method.num_tasks:
+            raise ConfigError(f"{len(order)} tasks {list(order)} but the multi-task prompt holds "
+                              f"MULTITASK_NUM_TASKS = {method.num_tasks} task prompts")
+    return order
+
+
 def prompt_array(trainable: Mapping) -> Optional[np.ndarray]:
     """The prompt [P, H] (or bank [K, P, H]) of a trainable tree, on the host; None if absent."""
     node = trainable.get("encoder", {}).get("prompt", {}).get("prompt") if isinstance(trainable, Mapping) else None

@@ -4,7 +4,7 @@
     2-3. Loss, steps   T5X's cross entropy with z-loss; train_step, eval_step (jit-able; nothing closed
                        over but the model and optimizer): in steps.py, gin-free, re-exported here
     4. Setup           frozen model + prompt -> trainable / frozen trees placed on the mesh: in
-                       model_setup.py, re-exported here (build, Setup, prompt_array)
+                       model_setup.py, re-exported here (build, Setup, prompt_array, task_order)
     5. The run         train_and_evaluate: start-up checks, resume, loop, checkpoints, evaluation
 
 Prompt-only optimisation. The parameters are split by a regex (default: the
@@ -45,7 +45,7 @@ from prompt_tuning.models import t5
 from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer, packing,
                                     partitioning, preemption, run_dir, steps)
 from prompt_tuning.training.config_checks import ConfigError
-from prompt_tuning.training.model_setup import Setup, build, prompt_array  # noqa: F401 (re-exported)
+from prompt_tuning.training.model_setup import Setup, build, prompt_array, task_order  # noqa: F401 (re-exported)
 from prompt_tuning.training.steps import (ALL_REGEX, PROMPT_REGEX, cross_entropy_loss, eval_step, merge_params,  # noqa: F401
                                           split_params, train_step)
 
@@ -75,7 +75,7 @@ def t5_config(size: str = gin.REQUIRED, **overrides) -> t5.T5Config:
 # ---------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------
-# 4. Setup: prompt_tuning/training/model_setup.py (build, Setup, prompt_array; re-exported here)
+# 4. Setup: prompt_tuning/training/model_setup.py (build, Setup, prompt_array, task_order; re-exported here)
 # ---------------------------------------------------------------------------
 
 
@@ -107,13 +107,13 @@ def _check_finite(step: int, metrics: Mapping, last_saved: Optional[int]) -> flo
 
 
 def _evaluate_split(setup: Setup, params, task_name: str, split: str, lengths, mode: str, batch_size: int,
-                    max_examples: Optional[int], mesh, verbalizers, model_dir: str) -> dict:
+                    max_examples: Optional[int], mesh, verbalizers, model_dir: str, order=None) -> dict:
     """{'<split>/<task>/<metric>': value} of `params` on `split` (TEST_SPLITS: reported, never selected on).
 
     Predictions go to MODEL_DIR/test_predictions/<split>_<task>.jsonl (one row per example, with the
     inputs and target) so paired tests can be recomputed.
     """
-    sets = input_pipeline.load_eval_sets(task_name, split, lengths, max_examples)
+    sets = input_pipeline.load_eval_sets(task_name, split, lengths, max_examples, order)
     metrics, predictions = evaluation.evaluate(setup.model, params, sets, mode=mode, batch_size=batch_size,
                                                mesh=mesh, verbalizers=verbalizers)
     for es in sets:
@@ -135,6 +135,7 @@ def train_and_evaluate(
     prompt: Optional[prompts.PromptSpec] = None,
     trainable_regex: str = PROMPT_REGEX,
     methods: Sequence[Any] = (),
+    multitask_tasks: Optional[Sequence[str]] = None,
     optimizer_factory: Callable[..., optax.GradientTransformation] = optimizer.adafactor,
     adafactor_step_from_checkpoint: bool = False,
     z_loss: float = 1e-4,
@@ -174,6 +175,9 @@ def train_and_evaluate(
     only the best step (best/best.json) and the current step, so a run killed anywhere and resumed
     stops at the same step, and rerunning a stopped run trains no further. The stop is recorded in
     metrics.jsonl as kind 'early_stop' ({'best_step', 'patience'}).
+    multitask_tasks: with a method that reads a task index per row (multi-task prompts), the task order
+    (gin MULTITASK_TASKS; default: the mixture's tasks sorted by name): each training row and each task's
+    eval set carries its task's position in it as encoder_prompt_index (input_pipeline.task_order).
     pack_width / pack_target_width / pack_row_multiple: packed training rows, a prompt per segment
     (training/packing.py; None: off). Each step packs the unpacked step's examples, so the loss and
     prompt gradient are unpacked training's; evaluation is not packed (length_buckets, if set, apply to it).
@@ -216,11 +220,11 @@ def train_and_evaluate(
         partitioning.check_batch_size(batch_size, mesh)
         eval_batch_size = eval_batch_size or batch_size
         partitioning.check_batch_size(eval_batch_size, mesh)
+        order = task_order(methods, mixture_or_task_name, multitask_tasks)
         eval_sets = []
         if eval_split:
-            for task in input_pipeline.leaf_tasks(mixture_or_task_name):
-                input_pipeline.check_split(task.name, eval_split)
-                eval_sets.append(input_pipeline.load_eval_set(task, eval_split, task_feature_lengths, eval_max_examples))
+            eval_sets = input_pipeline.load_eval_sets(mixture_or_task_name, eval_split, task_feature_lengths,
+                                                      eval_max_examples, order)
         for split in test_splits:
             if not eval_sets:
                 raise ConfigError("TEST_SPLITS needs EVAL_SPLIT: the test score is taken at the best validation "
@@ -249,7 +253,8 @@ def train_and_evaluate(
                               "(prefix tuning, P-tuning) do not support them: unset pack_width")
         data = input_pipeline.TrainData(mixture_or_task_name, task_feature_lengths, batch_size, seed=seed,
                                         split=train_split, mode=data_mode,
-                                        length_buckets=None if packed else length_buckets, packing=packed)
+                                        length_buckets=None if packed else length_buckets, packing=packed,
+                                        task_order=order)
     except BaseException:
         lock.release()  # a failed start-up leaves the directory to the next command
         raise
@@ -270,7 +275,8 @@ def train_and_evaluate(
                        eval_before_training=eval_before_training, early_stopping_metric=early_stopping_metric,
                        patience=patience, verbalizers=verbalizers, log_period=log_period, length_buckets=length_buckets,
                        test_splits=test_splits, task_name=mixture_or_task_name,
-                       task_feature_lengths=task_feature_lengths, eval_max_examples=eval_max_examples)
+                       task_feature_lengths=task_feature_lengths, eval_max_examples=eval_max_examples,
+                       task_order=order)
     except Exception as e:
         # A fresh run that fails before its first checkpoint leaves nothing behind (not even MODEL_DIR).
         committed = save_restore.TrainCheckpoints.has_committed(model_dir)
@@ -295,7 +301,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
             loss_normalizing_factor, keep_checkpoints, train_steps, checkpoint_period, eval_period, eval_mode,
             eval_batch_size, eval_before_training, early_stopping_metric, verbalizers, log_period,
             length_buckets=None, test_splits=(), task_name=None, task_feature_lengths=None,
-            eval_max_examples=None, patience=None) -> dict:
+            eval_max_examples=None, patience=None, task_order=None) -> dict:
     """The run in a claimed, locked MODEL_DIR: restore the newest intact state, catch up on any
     evaluation a killed run did not record, train, checkpoint, evaluate."""
     _say(f"MODEL_DIR: {model_dir}" + (" (resuming)" if resuming else ""))
@@ -456,7 +462,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         for split in test_splits:
             metrics_test.update(_evaluate_split(setup, best_params, task_name, split, task_feature_lengths,
                                                 eval_mode, eval_batch_size, eval_max_examples, mesh, verbalizers,
-                                                model_dir))
+                                                model_dir, task_order))
         writer.write(best["step"], "test", metrics_test)
     writer.close()
     ckpts.close()

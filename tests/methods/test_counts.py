@@ -16,6 +16,10 @@ def closed_form(c: t5.T5Config, name: str) -> int:
         return 2 * attentions * d + (le + ld) * f
     if name == "adapters":
         return (2 * le + 3 * ld) * (2 * h * 64 + 64 + h)
+    if name == "multitask_add":
+        return (20 + 4 * 20) * h
+    if name == "multitask_concat":
+        return (10 + 4 * 20) * h
     if name == "prefix":
         return 2 * 20 * d * attentions
     return sum(20 * h + h * 512 + 512 + 513 * 2 * n * d for n in (le, ld, ld))  # prefix, MLP hidden 512
@@ -25,7 +29,10 @@ def closed_form(c: t5.T5Config, name: str) -> int:
 def test_counts_from_the_module_tree_equal_the_closed_forms(size):
     c = t5.get_config(size)
     for name, method in {"lora": methods.LoRA(rank=8), "ia3": methods.IA3(), "adapters": methods.Adapters(64),
-                         "prefix": methods.Prefix(20), "prefix_mlp": methods.Prefix(20, mlp_hidden=512)}.items():
+                         "prefix": methods.Prefix(20), "prefix_mlp": methods.Prefix(20, mlp_hidden=512),
+                         "multitask_add": methods.MultiTaskPrompt(num_tasks=4, length=20),
+                         "multitask_concat": methods.MultiTaskPrompt(num_tasks=4, length=20, combine="concat",
+                                                                     shared_length=10)}.items():
         assert counts.trainable_parameters(c, method) == closed_form(c, name), (size, name)
 
 
