@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     results = {}
     for remat in args.remat.split(","):
         for mode in MODES:
-            cmd = [sys.executable, "-m", "benchmarks.memory", "--one", mode, remat] + (["--quick"] if args.quick else [])
+            cmd = [sys.executable, "-m", "benchmarks.memory", "--one", mode, remat]
+            cmd += ["--quick"] if args.quick else []
             proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
             if proc.returncode:
                 print(f"{mode} remat={remat}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -59,8 +60,9 @@ def main(argv=None) -> int:
     if mt:
         for remat in args.remat.split(","):
             pt = results[("prompt", remat)]
-            print(f"PT remat={remat} / MT (P+T tokens, no remat): {pt['total'] / mt['total']:.3f}x; / MT remat={remat}: "
-                  f"{pt['total'] / results[('model_pt', remat)]['total']:.3f}x")
+            same = results[("model_pt", remat)]["total"]
+            print(f"PT remat={remat} / MT (P+T tokens, no remat): {pt['total'] / mt['total']:.3f}x; "
+                  f"/ MT remat={remat}: {pt['total'] / same:.3f}x")
     return 0
 
 

@@ -4,6 +4,8 @@
     merge_params / split_params   the trainable and frozen trees (split by a path regex)
     train_step           one update of the trainable tree (gradients for it only)
     eval_step            teacher-forced NLL sums of one batch
+    compiler_options / jit_train_step   the train step jitted as the trainer runs it (remat on XLA CPU:
+                         the memory-optimised scheduler)
 
 `trainer.py` (the gin-configured loop) re-exports all of these under the same
 names. This module imports only JAX, Flax, Optax, the model and packing.py (numpy), so the train
@@ -133,7 +135,7 @@ def jit_train_step(*, model: t5.T5, tx: optax.GradientTransformation, z_loss: fl
     Called with (state, frozen, batch, dropout_key). The plan command lowers
     and compiles this same function for simulated devices.
     """
-    return jax.jit(
-        functools.partial(train_step, model=model, tx=tx, z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor),
-        donate_argnums=(0,), out_shardings=(state_shardings, replicated), compiler_options=compiler_options(model),
-    )
+    step = functools.partial(train_step, model=model, tx=tx, z_loss=z_loss,
+                             loss_normalizing_factor=loss_normalizing_factor)
+    return jax.jit(step, donate_argnums=(0,), out_shardings=(state_shardings, replicated),
+                   compiler_options=compiler_options(model))

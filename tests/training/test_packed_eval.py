@@ -66,7 +66,8 @@ def _check_rank_packed_equals_unpacked(es, model, params):
     assert (packed.argmax(1) == unpacked.argmax(1)).all()
     # The task's own metrics (predictions through the postprocessor) agree too.
     kw = dict(mode=evaluation.RANK, batch_size=16, mesh=mesh, verbalizers={es.name: LABELS})
-    assert evaluation.evaluate(model, params, [es], packing=spec, **kw) == evaluation.evaluate(model, params, [es], **kw)
+    packed_metrics = evaluation.evaluate(model, params, [es], packing=spec, **kw)
+    assert packed_metrics == evaluation.evaluate(model, params, [es], **kw)
 
 
 def test_packed_rank_classification_of_real_rte_equals_unpacked(rte_validation, model_and_params):
