@@ -113,7 +113,7 @@ def build(spec: Spec, mode: str):
              "opt_state": jax.jit(tx.init)(trainable)}
     step = jax.jit(
         functools.partial(steps.train_step, model=model, tx=tx, z_loss=1e-4, loss_normalizing_factor=None),
-        donate_argnums=(0,),
+        donate_argnums=(0,), compiler_options=steps.compiler_options(model),
     )
     data = host_data(spec, config.vocab_size, input_len(spec, mode))
     return step, state, frozen, model, config, data, mesh

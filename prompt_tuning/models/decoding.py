@@ -111,3 +111,24 @@ def label_log_likelihoods(model, params, encoder_input_tokens, label_input_token
     logp = jax.nn.log_softmax(logits, axis=-1)
     ll = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
     return jnp.where(targets > 0, ll, 0.0).sum(axis=-1).reshape(batch, num_labels)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def packed_token_log_likelihood(model, params, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+                                encoder_segment_ids, encoder_prompt_slots, decoder_segment_ids,
+                                prompt_index=None) -> Array:
+    """Teacher-forced log p(target token) of packed rows (training/packing.py), zero at padding.
+
+    encoder rows [R, W] with their segment ids and prompt slots (and `prompt_index` [R, W] for a
+    PromptBank); decoder rows [R*G, LW] with decoder_segment_ids naming the encoder segment each
+    slot belongs to -> [R*G, LW]. G > 1 decoder rows per encoder row (row r*G + g reads encoder row r)
+    score G candidate targets of every segment with each row encoded once (rank classification).
+    """
+    logits = model.apply(
+        {"params": params}, encoder_input_tokens, decoder_input_tokens, decoder_target_tokens,
+        prompt_index=prompt_index, encoder_segment_ids=encoder_segment_ids,
+        encoder_prompt_slots=encoder_prompt_slots, decoder_segment_ids=decoder_segment_ids,
+    )
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    ll = jnp.take_along_axis(logp, decoder_target_tokens[..., None], axis=-1)[..., 0]
+    return jnp.where(decoder_target_tokens > 0, ll, 0.0)

@@ -21,6 +21,11 @@ Score metrics (`task.score_metric_fns`) get the gold targets' log-likelihoods.
 An eval set whose features hold `encoder_prompt_index` (its task's index, multi-task prompts:
 input_pipeline.task_order) is decoded, ranked and scored with that index as the model's prompt_index.
 
+With `packing` (a packing.Packing: gin train_and_evaluate.pack_width, the switch of packed
+training) rank classification and the scores run on packed rows, a prompt per segment
+(training/packed_eval.py; the same predictions and scores row for row); generation is not packed.
+Packing and a task index are exclusive (the trainer refuses multi-task prompts with pack_width).
+
 The early-stopping value is the mean of all metric values (the paper keeps
 the checkpoint with the best dev metric, or the mean of a task's metrics)
 unless `early_stopping_metric` names one ('task/metric').
@@ -36,7 +41,7 @@ import numpy as np
 
 from prompt_tuning import data
 from prompt_tuning.models import decoding
-from prompt_tuning.training import input_pipeline, partitioning
+from prompt_tuning.training import input_pipeline, packed_eval, packing, partitioning
 
 GENERATE, RANK = "generate", "rank"
 
@@ -131,7 +136,10 @@ def generate(model, params, eval_set, *, batch_size: int, mesh, max_decode_lengt
     return decode_predictions(eval_set.task.output_features["targets"].vocabulary, tokens)
 
 
-def _score(model, params, features, batch_size, mesh, length_buckets=None) -> np.ndarray:
+def _score(model, params, features, batch_size, mesh, length_buckets=None,
+           packing: Optional[packing.Packing] = None) -> np.ndarray:
+    if packing is not None:
+        return packed_eval.target_scores(model, params, features, spec=packing, batch_size=batch_size, mesh=mesh)
     fn = lambda b: decoding.sequence_log_likelihood(
         model, params, b["encoder_input_tokens"], b["decoder_input_tokens"], b["decoder_target_tokens"],
         prompt_index=b.get(input_pipeline.TASK_INDEX)
@@ -172,16 +180,21 @@ def verbalizer_targets(vocab, labels: Sequence[str], length: int, prefix: Sequen
 
 
 def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh,
-                length_buckets: Optional[Sequence[int]] = None) -> np.ndarray:
+                length_buckets: Optional[Sequence[int]] = None,
+                packing: Optional[packing.Packing] = None) -> np.ndarray:
     """[N, C] log p(label + EOS | input) of every example and label.
 
     Each input is encoded once per evaluation and its encoding shared by the C
     labels (`decoding.label_log_likelihoods`); `batch_size` counts examples,
-    so a decoder batch holds batch_size * C rows.
+    so a decoder batch holds batch_size * C rows. With `packing` each chunk of
+    `batch_size` examples is packed into rows (packed_eval.rank_scores; `length_buckets` unused).
     """
     targets = verbalizer_targets(eval_set.task.output_features["targets"].vocabulary, labels,
                                  eval_set.features["decoder_target_tokens"].shape[1], *target_affixes(eval_set))
     dec_in = np.concatenate([np.zeros((len(labels), 1), np.int32), targets[:, :-1]], axis=1)  # shifted right, BOS = 0
+    if packing is not None:
+        return packed_eval.rank_scores(model, params, eval_set.features["encoder_input_tokens"], dec_in, targets,
+                                       spec=packing, batch_size=batch_size, mesh=mesh)
     fn = lambda b: decoding.label_log_likelihoods(model, params, b["encoder_input_tokens"], dec_in, targets,
                                                   prompt_index=b.get(input_pipeline.TASK_INDEX))
     return _run_batched(fn, _with_index(eval_set.features, ["encoder_input_tokens"]), batch_size, mesh,
@@ -189,10 +202,11 @@ def rank_scores(model, params, eval_set, labels: Sequence[str], *, batch_size: i
 
 
 def rank(model, params, eval_set, labels: Sequence[str], *, batch_size: int, mesh,
-         length_buckets: Optional[Sequence[int]] = None) -> list[str]:
+         length_buckets: Optional[Sequence[int]] = None,
+         packing: Optional[packing.Packing] = None) -> list[str]:
     """The label with the highest log-likelihood for each example."""
     scores = rank_scores(model, params, eval_set, labels, batch_size=batch_size, mesh=mesh,
-                         length_buckets=length_buckets)
+                         length_buckets=length_buckets, packing=packing)
     return [labels[j] for j in scores.argmax(axis=1)]
 
 
@@ -214,14 +228,17 @@ def task_metrics(task, examples: Sequence[dict], predictions: Sequence[str], sco
 def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int, mesh,
              max_decode_length: Optional[int] = None,
              verbalizers: Optional[Mapping[str, Sequence[str]]] = None,
-             length_buckets: Optional[Sequence[int]] = None) -> tuple[dict[str, float], dict[str, list]]:
+             length_buckets: Optional[Sequence[int]] = None,
+             packing: Optional[packing.Packing] = None) -> tuple[dict[str, float], dict[str, list]]:
     """({'task/metric': value}, {'task': predictions}) over every eval set.
 
     mode GENERATE or RANK; `verbalizers` {task: [...]} overrides the data
     package's for RANK. Raises EvaluationError for an unknown mode or a rank
     evaluation of a task without verbalizers. `length_buckets` (input lengths,
     see input_pipeline) evaluates examples sorted by length in batches cut to a
-    bucket; predictions and scores come back in the stored order.
+    bucket; predictions and scores come back in the stored order. `packing`
+    (packing.Packing) packs rank classification and the scores (packed_eval.py);
+    generation then still uses `length_buckets`.
     """
     if mode not in (GENERATE, RANK):
         raise EvaluationError(f"eval mode must be {GENERATE!r} or {RANK!r}, got {mode!r}")
@@ -236,12 +253,13 @@ def evaluate(model, params, eval_sets, *, mode: str = GENERATE, batch_size: int,
                     f"rank classification needs verbalizers for task {es.name!r}; set "
                     f"train_and_evaluate.verbalizers in gin or use eval mode 'generate'"
                 )
-            preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh, length_buckets=length_buckets)
+            preds = rank(model, params, es, labels, batch_size=batch_size, mesh=mesh, length_buckets=length_buckets,
+                         packing=packing)
         else:
             length = max_decode_length or es.features["decoder_target_tokens"].shape[1]
             preds = generate(model, params, es, batch_size=batch_size, mesh=mesh, max_decode_length=length,
                              length_buckets=length_buckets)
-        scores = (_score(model, params, es.features, batch_size, mesh, _buckets(es, length_buckets))
+        scores = (_score(model, params, es.features, batch_size, mesh, _buckets(es, length_buckets), packing)
                   if es.task.score_metric_fns else None)
         for k, v in task_metrics(es.task, es.examples, preds, scores).items():
             metrics[f"{es.name}/{k}"] = v

@@ -88,7 +88,7 @@ class Layout:
     rows: int
 
 
-def _lengths(tokens: np.ndarray) -> np.ndarray:
+def token_lengths(tokens: np.ndarray) -> np.ndarray:
     """[N, T] -> [N] tokens up to and including the last non-zero one."""
     nonzero = np.asarray(tokens) != 0
     return np.where(nonzero.any(axis=1), tokens.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
@@ -135,7 +135,7 @@ def pack(features: Mapping[str, np.ndarray], packing: Packing,
     """
     enc = np.asarray(features["encoder_input_tokens"])
     targets = np.asarray(features["decoder_target_tokens"])
-    layout = plan(_lengths(enc), _lengths(targets), packing)
+    layout = plan(token_lengths(enc), token_lengths(targets), packing)
     p, r = packing.prompt_length, layout.rows
     out = {k: np.zeros((r, packing.width), np.int32) for k in PACKED_FEATURES if k.startswith("encoder")}
     out["encoder_prompt_slots"][:] = -1

@@ -4,6 +4,8 @@
     merge_params / split_params   the trainable and frozen trees (split by a path regex)
     train_step           one update of the trainable tree (gradients for it only)
     eval_step            teacher-forced NLL sums of one batch
+    compiler_options / jit_train_step   the train step jitted as the trainer runs it (remat on XLA CPU:
+                         the memory-optimised scheduler)
 
 `trainer.py` (the gin-configured loop) re-exports all of these under the same
 names. This module imports only JAX, Flax, Optax, the model and packing.py (numpy), so the train
@@ -108,14 +110,32 @@ def eval_step(params: dict, batch: dict, *, model: t5.T5, z_loss: float):
     return {"nll_sum": aux["nll_sum"], "tokens": aux["tokens"]}
 
 
+# XLA CPU's default scheduler orders the program for concurrency: it runs every block's rematerialised
+# forward pass as soon as the block's saved input exists, so all blocks' recomputed activations are live
+# at once and rematerialisation saves almost nothing (T5 1.1 Small, B 8, P+T 356: 1638 vs 1717 MiB). The
+# memory-optimised scheduler (XLA_FLAGS' --xla_cpu_enable_concurrency_optimized_scheduler=false sets this
+# option) recomputes each block just before its backward pass (911 MiB). benchmarks/README.md,
+# "Rematerialisation", has the measurements.
+REMAT_CPU_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+
+
+def compiler_options(model: t5.T5) -> Optional[dict]:
+    """XLA options for compiling the train step of `model`: on the CPU backend with
+    `T5Config.remat` on, REMAT_CPU_COMPILER_OPTIONS; otherwise None (XLA's defaults)."""
+    if model.config.remat == "none" or jax.default_backend() != "cpu":
+        return None
+    return dict(REMAT_CPU_COMPILER_OPTIONS)
+
+
 def jit_train_step(*, model: t5.T5, tx: optax.GradientTransformation, z_loss: float,
                    loss_normalizing_factor: Optional[float], state_shardings, replicated):
-    """`train_step` jitted as the trainer runs it: the state donated, outputs placed like the state.
+    """`train_step` jitted as the trainer runs it: the state donated, outputs placed like the state,
+    compiled with `compiler_options(model)`.
 
     Called with (state, frozen, batch, dropout_key). The plan command lowers
     and compiles this same function for simulated devices.
     """
-    return jax.jit(
-        functools.partial(train_step, model=model, tx=tx, z_loss=z_loss, loss_normalizing_factor=loss_normalizing_factor),
-        donate_argnums=(0,), out_shardings=(state_shardings, replicated),
-    )
+    step = functools.partial(train_step, model=model, tx=tx, z_loss=z_loss,
+                             loss_normalizing_factor=loss_normalizing_factor)
+    return jax.jit(step, donate_argnums=(0,), out_shardings=(state_shardings, replicated),
+                   compiler_options=compiler_options(model))

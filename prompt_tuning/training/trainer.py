@@ -42,8 +42,8 @@ import optax
 from prompt_tuning import fault_points, prompts
 from prompt_tuning.checkpoints import native, save_restore
 from prompt_tuning.models import t5
-from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer, packing,
-                                    partitioning, preemption, run_dir, steps)
+from prompt_tuning.training import (config_checks, evaluation, input_pipeline, metrics_writer, optimizer, packed_eval,
+                                    packing, partitioning, preemption, run_dir, steps)
 from prompt_tuning.training.config_checks import ConfigError
 from prompt_tuning.training.model_setup import Setup, build, prompt_array, task_order  # noqa: F401 (re-exported)
 from prompt_tuning.training.steps import (ALL_REGEX, PROMPT_REGEX, cross_entropy_loss, eval_step, merge_params,  # noqa: F401
@@ -107,7 +107,8 @@ def _check_finite(step: int, metrics: Mapping, last_saved: Optional[int]) -> flo
 
 
 def _evaluate_split(setup: Setup, params, task_name: str, split: str, lengths, mode: str, batch_size: int,
-                    max_examples: Optional[int], mesh, verbalizers, model_dir: str, order=None) -> dict:
+                    max_examples: Optional[int], mesh, verbalizers, model_dir: str, order=None,
+                    packed=None) -> dict:
     """{'<split>/<task>/<metric>': value} of `params` on `split` (TEST_SPLITS: reported, never selected on).
 
     Predictions go to MODEL_DIR/test_predictions/<split>_<task>.jsonl (one row per example, with the
@@ -115,7 +116,7 @@ def _evaluate_split(setup: Setup, params, task_name: str, split: str, lengths, m
     """
     sets = input_pipeline.load_eval_sets(task_name, split, lengths, max_examples, order)
     metrics, predictions = evaluation.evaluate(setup.model, params, sets, mode=mode, batch_size=batch_size,
-                                               mesh=mesh, verbalizers=verbalizers)
+                                               mesh=mesh, verbalizers=verbalizers, packing=packed)
     for es in sets:
         evaluation.write_predictions(os.path.join(model_dir, "test_predictions", f"{split}_{es.name}.jsonl"), es,
                                      predictions[es.name])
@@ -180,7 +181,9 @@ def train_and_evaluate(
     eval set carries its task's position in it as encoder_prompt_index (input_pipeline.task_order).
     pack_width / pack_target_width / pack_row_multiple: packed training rows, a prompt per segment
     (training/packing.py; None: off). Each step packs the unpacked step's examples, so the loss and
-    prompt gradient are unpacked training's; evaluation is not packed (length_buckets, if set, apply to it).
+    prompt gradient are unpacked training's. Evaluation packs too: rank classification, the score metrics
+    and the eval loss run on packed rows of eval_batch_size examples (training/packed_eval.py; the same
+    predictions, scores and loss); generation is not packed (length_buckets, if set, apply to it).
     Everything that can be checked before training is checked before
     MODEL_DIR is created (settings: config_checks.check_run_settings). One
     process at a time: MODEL_DIR's lock is taken before the model is built
@@ -351,8 +354,14 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         params = merge_params(frozen, state["params"])
         t0 = time.time()
         metrics, _ = evaluation.evaluate(setup.model, params, eval_sets, mode=eval_mode, batch_size=eval_batch_size,
-                                         mesh=mesh, verbalizers=verbalizers, length_buckets=length_buckets)
+                                         mesh=mesh, verbalizers=verbalizers, length_buckets=length_buckets,
+                                         packing=data.packing)
         for es in eval_sets:
+            if data.packing is not None:
+                sums = packed_eval.loss_sums(loss_fn, params, es.features, spec=data.packing,
+                                             batch_size=eval_batch_size, mesh=mesh)
+                metrics[f"{es.name}/loss"] = sums["nll_sum"] / max(sums["tokens"], 1.0)
+                continue
             sums = [partitioning.fetch(loss_fn(params, partitioning.global_batch(chunk, mesh)))
                     for chunk, _ in input_pipeline.eval_batches(
                         {k: v[input_pipeline.eval_order(es.features, length_buckets)] for k, v in es.features.items()},
@@ -462,7 +471,7 @@ def _run_in(model_dir: str, *, resuming: bool, setup: Setup, tx, data, mesh, eva
         for split in test_splits:
             metrics_test.update(_evaluate_split(setup, best_params, task_name, split, task_feature_lengths,
                                                 eval_mode, eval_batch_size, eval_max_examples, mesh, verbalizers,
-                                                model_dir, task_order))
+                                                model_dir, task_order, data.packing))
         writer.write(best["step"], "test", metrics_test)
     writer.close()
     ckpts.close()
