@@ -75,7 +75,7 @@ def _served_prompt(flat_frozen, path, length):
 def test_prefix_export_drops_the_mlp_and_reads_back_with_the_same_logits(tmp_path):
     mlp = tp.VARIANTS["mlp"]
     model, _ = tp._params("mlp")
-    params = tp._unflat(tp._perturbed("mlp"))
+    params = tm._unflat(tp._perturbed("mlp"))
     written = export.plain_prefixes(str(tmp_path), params, tm.CONFIG, mlp, step=7)
     assert os.listdir(tmp_path) == [save_restore.METHOD_PARAMS_FILE]
     direct_keys = {k for k in tm._flat(tp._params("direct")[1]) if "prefix_" in k}
