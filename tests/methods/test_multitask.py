@@ -23,6 +23,7 @@ from benchmarks import hlo
 from prompt_tuning import methods, prompts
 from prompt_tuning.models import decoding, t5
 from prompt_tuning.training import trainer
+from tests.methods import delta_training
 from tests.methods import test_methods as tm
 
 K = 3
@@ -125,20 +126,10 @@ def test_rows_of_different_tasks_equal_the_rows_run_alone(name):
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_training_changes_only_the_prompts_and_lowers_the_loss(name):
     model, params = _params(name)
-    trainable, frozen = trainer.split_params(params, REGEX)
-    before = {k: v.copy() for k, v in tm._flat(frozen).items()}
-    step, tx = tm._step(model, REGEX, lr=3e-2)
-    state = {"step": jnp.asarray(0, jnp.int32), "params": trainable, "opt_state": tx.init(trainable)}
+    trainable, _ = trainer.split_params(params, REGEX)
     batch = dict(tm._batch(), encoder_prompt_index=np.array([0, 2, 0], np.int32))  # task 1: no row
-    losses = []
-    for _ in range(30):
-        state, metrics = step(state, frozen, batch, jax.random.PRNGKey(0))
-        losses.append(float(metrics["loss"]))
     # Measured: 'concat' 5.01 -> 4.11 (0.82) in 30 steps at this rate; 'add' falls below 0.8.
-    assert losses[-1] < 0.9 * losses[0], losses
-    merged = tm._flat(trainer.merge_params(frozen, state["params"]))
-    for key, value in before.items():
-        assert merged[key].dtype == value.dtype and np.array_equal(np.asarray(merged[key]), value), key
+    step, state, frozen = delta_training.train_only_the_delta(model, params, REGEX, batch, lr=3e-2, loss_ratio=0.9)
     after, start = tm._flat(state["params"]), tm._flat(trainable)
     assert not np.array_equal(after["encoder/multitask_prompt/shared"], start["encoder/multitask_prompt/shared"])
     tasks_after, tasks_start = np.asarray(after["encoder/multitask_prompt/tasks"]), start["encoder/multitask_prompt/tasks"]
