@@ -5,7 +5,6 @@ evaluates packed under the packed-training switch with the unpacked run's metric
 import functools
 
 import flax.linen as nn
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,13 +19,6 @@ from tests.training import synthetic_tasks as st
 P = 5
 RTE_LENGTHS = {"inputs": 512, "targets": 8}
 LABELS = ["entailment", "not_entailment"]
-
-
-@pytest.fixture(autouse=True)
-def _clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 @pytest.fixture(scope="module")

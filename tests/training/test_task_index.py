@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 
-import flax.linen as nn
 import gin
 import jax
 import numpy as np
