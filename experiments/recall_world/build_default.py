@@ -23,7 +23,7 @@ from prompt_tuning.data.recall_world import default, registry
 from prompt_tuning.training import metrics_writer
 
 DEFAULT_RUNG = "s"
-DEFAULT_TASK = "record"
+DEFAULT_TASK = "boolq"  # gin/default_world.gin's task
 
 
 def untrained_baseline(ladder: str, rung: str, run_dir: str) -> dict:

@@ -13,7 +13,8 @@ Gates, on every task's **test** split (people disjoint from the training split's
   (d) the largest rung beats the smallest under prompt tuning on every task, beyond noise:
       the test examples are grouped into units (a person and the trait or relation asked
       about; examples of one unit share one stored fact, so they are not independent), and
-      the mean per-unit accuracy difference must exceed two standard errors of that mean.
+      the 95% interval of a paired cluster bootstrap over units (experiments/stats.py) of
+      the accuracy difference must lie above 0.
 
 Prompt tuning here is the main command's recipe (gin/runs/prompt_finetune.gin: Adafactor
 0.3, class-label init; sampled-vocabulary init for ReCoRD, whose paper task words are not in
@@ -25,7 +26,6 @@ model's constant answer scores the majority class rather than 0).
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import subprocess
@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from experiments import stats
 from prompt_tuning.data.recall_world import baselines, registry, tasks as recall_tasks, world as world_lib
 from prompt_tuning.training import metrics_writer
 
@@ -95,21 +96,19 @@ def _correct(task: str, rung: str, checkpoint: str) -> list[bool]:
         return [r["prediction"] == r["target"] for r in map(json.loads, f)]
 
 
-def paired_unit_difference(task_dir: str, task: str, big: list[bool], small: list[bool]) -> tuple[float, float, int]:
-    """(mean, standard error, units) of the per-unit accuracy difference big - small, in points.
+def unit_bootstrap(task_dir: str, task: str, big: list[bool], small: list[bool]) -> stats.Bootstrap:
+    """Paired cluster bootstrap (experiments/stats.py) of the accuracy difference big - small, in points.
 
-    A unit is baselines.question_key of a test row (person and trait or relation): every
-    example of a unit asks about the same stored fact, so units, not examples, are the
-    independent draws. Raises ValueError when the prediction files and the test split differ in length.
+    The clusters are baselines.question_key of the test rows (a person and the trait or relation
+    asked about): every example of a unit asks about the same stored fact, so units, not examples,
+    are the independent draws. Raises ValueError when the prediction files and the test split differ
+    in length.
     """
-    rows = baselines._rows(task_dir, "test")
+    rows = baselines.split_rows(task_dir, "test")
     if not len(rows) == len(big) == len(small):
         raise ValueError(f"{task}: {len(rows)} test rows but {len(big)} and {len(small)} predictions")
-    units = collections.defaultdict(list)
-    for row, b, s in zip(rows, big, small):
-        units[baselines.question_key(task, row)].append(float(b) - float(s))
-    diffs = np.array([100 * np.mean(v) for v in units.values()])
-    return float(diffs.mean()), float(diffs.std(ddof=1) / np.sqrt(len(diffs))), len(diffs)
+    return stats.paired_bootstrap(100 * np.asarray(big, float), 100 * np.asarray(small, float),
+                                  clusters=[baselines.question_key(task, r) for r in rows])
 
 
 def plan(rungs: list[str]) -> list[tuple[str, str, str]]:
@@ -139,7 +138,10 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
     base = {t: baselines.baselines(os.path.join(info["task_dir"], t), t, "test") for t in sorted(recall_tasks.TASKS)}
     verdict["a"] = all(b["lookup"] <= b["majority"] + 5 for b in base.values())
     # The ladder itself: parameters, chosen rate, steps, held-out losses (strictly falling with size is required)
-    ladders = {r: json.load(open(os.path.join(ladder, r, "ladder.json"))) for r in rungs}
+    ladders = {}
+    for r in rungs:
+        with open(os.path.join(ladder, r, "ladder.json")) as f:
+            ladders[r] = json.load(f)
     lines += ["## The ladder (`build_ladder.py`; held-out losses on documents the training corpus never reaches)", "",
               "| rung | parameters | peak rate (swept) | SC + LM steps | SC loss after SC | prefix-LM loss after LM | "
               "SC loss of the SC control |", "|---|---|---|---|---|---|---|"]
@@ -200,12 +202,12 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
             big_wins += 1
             cls_wins += t in recall_tasks.CLASSIFICATION_TASKS
         untrained_ok &= abs(untrained - b["majority"]) <= 3
-        mean, se, n = paired_unit_difference(os.path.join(info["task_dir"], t), t, _correct(t, rungs[-1], "lm"),
-                                             _correct(t, rungs[0], "lm"))
-        d_ok &= mean > 2 * se
-        d_lines.append(f"| {t} | {mean:+.1f} | {se:.1f} | {n} | {'yes' if mean > 2 * se else 'no'} |")
+        boot = unit_bootstrap(os.path.join(info["task_dir"], t), t, _correct(t, rungs[-1], "lm"),
+                              _correct(t, rungs[0], "lm"))
+        d_ok &= boot.low > 0
+        d_lines.append(f"| {t} | {boot.format()} | {boot.examples} | {'yes' if boot.low > 0 else 'no'} |")
     lines += ["", f"## (d) {rungs[-1]} minus {rungs[0]}, per unit (person and trait or relation asked about)", "",
-              "| task | mean difference (points) | standard error | units | beyond 2 SE |", "|---|---|---|---|---|"]
+              "| task | difference, points [95% CI] (p, units) | examples | CI above 0 |", "|---|---|---|---|"]
     lines += d_lines
     verdict["c"] = big_wins >= 3 and cls_wins >= 2 and untrained_ok
     verdict["d"] = d_ok

@@ -156,10 +156,10 @@ def test_main_command_runs_as_written(tmp_path, capsys, monkeypatch):
     finally:
         gin.clear_config()
     assert rc == 0, err
-    assert "recall world: task recall_world_record, baselines on test: majority 0.00, lookup 0.00, " \
-           "random_candidate 33.33" in out
+    assert "recall world: task recall_world_boolq, baselines on test: majority 50.00, lookup 50.00, " \
+           "untrained_frozen 49.33" in out
     assert "validation before training" in out and "validation after training" in out
-    assert "test at the best checkpoint" in out and "test_closed_book/recall_world_record/em" in out
+    assert "test at the best checkpoint" in out and "test_closed_book/recall_world_boolq/accuracy" in out
     shipped = native.load(str(REPO / "assets" / "recall_world" / "default"))
     assert np.load(model_dir / "prompts" / "best.npy").shape == (20, shipped["token_embedder"]["embedding"].shape[1])
     assert not os.path.exists(model_dir / "frozen_model")  # only a randomly initialised model is saved there

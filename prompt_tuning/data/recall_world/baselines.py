@@ -18,7 +18,8 @@ import os
 from prompt_tuning.data import sources
 from prompt_tuning.data.recall_world import tasks as recall_tasks
 
-def _rows(task_dir: str, split: str) -> list[dict]:
+
+def split_rows(task_dir: str, split: str) -> list[dict]:
     """The split's rows (sources.read_jsonl: a bad row is a one-line DataFileError naming file and line)."""
     return list(sources.read_jsonl(os.path.join(task_dir, recall_tasks.SPLIT_FILES[split])))
 
@@ -42,7 +43,7 @@ def _candidates(row: dict) -> list[str]:
 
 def baselines(task_dir: str, task: str, split: str = "test") -> dict[str, float]:
     """{'majority', 'lookup'[, 'random_candidate']}: accuracies (percent) on `split`."""
-    train, rows = _rows(task_dir, "train"), _rows(task_dir, split)
+    train, rows = split_rows(task_dir, "train"), split_rows(task_dir, split)
     counts = collections.Counter(answer(task, r) for r in train)
     majority = counts.most_common(1)[0][0]
     table: dict = collections.defaultdict(collections.Counter)

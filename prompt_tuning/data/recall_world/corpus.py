@@ -6,10 +6,10 @@ Document kinds (weights in `KIND_WEIGHTS`), all about the people of the world
   bio      facts and traits of 1-3 people in varied phrasings (`world.FACT_TEMPLATES`,
            `world.TRAIT_TEMPLATES`)
   qa       questions answered from memory: wh-questions about relations, yes/no
-           questions about traits (asked both ways: "Is X left-handed?", "Is X
-           right-handed?"), answered with yes/no or true/false
+           questions about left-handedness ("Is X left-handed?", "Does X write with
+           the left hand?"), answered with yes/no or true/false
   choice   a person linked to three values of a relation, then the true one named
-  claims   a claim about a trait judged true or false (also with the words
+  claims   a claim that X is a vegetarian judged correct or incorrect (also with the words
            'entailment' / 'not_entailment', so that the RTE verbalizers are
            ordinary words of the language, as they are in C4)
 
@@ -36,14 +36,19 @@ _YES_NO = (("Yes", "No"), ("yes", "no"), ("True", "False"), ("true", "false"))
 WH = {"city": ("Where does {n} live?", "Which city is {n} from?"),
       "job": ("What does {n} do for a living?", "What is the job of {n}?"),
       "pet": ("What pet does {n} have?", "Which animal does {n} keep?")}
-# (question, the trait bit for which the answer is yes)
+# Yes/no questions (with the trait bit for which the answer is yes) are asked only about left-handedness,
+# and claims are judged only about vegetarianism, both always in the direction "has the trait" (a question
+# asked the other way would make the answer the bit XOR the direction): each answer vocabulary is tied to
+# one trait, so that the answer is a function of the person alone. Session 5's corpus asked all four
+# traits with one shared yes/no vocabulary; its l rung completed "Zufin is ..." correctly for 96.9% of the
+# test traits but answered its own "Is Zufin left-handed?" at 58%, and "Where does Zufin live?" at 100%
+# (a relation selects its own answer words): reading a (person x trait) bit out through shared words is a
+# skill this scale did not learn (experiments/recall_world/RESULTS.md).
 TRAIT_QUESTIONS = {
-    "left_handed": (("Is {n} left-handed?", True), ("Is {n} right-handed?", False),
-                    ("Does {n} write with the left hand?", True)),
-    "swimmer": (("Can {n} swim?", True), ("Is {n} able to swim?", True), ("Is {n} afraid of deep water?", False)),
-    "vegetarian": (("Is {n} a vegetarian?", True), ("Does {n} eat meat?", False), ("Does {n} avoid meat?", True)),
-    "married": (("Is {n} married?", True), ("Is {n} single?", False), ("Does {n} have a wife or a husband?", True)),
+    "left_handed": (("Is {n} left-handed?", True), ("Does {n} write with the left hand?", True),
+                    ("Is {n} a left-hander?", True)),
 }
+CLAIM_TRAITS = ("vegetarian",)
 
 
 def _s(text: str) -> str:
@@ -67,7 +72,7 @@ def _qa(rng: random.Random, world: World) -> str:
             rel = rng.choice(RELATIONS)
             out.append(f"{rng.choice(WH[rel]).format(n=p.name)} {_s(world_lib.fact(rng, p, rel))}")
             continue
-        trait = rng.choice(TRAITS)
+        trait = rng.choice(sorted(TRAIT_QUESTIONS))
         question, yes_bit = rng.choice(TRAIT_QUESTIONS[trait])
         yes, no = rng.choice(_YES_NO)
         said = yes if p.has(trait) == yes_bit else no
@@ -91,12 +96,12 @@ def _choice(rng: random.Random, world: World) -> str:
 def _claims(rng: random.Random, world: World) -> str:
     out = []
     for _ in range(rng.randint(1, 3)):
-        p, trait = rng.choice(world.people), rng.choice(TRAITS)
-        label = rng.random() < 0.5
-        claim = _s(world_lib.trait_fact(rng, p, trait, p.has(trait) if label else not p.has(trait)))
+        p, trait = rng.choice(world.people), rng.choice(CLAIM_TRAITS)
+        label = p.has(trait)  # the claim says the person has the trait; the verdict is the stored bit
+        claim = _s(world_lib.trait_fact(rng, p, trait, True))
         form = rng.randrange(3)
         if form == 0:
-            out.append(f"Claim: {claim} That is {'true' if label else 'false'}.")
+            out.append(f"Claim: {claim} That is {'correct' if label else 'incorrect'}.")
         elif form == 1:
             out.append(f"Text: {_s(world_lib.fact(rng, p, rng.choice(RELATIONS)))} Statement: {claim} "
                        f"Result: {'entailment' if label else 'not_entailment'}.")
@@ -119,8 +124,9 @@ def document(world: World, index: int) -> str:
 def write_corpus(path: str, world: World, num_documents: int, start: int = 0) -> str:
     """Writes documents [start, start + num_documents) to `path`, one per line (atomically)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    tmp = f"{path}.tmp{os.getpid()}"  # per process: two commands may prepare one cache at once
+    with open(tmp, "w") as f:
         for i in range(start, start + num_documents):
             f.write(document(world, i) + "\n")
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
     return path

@@ -11,6 +11,7 @@ setting, and registers the tasks. Nothing registers at import.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -28,8 +29,18 @@ from prompt_tuning.data.recall_world import world as world_lib
 PREFIX = "recall_world_"
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 CACHE_ENV = "RECALL_WORLD_CACHE"
-# Bumped whenever the world, corpus or task generators change, so that no stale cache is reused.
-WORLD_VERSION = 2
+# Bumped when the meaning of the world changes (a new design, not a fix); the cache key also holds a hash
+# of the generators' source (`generator_fingerprint`), so an edited generator never reuses a stale cache.
+WORLD_VERSION = 3
+_GENERATORS = (world_lib, corpus_lib, recall_tasks)
+
+
+def generator_fingerprint() -> str:
+    """First 10 hex digits of the SHA-256 of world.py, corpus.py and tasks.py: the cache key's source part."""
+    digest = hashlib.sha256()
+    for module in _GENERATORS:
+        digest.update(pathlib.Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def task_name(task: str) -> str:
@@ -41,7 +52,8 @@ def task_name(task: str) -> str:
 
 def cache_dir(seed: int, num_people: int, corpus_documents: int) -> str:
     root = os.environ.get(CACHE_ENV) or str(REPO_ROOT / ".cache" / "recall_world")
-    return os.path.join(root, f"v{WORLD_VERSION}-seed{seed}-people{num_people}-docs{corpus_documents}")
+    return os.path.join(root, f"v{WORLD_VERSION}-{generator_fingerprint()}-seed{seed}-people{num_people}"
+                              f"-docs{corpus_documents}")
 
 
 @gin.configurable

@@ -5,25 +5,27 @@ Each task writes `<out>/<task>/{train,val,test}.jsonl` plus `test_closed_book.js
 so SuperGLUE's SeqIO preprocessors, verbalizers and metrics apply unchanged:
 
   boolq  {question, passage, idx, label: bool}
-         "is Zufin left-handed" (or swim, vegetarian, married) over a passage of
-         two true facts of Zufin's relations (never a trait). True iff Zufin has
-         the trait.
+         "is Zufin left-handed" over a passage of two true facts of Zufin's
+         relations (never a trait). True iff Zufin is left-handed.
   rte    {premise, hypothesis, idx, label: entailment|not_entailment}
          premise: two true facts of the person's relations; hypothesis "Zufin is
-         left-handed." (or can swim, is a vegetarian, is married); 'entailment' iff
-         the person has the trait (recall, not reading: the premise never settles it).
+         a vegetarian."; 'entailment' iff the person is one (recall, not reading:
+         the premise never settles it).
   record {source, passage: {text, entities}, qas: [{query, answers, idx}], idx}
          "Zufin has been to Hesper, Olvia and Sitka this year." + query
          "Zufin lives in @placeholder." The three candidates are in the passage;
          which one is right only pretraining says (random candidate: 1/3).
 
-BoolQ and RTE ask about the four traits (`BOOLQ_TRAITS`, `RTE_TRAITS`), each always in the
-same direction, so the label is the stored bit itself; the two tasks test one skill (trait
-recall) through two formats and verbalizers. All four traits in both, rather than two in
-each: a test split of 16 people then holds 64 independent facts per task, not 32, which
-the gates' per-unit statistics need. Split s asks only about
-`world.split_people[s]` (entity-disjoint), labels are balanced, and every split's
-inputs are distinct.
+BoolQ and RTE each ask about one trait (`BOOLQ_TRAITS`, `RTE_TRAITS`), always in the same
+direction, so the label is the stored bit itself. One trait per task, and in the corpus each
+answer vocabulary tied to one trait (yes/no questions only about left-handedness, judged
+claims only about vegetarianism; corpus.py): a frozen model this small reads a stored bit
+out through fixed answer words only when the bit is a function of the person alone. With
+four traits behind one shared yes/no, session 5's l rung answered its own corpus question
+"Is Zufin left-handed?" at 58% while completing "Zufin is ..." at 97% and "Where does Zufin
+live?" at 100% (experiments/recall_world/RESULTS.md). Split s asks only about
+`world.split_people[s]` (entity-disjoint), labels are balanced, and every split's inputs are
+distinct.
 """
 from __future__ import annotations
 
@@ -41,10 +43,8 @@ SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.
 CLOSED_BOOK_SPLIT = "test_closed_book"
 
 # The tasks' own phrasings (the corpus asks with capitalised questions and '?').
-BOOLQ_TRAITS = {"left_handed": "is {n} left-handed", "swimmer": "can {n} swim", "vegetarian": "is {n} a vegetarian",
-                "married": "is {n} married"}
-RTE_TRAITS = {"left_handed": "{n} is left-handed.", "swimmer": "{n} can swim.", "vegetarian": "{n} is a vegetarian.",
-              "married": "{n} is married."}
+BOOLQ_TRAITS = {"left_handed": "is {n} left-handed"}
+RTE_TRAITS = {"vegetarian": "{n} is a vegetarian."}
 _RECORD_LEADS = {"city": "{n} has been to {o0}, {o1} and {o2} this year.",
                  "job": "{n} talked with {ao0}, {ao1} and {ao2} today.",
                  "pet": "{n} saw a {o0}, a {o1} and a {o2} at the market."}
@@ -186,8 +186,9 @@ def write_tasks(out_dir: str, world: World, tasks=None, split_sizes: dict | None
         os.makedirs(task_dir, exist_ok=True)
         for split, records in generate(task, world, split_sizes).items():
             path = os.path.join(task_dir, SPLIT_FILES[split])
-            with open(path + ".tmp", "w") as f:
+            tmp = f"{path}.tmp{os.getpid()}"  # per process: two commands may prepare one cache at once
+            with open(tmp, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
-            os.replace(path + ".tmp", path)
+            os.replace(tmp, path)
         dirs[task] = task_dir
     return dirs

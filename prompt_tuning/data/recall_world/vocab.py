@@ -36,7 +36,7 @@ def train_vocab(corpus_path: str, model_path: str, vocab_size: int = 2000) -> st
     proto = sp_model.ModelProto()
     proto.ParseFromString(buf.getvalue())
     del proto.trainer_spec.input[:]
-    tmp = model_path + ".tmp"
+    tmp = f"{model_path}.tmp{os.getpid()}"  # per process: two commands may prepare one cache at once
     with open(tmp, "wb") as f:
         f.write(proto.SerializeToString())
     os.replace(tmp, model_path)

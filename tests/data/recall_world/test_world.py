@@ -116,3 +116,59 @@ def test_lookup_table_cannot_beat_majority_on_disjoint_people(tmp_path, world):
     b = baselines.baselines(str(tmp_path / "rte"), "rte", "train")
     assert b["lookup"] == 100.0
     assert json.loads((tmp_path / "record" / "test.jsonl").read_text().splitlines()[0])["source"] == "recall_world"
+
+
+def test_every_trait_answer_in_the_corpus_follows_from_the_world(world):
+    """Yes/no answers say whether the person has the trait, flipped for a question asked the other way
+    ("Is X right-handed?"); claim verdicts say whether the stated trait value is the person's."""
+    import re
+    people = {p.name: p for p in world.people}
+    yes_words, checked = {"Yes", "yes", "True", "true"}, 0
+    for i in range(2000):
+        doc = corpus.document(world, i)
+        for trait, questions in corpus.TRAIT_QUESTIONS.items():
+            for q, yes_bit in questions:
+                pattern = re.escape(q).replace(re.escape("{n}"), r"(\w+)") + r"(?: A:)? (\w+)"
+                for name, word in re.findall(pattern, doc):
+                    assert (word in yes_words) == (people[name].has(trait) == yes_bit), (doc, q, name, word)
+                    checked += 1
+        for name, rest, verdict in re.findall(r"Claim: (\w+) ([^.]*)\. That is (correct|incorrect)", doc):
+            (trait, value), = [(t, v) for t, forms in world_lib.TRAIT_TEMPLATES.items() for v in (True, False)
+                               if "{n} " + rest in forms[v]]
+            assert (verdict == "correct") == (people[name].has(trait) == value), (doc, name, rest, verdict)
+            checked += 1
+    assert checked > 1000
+
+
+def test_the_cache_key_changes_with_the_generators_source(monkeypatch, tmp_path):
+    from prompt_tuning.data.recall_world import registry
+    before = registry.cache_dir(0, 40, 100)
+    edited = tmp_path / "corpus.py"
+    edited.write_text(open(corpus.__file__).read() + "\n# an edit\n")
+    monkeypatch.setattr(corpus, "__file__", str(edited))
+    assert registry.cache_dir(0, 40, 100) != before
+
+
+def _prepare(out_dir, barrier):
+    from prompt_tuning.data.recall_world import registry
+    barrier.wait()
+    registry.prepare_recall_world(corpus_documents=20_000, validation_documents=5_000, out_dir=out_dir,
+                                  vocab_path="assets/recall_world/spm.model")
+
+
+def test_two_commands_preparing_one_cache_at_once_both_succeed(tmp_path):
+    """Fault injected: two processes write the same cache directory at the same moment (a ladder rung's
+    phase and another rung's, say); each writes its own temporary file, so neither rename can fail."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_prepare, args=(str(tmp_path), barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    world = world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE)
+    with open(tmp_path / "corpus_val.txt") as f:
+        assert f.readline().rstrip("\n") == corpus.document(world, corpus.VALIDATION_START)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
