@@ -104,7 +104,11 @@ class Bootstrap:
 
     def format(self, digits: int = 1) -> str:
         return (f"{self.difference:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
-                f"({self.level:.0%} CI, p={self.p_value:.3g}, {self.clusters} clusters)")
+                f"({self.level:.0%} CI, {self.p_text()}, {self.clusters} clusters)")
+
+    def p_text(self) -> str:
+        """'p=0.012', or 'p<0.0001' when no resample crossed zero (the bootstrap cannot resolve less)."""
+        return f"p<{1 / self.resamples:.2g}" if self.p_value == 0 else f"p={self.p_value:.3g}"
 
 
 def _per_example(x, name: str) -> np.ndarray:

@@ -147,7 +147,7 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
               "SC loss of the SC control |", "|---|---|---|---|---|---|---|"]
     for r in rungs:
         d, h = ladders[r], ladders[r].get("heldout_loss", {})
-        swept = ", ".join(sorted(d.get("lr_sweep", {}).get("heldout_loss", {}), key=float))
+        swept = ", ".join(sorted(d.get("lr_sweep", {}).get("heldout_loss", {}), key=float)) or "not swept"
         cell = lambda k: f"{h[k]:.3f}" if k in h else "not built"
         lines.append(f"| {r} | {d.get('params', 0):,} | {d.get('learning_rate')} ({swept}) | {d.get('sc_steps')} + "
                      f"{d.get('lm_steps')} | {cell('sc')} | {cell('lm')} | {cell('sc_control')} |")

@@ -97,3 +97,10 @@ def test_example_scores_match_the_trainers_corpus_metrics():
     assert s["em"].mean() == pytest.approx(corpus["em"]) and s["f1"].mean() == pytest.approx(corpus["f1"])
     with pytest.raises(stats.StatsError, match="unknown"):
         stats.example_scores(rows, ["bleu"])
+
+
+def test_a_p_value_no_resample_reaches_is_reported_as_a_bound():
+    all_right = stats.paired_bootstrap([1.0] * 8, [0.0] * 8, resamples=2000)
+    assert all_right.p_value == 0 and "p<0.0005" in all_right.format()
+    mixed = stats.paired_bootstrap([1, 0, 1, 0, 1], [0, 1, 0, 0, 1], resamples=1000)
+    assert f"p={mixed.p_value:.3g}" in mixed.format()
