@@ -149,6 +149,9 @@ def report(ladder: str = LADDER, out: str | None = os.path.join(HERE, "GATES.md"
         d, h = ladders[r], ladders[r].get("heldout_loss", {})
         swept = ", ".join(sorted(d.get("lr_sweep", {}).get("heldout_loss", {}), key=float)) or "not swept"
         cell = lambda k: f"{h[k]:.3f}" if k in h else "not built"
+        full = d.get("lr_full_budget", {}).get("heldout_loss", {})  # a sweep's edge re-run at the whole SC budget
+        if full:
+            swept += "; whole SC budget: " + ", ".join(f"{k} -> {v:.3f}" for k, v in sorted(full.items()))
         lines.append(f"| {r} | {d.get('params', 0):,} | {d.get('learning_rate')} ({swept}) | {d.get('sc_steps')} + "
                      f"{d.get('lm_steps')} | {cell('sc')} | {cell('lm')} | {cell('sc_control')} |")
     lm_losses = [ladders[r].get("heldout_loss", {}).get("lm", float("inf")) for r in rungs]
