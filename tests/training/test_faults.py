@@ -378,7 +378,7 @@ def test_bad_row_in_the_default_worlds_files_is_one_line(tmp_path, capsys):
             f"--gin.MODEL_DIR='{tmp_path / 'run'}'"]
     for name, bad, message in (("train.jsonl", b'{"passage": "caf\xe9"}', "train.jsonl:2: not UTF-8"),
                                ("test.jsonl", b'{"passage": ', "test.jsonl:2: not valid JSON")):
-        path = os.path.join(world["task_dir"], "record", name)
+        path = os.path.join(world["task_dir"], "boolq", name)  # the main command's task (gin/default_world.gin)
         good = open(path, "rb").read()
         lines = good.split(b"\n")
         open(path, "wb").write(b"\n".join([lines[0], bad] + lines[2:]))
