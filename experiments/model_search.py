@@ -7,7 +7,8 @@ For every (size, task) of the backend, model tuning runs at each learning rate x
 backend's `model_search` grid (`SearchGrid`) with seed `grid.seed`; each run stops early on its
 validation score (the trainer's patience), so the number of steps is searched too: the run's best
 validation checkpoint is the chosen step count. The chosen setting is the one with the highest
-validation score at its best checkpoint (ties: the lower rate, then the lower dropout).
+validation score at its best checkpoint (ties: the lower validation loss there, then the lower rate,
+then the lower dropout: on an easy task several settings reach 100% and the loss still separates them).
 
 Range extension: when the best rate is the smallest or largest searched, the next rate past that
 edge (x or / `grid.factor`) is added, at most `grid.max_extensions` times per edge; the runner
@@ -22,6 +23,7 @@ search of a (size, task) has finished, asking for the choice is a one-line SpecE
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Optional
 
@@ -79,16 +81,33 @@ def validation_score(results_dir: str, name: str) -> Optional[float]:
     return None if chosen is None else float(np.mean(list(chosen[1].values())))
 
 
-def extend(rates: tuple[float, ...], grid: SearchGrid, scores: dict) -> tuple[tuple[float, ...], Optional[tuple], bool]:
+def validation_loss(results_dir: str, name: str) -> float:
+    """Mean validation loss at a run's best checkpoint (its best.json), +inf when it recorded none: the
+    tie-break between settings with equal validation scores (e.g. several at 100%)."""
+    from experiments import collect
+
+    try:
+        with open(os.path.join(S.model_dir(results_dir, name), collect.BEST_FILE)) as f:
+            metrics = json.load(f).get("metrics", {})
+    except (OSError, ValueError):
+        return float("inf")
+    losses = [float(v) for k, v in metrics.items() if k.endswith("/loss")]
+    return float(np.mean(losses)) if losses else float("inf")
+
+
+def extend(rates: tuple[float, ...], grid: SearchGrid, scores: dict,
+           losses: Optional[dict] = None) -> tuple[tuple[float, ...], Optional[tuple], bool]:
     """One step of the search on known scores: (rates, best, extended).
 
-    `scores` maps (rate, dropout) to a validation score for every pair of `rates` x grid.dropouts.
-    The best pair is the highest score (ties: lower rate, then lower dropout). If its rate is an edge
+    `scores` maps (rate, dropout) to a validation score for every pair of `rates` x grid.dropouts;
+    `losses` (optional, same keys) to the validation loss at that run's best checkpoint.
+    The best pair is the highest score (ties: lower loss, then lower rate, then lower dropout). If its rate is an edge
     and fewer than grid.max_extensions rates were added past that edge, the next rate is added
     (extended=True). Pure: tested on constructed scores.
     """
     pairs = [(r, d) for r in rates for d in grid.dropouts]
-    best = max(pairs, key=lambda p: (scores[p], -p[0], -p[1]))
+    losses = losses or {}
+    best = max(pairs, key=lambda p: (scores[p], -losses.get(p, 0.0), -p[0], -p[1]))
     lo, hi = min(grid.rates), max(grid.rates)
     below = sum(1 for r in rates if r < lo)
     above = sum(1 for r in rates if r > hi)
@@ -105,6 +124,7 @@ def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = 
     rd = _results_dir(backend, results_dir)
     rates = tuple(sorted(float(r) for r in grid.rates))
     scores: dict = {}
+    losses: dict = {}
     while True:
         for r in rates:
             for d in grid.dropouts:
@@ -112,10 +132,10 @@ def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = 
                     name = S.run_name(size, task, _setting(backend, r, d).normalized(), grid.seed)
                     v = validation_score(rd, name)
                     if v is not None:
-                        scores[(r, d)] = v
+                        scores[(r, d)], losses[(r, d)] = v, validation_loss(rd, name)
         if any((r, d) not in scores for r in rates for d in grid.dropouts):
             return SearchResult(rates, scores, None, False, False)
-        rates, best, extended = extend(rates, grid, scores)
+        rates, best, extended = extend(rates, grid, scores, losses)
         if not extended:
             return SearchResult(rates, scores, best, True, best[0] in (min(rates), max(rates)))
 

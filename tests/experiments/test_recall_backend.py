@@ -109,9 +109,11 @@ def test_extend_adds_a_rate_past_a_winning_edge_and_stops_inside_or_after_max_ex
     # Two extensions past the top edge used: the edge stays (reported as at_edge by `search`).
     wide = rates + (1e-2 * 10 ** 0.5, 1e-1)
     assert model_search.extend(wide, GRID, {(r, d): r for r in wide for d in GRID.dropouts})[2] is False
-    # Ties: the lower rate, then the lower dropout.
+    # Ties: the lower validation loss, then the lower rate, then the lower dropout.
     flat = {(r, d): 50.0 for r in rates for d in GRID.dropouts}
     assert model_search.extend(rates, GRID, flat)[1] == (1e-3, 0.0)
+    loss = {(r, d): 0.5 for r in rates for d in GRID.dropouts} | {(3e-3, 0.1): 0.2}
+    assert model_search.extend(rates, GRID, flat, loss) == (rates, (3e-3, 0.1), False)
 
 
 def _finish(results_dir, name, value, task="boolq"):
@@ -122,6 +124,17 @@ def _finish(results_dir, name, value, task="boolq"):
         json.dump({"rc": 0}, f)
     with open(os.path.join(rd, "model", "best", "best.json"), "w") as f:
         json.dump({"step": 100, "value": value, "metrics": {f"recall_world_{task}/accuracy": value}}, f)
+
+
+def test_validation_loss_is_the_best_checkpoints_loss_and_inf_without_one(tmp_path):
+    rd = str(tmp_path)
+    _finish(rd, "a", 100.0)
+    assert model_search.validation_loss(rd, "a") == float("inf")
+    with open(os.path.join(S.run_dir(rd, "a"), "model", "best", "best.json"), "w") as f:
+        json.dump({"step": 50, "value": 100.0, "metrics": {"recall_world_boolq/accuracy": 100.0,
+                                                           "recall_world_boolq/loss": 0.25}}, f)
+    assert model_search.validation_loss(rd, "a") == 0.25
+    assert model_search.validation_score(rd, "a") == 100.0  # the loss is not part of the score
 
 
 def test_search_runs_grow_until_the_best_is_inside_and_fig1_uses_the_choice(tmp_path):

@@ -103,3 +103,12 @@ def test_one_command_runs_the_model_search_until_the_best_rate_is_inside(tmp_pat
     assert [round(r, 4) for r in res.rates] == [0.001, 0.003, 0.01, 0.0316, 0.1]
     assert res.complete and not res.at_edge and res.best[0] == pytest.approx(10 ** -1.5) and res.best[1] == 0.0
     assert len(os.listdir(os.path.join(rd, "runs"))) == 10
+
+
+def test_several_workers_get_one_cpu_thread_each_and_one_worker_keeps_the_environment():
+    assert runner.worker_env({"A": "1"}, 1) == {"A": "1"}
+    env = runner.worker_env({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, 2)
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + runner.ONE_CPU_THREAD
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    mine = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2"
+    assert runner.worker_env({"XLA_FLAGS": mine}, 2)["XLA_FLAGS"] == mine
