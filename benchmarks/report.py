@@ -11,6 +11,7 @@ from typing import Any, Mapping, Optional
 MiB = 1024 ** 2
 STEP_ROWS = (
     ("prompt", "prompt tuning (ours)"),
+    ("prompt_remat", "prompt tuning (ours), blocks rematerialised"),
     ("model", "model tuning, T tokens"),
     ("model_pt", "model tuning, P+T tokens"),
     ("peft", "prompt tuning (HF PEFT)"),
@@ -38,6 +39,7 @@ def _rss_growth(r: Optional[Mapping]) -> Optional[float]:
 def summarize(results: Mapping[str, Any]) -> dict:
     """The headline ratios and the issue's goals, each {'value', 'target', 'met'}."""
     pt, mt, mt_pt, peft = (results.get(k) for k in ("prompt", "model", "model_pt", "peft"))
+    remat = results.get("prompt_remat")
     ev, peak = results.get("eval"), _get(results, "peak", "peak_flops")
     s = {
         "ours_over_peft_examples_per_s": _ratio(_get(pt, "examples_per_s"), _get(peft, "examples_per_s")),
@@ -48,6 +50,9 @@ def summarize(results: Mapping[str, Any]) -> dict:
         "pt_over_mt_time_ideal": _ratio(_get(pt, "flops_analytic", "total"), _get(mt, "flops_analytic", "total")),
         "pt_over_mt_xla_memory": _ratio(_get(pt, "xla_memory", "total"), _get(mt, "xla_memory", "total")),
         "pt_over_mt_pt_xla_memory": _ratio(_get(pt, "xla_memory", "total"), _get(mt_pt, "xla_memory", "total")),
+        "pt_remat_over_mt_pt_xla_memory": _ratio(_get(remat, "xla_memory", "total"),
+                                                 _get(mt_pt, "xla_memory", "total")),
+        "pt_remat_over_pt_time": _ratio(_get(remat, "median_step_s"), _get(pt, "median_step_s")),
         "pt_over_mt_peak_rss": _ratio(_get(pt, "rss_mb", "peak_steps"), _get(mt, "rss_mb", "peak_steps")),
         "pt_over_mt_rss_growth": _ratio(_rss_growth(pt), _rss_growth(mt)),
         "pt_fraction_of_peak": _ratio(_get(pt, "achieved_flops"), peak),
@@ -63,8 +68,8 @@ def summarize(results: Mapping[str, Any]) -> dict:
     goals = [
         ("ours/PEFT prompt-tuning examples/s", s["ours_over_peft_examples_per_s"], ">=", 2.0),
         ("PT/MT step time (same P+T shapes)", s["pt_over_mt_pt_time"], "<=", 0.70),
-        ("PT/MT peak memory (XLA, same P+T shapes)", s["pt_over_mt_pt_xla_memory"], "<=", 0.6),
-        ("PT achieved FLOP/s / matmul peak", s["pt_fraction_of_peak"], ">=", 0.5),
+        ("PT with remat / MT peak memory (XLA, same P+T shapes)", s["pt_remat_over_mt_pt_xla_memory"], "<=", 0.6),
+        ("PT achieved FLOP/s / matmul peak", s["pt_fraction_of_peak"], ">=", 0.6),
         ("5-prompt / 1-prompt rank throughput", s["rank_mixed_over_single"], ">=", 0.9),
         ("rank encode-once / repeat-per-label throughput", s["rank_once_over_repeat"], ">=", 1.6),
         ("real RTE lengths: ours best / PEFT best train ex/s", s["real_ours_best_over_peft_best"], ">=", 2.0),
@@ -236,7 +241,8 @@ def headline(summary: Mapping[str, Any]) -> list[str]:
         f"(analytic ideal {f('pt_over_mt_time_ideal')}x)",
         f"PT/MT peak memory (XLA compiled): {f('pt_over_mt_pt_xla_memory')}x at the same P+T shapes, "
         f"{f('pt_over_mt_xla_memory')}x against T tokens; peak RSS while stepping {f('pt_over_mt_peak_rss')}x, "
-        f"RSS growth {f('pt_over_mt_rss_growth')}x (T tokens)",
+        f"RSS growth {f('pt_over_mt_rss_growth')}x (T tokens); with every block rematerialised "
+        f"{f('pt_remat_over_mt_pt_xla_memory')}x at the same P+T shapes, at {f('pt_remat_over_pt_time')}x the step time",
         f"achieved FLOP/s / measured matmul peak: prompt tuning {f('pt_fraction_of_peak', '.0%')}, "
         f"model tuning {f('mt_fraction_of_peak', '.0%')}, PEFT {f('peft_fraction_of_peak', '.0%')}",
         f"5-prompt mixed / single-prompt eval throughput: rank {f('rank_mixed_over_single')}x, "

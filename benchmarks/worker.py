@@ -4,7 +4,8 @@ A fresh process per task keeps each peak-memory figure to that task alone
 (compiled programs, allocator pools and torch's heap do not carry over).
 
 Tasks: peak (float32 matmul peak), prompt / model / model_pt (train steps,
-see train_bench), eval (eval throughput), peft (Hugging Face PEFT step), real / real_peft
+see train_bench), prompt_remat (the prompt step with every block rematerialised: T5Config.remat
+'full' unless the spec already sets a policy), eval (eval throughput), peft (Hugging Face PEFT step), real / real_peft
 (real RTE input lengths: ours fixed vs bucketed, PEFT fixed / dynamic / grouped; real_bench).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-TASKS = ("peak", "prompt", "model", "model_pt", "eval", "peft", "real", "real_peft")
+TASKS = ("peak", "prompt", "prompt_remat", "model", "model_pt", "eval", "peft", "real", "real_peft")
 
 
 def run_task(task: str, spec) -> dict:
@@ -28,6 +29,10 @@ def run_task(task: str, spec) -> dict:
         from benchmarks import train_bench
 
         return train_bench.run(spec, task)
+    if task == "prompt_remat":
+        from benchmarks import train_bench
+
+        return train_bench.run(spec.replace(remat="full" if spec.remat == "none" else spec.remat), "prompt")
     if task == "eval":
         from benchmarks import eval_bench
 

@@ -6,6 +6,7 @@
     model_search  the model-tuning baseline's learning-rate x dropout search on validation
                 experiments/model_search.py (extends its range past a winning edge)
     prompt_lr   prompt tuning's learning-rate check at the centre point  experiments/prompt_lr.py
+    all         the above in dependency order (model_search, scale, ablations, prompt_lr, ensemble)
 
 Fig 4 (parameters) needs no runs: `python -m experiments.parameters`.
 
@@ -27,14 +28,32 @@ from experiments.backends import Backend, get_backend
 
 SWEEPS = {"scale": "experiments.scale", "ablations": "experiments.ablations", "ensemble": "experiments.ensemble",
           "model_search": "experiments.model_search", "prompt_lr": "experiments.prompt_lr"}
+# `--sweep all`: every sweep in dependency order (Fig 1's model tuning needs the search's choice).
+ALL = "all"
+ORDER = ("model_search", "scale", "ablations", "prompt_lr", "ensemble")
 
 
 def get_specs(sweep: str, backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
     """Every (sweep, panel, point) spec; names repeat where panels share a run.
 
     Sweeps whose points depend on finished runs (the model-tuning search extends its range; Fig 1's
-    model tuning uses the search's choice) read them from `results_dir`.
+    model tuning uses the search's choice) read them from `results_dir`. `all` is the sweeps of ORDER up
+    to the first that cannot be specified yet (its SpecError: e.g. Fig 1 before the model-tuning search
+    is finished), so a runner working through it finishes the search first; the runner's re-reading
+    then adds the rest.
     """
+    if sweep == ALL:
+        out: list[S.RunSpec] = []
+        for name in ORDER:
+            if name == "model_search" and backend.model_search is None:
+                continue
+            try:
+                out += get_specs(name, backend, results_dir)
+            except S.SpecError:
+                if not out:
+                    raise
+                break
+        return out
     if sweep not in SWEEPS:
         raise S.SpecError(f"unknown sweep {sweep!r}; known: {sorted(SWEEPS)} (Fig 4: python -m experiments.parameters)")
     fn = importlib.import_module(SWEEPS[sweep]).specs
@@ -54,7 +73,9 @@ def cli_parser(prog: str, doc: Optional[str], *, backend: str = "real", sweep: b
     (when `only`: a regular expression the run names must match). The caller adds its own."""
     ap = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if sweep:
-        ap.add_argument("--sweep", required=True, choices=sorted(SWEEPS))
+        ap.add_argument("--sweep", required=True, choices=sorted(SWEEPS) + [ALL],
+                        help=f"one sweep, or {ALL!r}: " + ", ".join(ORDER) + " in this order, each as soon as it "
+                             "can be specified")
     ap.add_argument("--backend", default=backend)
     ap.add_argument("--results-dir", default=None, help="default: experiments/results/<backend>")
     if only:

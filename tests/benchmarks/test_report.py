@@ -15,6 +15,7 @@ def _step(seconds, flops, mem, rss_peak, rss_start=100.0):
 RESULTS = {
     "peak": {"n": 4096, "peak_flops": 4.0, "median_flops": 3.9},
     "prompt": _step(1.0, 2, 600, 700),
+    "prompt_remat": _step(1.4, 2, 480, 560),
     "model": _step(1.2, 3, 1000, 1100),
     "model_pt": _step(1.5, 3, 1200, 1300),
     "eval": {"eval_batch": 8, "labels": 2, "prompts": 5, "decode_len": 4,
@@ -33,7 +34,10 @@ def test_summary_ratios_and_goals():
     assert s["pt_over_mt_pt_xla_memory"] == 0.5
     assert s["pt_over_mt_rss_growth"] == 600 / 1000
     assert s["pt_fraction_of_peak"] == 0.5
+    assert s["pt_remat_over_mt_pt_xla_memory"] == 0.4 and abs(s["pt_remat_over_pt_time"] - 1.4) < 1e-12
     met = {g["goal"]: g["met"] for g in s["goals"]}
+    assert met["PT with remat / MT peak memory (XLA, same P+T shapes)"] is True
+    assert met["PT achieved FLOP/s / matmul peak"] is False  # 0.5 against the 0.6
     assert met["ours/PEFT prompt-tuning examples/s"] is True
     assert met["PT/MT step time (same P+T shapes)"] is True
     assert met["5-prompt / 1-prompt rank throughput"] is True

@@ -145,6 +145,17 @@ def test_every_backend_builds_every_sweep_from_gin_files_that_exist(tmp_path):
             assert all((REPO / f).exists() for s in specs for f in s.gin_files), name
 
 
+def test_all_runs_the_sweeps_in_order_and_stops_before_one_that_waits_for_finished_runs(tmp_path):
+    recall = backends.get_backend("recall")
+    names = lambda specs: [s.name for s in specs]
+    # Fig 1 waits for the model-tuning search: `all` is the search alone until it has finished.
+    assert names(sweeps.get_specs("all", recall, str(tmp_path))) == names(
+        sweeps.get_specs("model_search", recall, str(tmp_path)))
+    # Without a search nothing waits: every sweep, in ORDER.
+    expected = [n for name in sweeps.ORDER[1:] for n in names(sweeps.get_specs(name, REAL, str(tmp_path)))]
+    assert names(sweeps.get_specs("all", REAL, str(tmp_path))) == expected
+
+
 def test_real_backend_agrees_with_the_data_package():
     from prompt_tuning import data
 
