@@ -1,5 +1,6 @@
 """The `recall` backend: the paper's protocol, scaled down to the recall world's ladder, in one place.
 
+    python -m experiments.runner  --sweep all          --backend recall --workers 2   # 1-5 in order, resumable
     python -m experiments.runner  --sweep model_search --backend recall --workers 1   # 1. the baseline's search
     python -m experiments.runner  --sweep scale        --backend recall --workers 1   # 2. Fig 1
     python -m experiments.runner  --sweep ablations    --backend recall --workers 1   # 3. Fig 3 (a)-(d)
