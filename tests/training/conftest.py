@@ -4,7 +4,8 @@ Trainer tests compile the same small train and eval steps many times (each run b
 jitted functions); a persistent compilation cache in a per-session temporary directory lets the
 later runs reuse the first run's executables. Every test starts and ends with an empty gin config.
 `frozen_ckpt` is the frozen model of the synthetic task (tests/training/synthetic_tasks.py);
-`kill_at` injects a kill at a fault point (prompt_tuning/fault_points.py).
+`kill_at` injects a kill at a fault point (prompt_tuning/fault_points.py); `real_rte_task` registers
+32 real RTE examples (../shared/data) as a task.
 """
 import flax.linen as nn
 import gin
@@ -46,6 +47,21 @@ def frozen_ckpt(tmp_path_factory):
     tokens = jnp.ones((1, 1), jnp.int32)
     native.save(path, nn.meta.unbox(t5.T5(CONFIG).init(jax.random.PRNGKey(7), tokens, tokens, tokens)["params"]), CONFIG)
     return path
+
+
+RTE_LENGTHS = {"inputs": 512, "targets": 8}  # real RTE inputs padded as fixed-padding runs read them
+
+
+def real_rte_task(name: str, split: str, split_file: str):
+    """A SeqIO task `name` whose `split` is ../shared/data/superglue/RTE/`split_file` (train32.jsonl or
+    dev32.jsonl: 32 real examples) in the taskless T5 format with the real T5 vocabulary; skips the test
+    when the shared data is absent."""
+    from prompt_tuning.data import tasks, vocab
+    from tests.conftest import shared_path
+
+    voc = vocab.get_vocabulary(str(shared_path("t5", "spiece.model")))
+    return tasks.register_jsonl_task(name, "rte", str(shared_path("superglue", "RTE")),
+                                     split_files={split: split_file}, vocabulary=voc)
 
 
 class Killed(BaseException):

@@ -13,23 +13,17 @@ import pytest
 from prompt_tuning import prompts
 from prompt_tuning.models import t5
 from prompt_tuning.training import evaluation, input_pipeline, packed_eval, packing, partitioning, steps, trainer
-from tests.conftest import shared_path
+from tests.training.conftest import RTE_LENGTHS, real_rte_task
 from tests.training import synthetic_tasks as st
 
 P = 5
-RTE_LENGTHS = {"inputs": 512, "targets": 8}
 LABELS = ["entailment", "not_entailment"]
 
 
 @pytest.fixture(scope="module")
 def rte_validation():
     """32 real RTE validation examples (dev32.jsonl), padded to 512 as fixed-padding evaluation reads them."""
-    from prompt_tuning.data import tasks, vocab
-
-    data_dir = shared_path("superglue", "RTE")
-    voc = vocab.get_vocabulary(str(shared_path("t5", "spiece.model")))
-    task = tasks.register_jsonl_task("test_packed_eval_rte", "rte", str(data_dir),
-                                     split_files={"validation": "dev32.jsonl"}, vocabulary=voc)
+    task = real_rte_task("test_packed_eval_rte", "validation", "dev32.jsonl")
     return input_pipeline.load_eval_set(task, "validation", RTE_LENGTHS)
 
 

@@ -13,7 +13,7 @@ import pytest
 from prompt_tuning import prompts
 from prompt_tuning.models import t5
 from prompt_tuning.training import input_pipeline, packing, trainer
-from tests.conftest import shared_path
+from tests.training.conftest import RTE_LENGTHS, real_rte_task
 from tests.training import synthetic_tasks as st
 
 P = 5
@@ -48,17 +48,9 @@ def test_pack_places_each_example_after_its_own_prompt_slots():
 
 # -- real RTE examples through the model ---------------------------------------------------------
 
-RTE_LENGTHS = {"inputs": 512, "targets": 8}
-
-
 @pytest.fixture(scope="module")
 def rte_batch():
-    from prompt_tuning.data import tasks, vocab
-
-    data_dir = shared_path("superglue", "RTE")
-    voc = vocab.get_vocabulary(str(shared_path("t5", "spiece.model")))
-    task = tasks.register_jsonl_task("test_packing_rte", "rte", str(data_dir),
-                                     split_files={"train": "train32.jsonl"}, vocabulary=voc)
+    task = real_rte_task("test_packing_rte", "train", "train32.jsonl")
     arrays = input_pipeline.convert_split(task.name, "train", RTE_LENGTHS)
     return {k: v.astype(np.int32) for k, v in arrays.items()}  # the 32 real examples, padded to 512
 
