@@ -1,0 +1,140 @@
+"""The mini reproduction's tables and figures, regenerated from the run directories by one command.
+
+    python -m experiments.mini_report [--backend recall] [--results-dir DIR] [--out-dir DIR]
+
+Reads the finished runs of every sweep (experiments/sweeps.py ORDER) in DIR (default
+experiments/results/<backend>) and writes, to --out-dir (default DIR):
+
+  grid.md                   per sweep: distinct runs, finished (DONE), not finished, capped at the step
+                            cap; a sweep that cannot be specified yet (Fig 1 before the model-tuning
+                            search has finished) says so
+  model_search.{csv,md}     the model-tuning search: validation score per size x task x rate x dropout,
+                            the chosen setting and whether it sits at an edge of the searched range
+  <sweep>_test.{csv,md}     test-split scores of scale, ablations and prompt_lr at the best validation
+                            checkpoint (recall_tables.rows), mean +- s.d. over seeds
+  fig1_scale.{png,pdf}      Fig 1 on test scores
+  fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
+
+A figure's score for a task is its PRIMARY metric on the test split (accuracy; exact match for
+ReCoRD-shaped tasks: exact match and F1 are never averaged), averaged over the backend's tasks (the
+mini SuperGLUE score) for every (point, seed) that has all of its tasks; points are the mean over
+seeds with one sample s.d. (plots.py). A figure is skipped with a message while no point is complete.
+Exit status 0 (also with unfinished runs: grid.md counts them), 2 on a usage error.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from typing import Optional, Sequence
+
+from experiments import model_search, plots, recall_tables, runner, sweeps
+from experiments import spec as S
+from experiments.backends import Backend
+
+PRIMARY = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}
+TEST_SWEEPS = ("scale", "ablations", "prompt_lr")
+FIGURES = {"scale": ("fig1_scale", plots.plot_scale), "ablations": ("fig3_ablations", plots.plot_ablations)}
+
+
+def grid_status(backend: Backend, results_dir: str) -> list[dict]:
+    """Per sweep of sweeps.ORDER: {'sweep', 'runs', 'done', 'pending', 'capped', 'note'}."""
+    out = []
+    for name in sweeps.ORDER:
+        if name == "model_search" and backend.model_search is None:
+            continue
+        try:
+            specs = S.dedupe(sweeps.get_specs(name, backend, results_dir))
+        except S.SpecError as e:
+            out.append({"sweep": name, "runs": None, "done": 0, "pending": None, "capped": 0, "note": str(e)})
+            continue
+        done = [s for s in specs if runner.is_done(results_dir, s.name)]
+        table, _ = recall_tables.rows(done, results_dir)
+        capped = len({r["run"] for r in table if r["capped"]})
+        out.append({"sweep": name, "runs": len(specs), "done": len(done), "pending": len(specs) - len(done),
+                    "capped": capped, "note": ""})
+    return out
+
+
+def figure_rows(table: Sequence[dict], tasks: Sequence[str]) -> list[dict]:
+    """recall_tables rows -> plots.py rows: one 'score' row per (point, seed, task) on the test split with the
+    task's PRIMARY metric, kept only where the (point, seed) has every task."""
+    picked = [r for r in table if r["split"] == "test" and r["metric"] == PRIMARY.get(r["task"], r["metric"])]
+    by_point: dict = {}
+    for r in picked:
+        by_point.setdefault((r["panel"], r["method"], str(r["setting"]), r["size"], r["seed"]), []).append(r)
+    out = []
+    for rs in by_point.values():
+        if sorted(r["task"] for r in rs) == sorted(tasks):
+            out += [dict(r, metric="score", value=float(r["value"]), seed=float(r["seed"]),
+                         params=float(r["params"])) for r in rs]
+    return out
+
+
+def _write_rows(path: str, rows: Sequence[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+
+def _markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    cell = lambda v: "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(backend: Backend, results_dir: str, out_dir: str) -> list[str]:
+    """Writes every table and figure it can; returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    status = grid_status(backend, results_dir)
+    path = os.path.join(out_dir, "grid.md")
+    with open(path, "w") as f:
+        f.write("Runs per sweep (distinct computations; a run shared by two sweeps counts in both).\n\n")
+        f.write(_markdown(status, ("sweep", "runs", "done", "pending", "capped", "note")))
+    written.append(path)
+    if backend.model_search is not None:
+        rows = model_search.table(backend, results_dir)
+        _write_rows(os.path.join(out_dir, "model_search.csv"), rows)
+        with open(os.path.join(out_dir, "model_search.md"), "w") as f:
+            f.write("Model tuning's search on validation (seed 0): score at each run's best checkpoint.\n\n")
+            f.write(_markdown(rows, ("size", "task", "learning_rate", "dropout", "validation", "chosen",
+                                     "search_complete", "at_edge")))
+        written += [os.path.join(out_dir, "model_search.csv"), os.path.join(out_dir, "model_search.md")]
+    for name in TEST_SWEEPS:
+        try:
+            specs = sweeps.get_specs(name, backend, results_dir)
+        except S.SpecError as e:
+            print(f"{name}: not yet ({e})")
+            continue
+        table, missing = recall_tables.rows(specs, results_dir, backend.params)
+        stem = os.path.join(out_dir, f"{name}_test")
+        recall_tables.write(table, stem + ".csv", stem + ".md", missing)
+        written += [stem + ".csv", stem + ".md"]
+        if name in FIGURES:
+            fig_name, fn = FIGURES[name]
+            rows = figure_rows(table, backend.tasks)
+            if not rows:
+                print(f"{fig_name}: no point has all of its tasks yet")
+                continue
+            _, paths = fn(rows, os.path.join(out_dir, fig_name))
+            written += paths
+    return written
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = sweeps.cli_parser("python -m experiments.mini_report", __doc__, backend="recall", sweep=False)
+    ap.add_argument("--out-dir", default=None, help="default: the results directory")
+    cli = sweeps.resolve_cli(ap, argv)
+    if cli is None:
+        return 2
+    for path in write_report(cli.backend, cli.results_dir, cli.args.out_dir or cli.results_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""experiments/mini_report.py on constructed run directories: grid counts, tables equal to the collector's,
+figures only from points whose tasks are all there."""
+import dataclasses
+import json
+import os
+
+from experiments import mini_report, model_search, recall, recall_tables, runner, sweeps
+from experiments import spec as S
+
+BACKEND = dataclasses.replace(recall.RECALL, sizes=("xxs", "s"), tasks=("boolq", "record"))
+
+
+def _finish(results_dir, spec, value, steps=300, early_stop=True):
+    """A run as the runner and trainer leave it: DONE, best.json, metrics.jsonl with train / test records."""
+    rd = S.run_dir(results_dir, spec.name)
+    md = S.model_dir(results_dir, spec.name)
+    os.makedirs(os.path.join(md, "best"), exist_ok=True)
+    task = spec.label_dict["task"]
+    metrics = ["em", "f1"] if task == "record" else ["accuracy"]
+    leaf = recall.TASK_TEMPLATE.format(task=task)
+    with open(os.path.join(rd, "DONE"), "w") as f:
+        json.dump({"rc": 0}, f)
+    with open(os.path.join(md, "best", "best.json"), "w") as f:
+        json.dump({"step": 50, "value": value, "metrics": {f"{leaf}/{m}": value for m in metrics}}, f)
+    records = [{"step": steps, "kind": "train", "loss": 0.1},
+               {"step": 50, "kind": "test", **{f"{sp}/{leaf}/{m}": value - (sp != "test") * 10 + (m == "f1") * 5
+                                               for sp in ("test", "test_closed_book") for m in metrics}}]
+    if early_stop:
+        records.append({"step": steps, "kind": "early_stop", "best_step": 50, "patience": 5})
+    with open(os.path.join(md, "metrics.jsonl"), "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path):
+    rd, out = str(tmp_path / "results"), str(tmp_path / "report")
+    # Before any run: the search is pending and Fig 1 waits for it.
+    mini_report.write_report(BACKEND, rd, out)
+    status = {r["sweep"]: r for r in mini_report.grid_status(BACKEND, rd)}
+    assert status["model_search"]["done"] == 0 and status["model_search"]["runs"] == 2 * 2 * 3 * 2
+    assert status["scale"]["runs"] is None and "no chosen setting yet" in status["scale"]["note"]
+    # The search finishes with an interior best (3e-3) everywhere; Fig 1 can then be specified.
+    for s in model_search.specs(BACKEND, rd):
+        o = dict(s.overrides)
+        _finish(rd, s, 60.0 + (o["learning_rate_schedule.base_learning_rate"] == 3e-3))
+    scale_specs = sweeps.get_specs("scale", BACKEND, rd)
+    for s in S.dedupe(scale_specs):
+        if not runner.is_done(rd, s.name):
+            _finish(rd, s, 70.0 if s.label_dict["task"] == "boolq" else 40.0,
+                    early_stop=s.label_dict["method"] != "prompt_tuning")  # prompt tuning "ran to its cap"
+    written = mini_report.write_report(BACKEND, rd, out)
+    status = {r["sweep"]: r for r in mini_report.grid_status(BACKEND, rd)}
+    assert status["model_search"]["pending"] == 0
+    assert status["scale"]["pending"] == 0 and status["scale"]["done"] == status["scale"]["runs"]
+    assert status["ablations"]["done"] < status["ablations"]["runs"]  # its centre runs are Fig 1's
+    # The committed table is exactly what the collector makes of the runs.
+    table, missing = recall_tables.rows(scale_specs, rd, BACKEND.params)
+    recall_tables.write(table, str(tmp_path / "a.csv"), str(tmp_path / "a.md"), missing)
+    assert open(os.path.join(out, "scale_test.csv")).read() == open(tmp_path / "a.csv").read()
+    assert open(os.path.join(out, "scale_test.md")).read() == open(tmp_path / "a.md").read()
+    assert os.path.join(out, "fig1_scale.png") in written
+    rows = mini_report.figure_rows(table, BACKEND.tasks)
+    # One score per (point, seed, task): accuracy for BoolQ, exact match (not F1) for ReCoRD, test split only.
+    # (Fig 1's model tuning at seed 0 is the search's own run, 61.)
+    assert {(r["task"], r["metric"], r["value"]) for r in rows if r["method"] != "model_tuning"} == {
+        ("boolq", "score", 70.0), ("record", "score", 40.0)}
+    assert len(rows) == 2 * len({(r["method"], r["size"], r["seed"]) for r in rows})
+
+
+def test_figure_rows_leave_out_a_point_missing_a_task():
+    base = {"panel": "methods", "method": "prompt_tuning", "setting": "100", "size": "s", "seed": 0,
+            "params": 10, "split": "test"}
+    table = [dict(base, task="boolq", metric="accuracy", value=80.0),
+             dict(base, task="record", metric="em", value=20.0), dict(base, task="record", metric="f1", value=30.0),
+             dict(base, seed=1, task="boolq", metric="accuracy", value=90.0)]
+    rows = mini_report.figure_rows(table, ("boolq", "record"))
+    assert sorted((r["seed"], r["task"], r["value"]) for r in rows) == [(0.0, "boolq", 80.0), (0.0, "record", 20.0)]
