@@ -66,8 +66,8 @@ class Backend:
     feature_lengths: Mapping[str, Mapping[str, int]]   # task -> TASK_FEATURE_LENGTHS ('*' = default)
     prompt_design: Mapping[str, tuple[str, int]]       # task -> (text, its token count)
     size_config: Callable[[str], t5.T5Config]
-    train_steps: Mapping[str, int]         # method -> TRAIN_STEPS
-    batch_size: Mapping[str, Optional[int]]   # method -> BATCH_SIZE (None: the gin default)
+    train_steps: Mapping[str, int]         # method -> TRAIN_STEPS ('*': every gin method not listed)
+    batch_size: Mapping[str, Optional[int]]   # method -> BATCH_SIZE (None: the gin default; '*' as above)
     method_gin: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=lambda: {
         S.PROMPT_TUNING: ("gin/runs/prompt_finetune.gin",),
         S.MODEL_TUNING: ("gin/runs/model_finetune.gin",),
@@ -136,7 +136,12 @@ class Backend:
              value: Any) -> S.RunSpec:
         """One run of `setting` at `size` on `task` with `seed`; `value` is its x / legend value."""
         s = setting.normalized()
-        gin_files = list(self.method_gin[s.method]) + [self.size_gin.format(size=size)]
+        # A gin method (gin/methods/<method>.gin) needs no entry: its file is its run file.
+        method_gin = self.method_gin.get(s.method) or ((S.gin_method_file(s.method),) if s.method in S.GIN_METHODS
+                                                       else None)
+        if method_gin is None:
+            raise S.SpecError(f"backend {self.name!r} has no gin files for method {s.method!r}")
+        gin_files = list(method_gin) + [self.size_gin.format(size=size)]
         overrides: list[tuple[str, Any]] = [
             ("MIXTURE_OR_TASK_NAME", self.task_name(task, s)),
             ("TASK_FEATURE_LENGTHS", self.lengths(task)),
@@ -163,10 +168,12 @@ class Backend:
             gin_files.append(self.prompt_design_gin)
             overrides += [("PROMPT_TEXT", text), ("PROMPT_LENGTH", length)]
         gin_files += list(self.task_gin)
-        steps = self.train_steps[s.method]
+        overrides += list(s.method_params)
+        steps = _per_method(self.train_steps, s.method, self.name, "train_steps")
         overrides += [("RANDOM_SEED", seed), ("TRAIN_STEPS", steps)]
-        if self.batch_size.get(s.method) is not None:
-            overrides.append(("BATCH_SIZE", self.batch_size[s.method]))
+        batch = self.batch_size.get(s.method, self.batch_size.get("*"))
+        if batch is not None:
+            overrides.append(("BATCH_SIZE", batch))
         overrides += list(self.extra_overrides)
         overrides += list(self.task_overrides.get(task, ()))
         if s.learning_rate is not None:
@@ -178,6 +185,15 @@ class Backend:
                   ("objective", s.objective), ("lm_steps", s.lm_steps))
         return S.RunSpec(name=S.run_name(size, task, s, seed), gin_files=tuple(gin_files), overrides=tuple(overrides),
                          labels=labels, train_steps=steps)
+
+
+def _per_method(table: Mapping[str, Any], method: str, backend: str, what: str) -> Any:
+    """table[method], else table['*'] for a gin method; SpecError when neither is there."""
+    if method in table:
+        return table[method]
+    if method in S.GIN_METHODS and "*" in table:
+        return table["*"]
+    raise S.SpecError(f"backend {backend!r} has no {what} for method {method!r}")
 
 
 # ---------------------------------------------------------------------------- real
@@ -216,8 +232,8 @@ REAL = Backend(
     },
     size_config=t5.get_config,
     task_setup=("prompt_tuning.data:register_tasks",),  # what the trainer's command line does
-    train_steps={S.PROMPT_TUNING: 30_000, S.MODEL_TUNING: 30_000, S.PROMPT_DESIGN: 0},
-    batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 128, S.PROMPT_DESIGN: 32},
+    train_steps={S.PROMPT_TUNING: 30_000, S.MODEL_TUNING: 30_000, S.PROMPT_DESIGN: 0, "*": 30_000},
+    batch_size={S.PROMPT_TUNING: 32, S.MODEL_TUNING: 128, S.PROMPT_DESIGN: 32, "*": 32},
     ensemble_size="xxl",
     minutes_per_run=0.0,  # TPU/GPU cluster: hours per run at XL/XXL; not run here
 )

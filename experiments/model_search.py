@@ -16,6 +16,12 @@ re-reads the sweep after each pass and runs what was added, so one command ends 
 inside the searched range, or at an edge that could not be extended further (`SearchResult.at_edge`,
 reported in the table: the verdict must then say so).
 
+The machinery is not model tuning's own: `search`, `choose`, `specs` and `table` take a `base`
+setting (the method and its hyperparameters; default: model tuning at the backend's centre) and a
+`grid`, so experiments/methods_compare.py searches each parameter-efficient method's rate with it
+(dropouts (None,): the method's gin default; `SearchGrid.default_rate`: the rate its gin file sets,
+written as no override so that run shares its name with the sweeps that use the file's default).
+
 Fig 1's model-tuning points (experiments/scale.py) use `choose`: the chosen setting with the
 backend's seeds (its seed `grid.seed` run is the search's own run, shared by name). Before the
 search of a (size, task) has finished, asking for the choice is a one-line SpecError.
@@ -39,10 +45,11 @@ PANEL = "model_search"
 @dataclasses.dataclass(frozen=True)
 class SearchGrid:
     rates: tuple[float, ...]          # the initial learning rates, ascending (>= 3)
-    dropouts: tuple[float, ...]       # e.g. (0.0, 0.1)
+    dropouts: tuple[Optional[float], ...]   # e.g. (0.0, 0.1); (None,): the gin files' dropout, not searched
     factor: float = 10 ** 0.5         # one extension step: half a decade
     max_extensions: int = 2           # per edge
     seed: int = 0
+    default_rate: Optional[float] = None    # the gin file's own rate: runs at it carry no rate override
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,13 +61,23 @@ class SearchResult:
     at_edge: bool                                 # the best rate is an edge of `rates` (extensions used up)
 
 
-def _setting(backend: Backend, rate: float, dropout: float) -> S.Setting:
+def model_tuning_base(backend: Backend) -> S.Setting:
+    """Model tuning at the backend's centre pretraining: the default `base` of a search."""
     c = backend.centre
-    return S.Setting(method=S.MODEL_TUNING, objective=c.objective, lm_steps=c.lm_steps, learning_rate=float(rate),
-                     dropout=float(dropout))
+    return S.Setting(method=S.MODEL_TUNING, objective=c.objective, lm_steps=c.lm_steps)
 
 
-def _grid(backend: Backend) -> SearchGrid:
+def _setting(backend: Backend, rate: float, dropout: Optional[float], base: Optional[S.Setting] = None,
+             grid: Optional[SearchGrid] = None) -> S.Setting:
+    base = base or model_tuning_base(backend)
+    default = grid.default_rate if grid is not None else None
+    rate = None if default is not None and np.isclose(rate, default) else float(rate)
+    return dataclasses.replace(base, learning_rate=rate, dropout=None if dropout is None else float(dropout))
+
+
+def _grid(backend: Backend, grid: Optional[SearchGrid] = None) -> SearchGrid:
+    if grid is not None:
+        return grid
     if backend.model_search is None:
         raise S.SpecError(f"backend {backend.name!r} has no model-tuning search")
     return backend.model_search
@@ -107,7 +124,7 @@ def extend(rates: tuple[float, ...], grid: SearchGrid, scores: dict,
     """
     pairs = [(r, d) for r in rates for d in grid.dropouts]
     losses = losses or {}
-    best = max(pairs, key=lambda p: (scores[p], -losses.get(p, 0.0), -p[0], -p[1]))
+    best = max(pairs, key=lambda p: (scores[p], -losses.get(p, 0.0), -p[0], -(p[1] or 0.0)))
     lo, hi = min(grid.rates), max(grid.rates)
     below = sum(1 for r in rates if r < lo)
     above = sum(1 for r in rates if r > hi)
@@ -118,9 +135,11 @@ def extend(rates: tuple[float, ...], grid: SearchGrid, scores: dict,
     return rates, best, False
 
 
-def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = None) -> SearchResult:
-    """Where the search of (size, task) stands, from the finished runs in `results_dir`."""
-    grid = _grid(backend)
+def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = None, *,
+           base: Optional[S.Setting] = None, grid: Optional[SearchGrid] = None) -> SearchResult:
+    """Where the search of (size, task) stands, from the finished runs in `results_dir`: `base` (default:
+    model tuning) at each rate x dropout of `grid` (default: the backend's model_search)."""
+    grid = _grid(backend, grid)
     rd = _results_dir(backend, results_dir)
     rates = tuple(sorted(float(r) for r in grid.rates))
     scores: dict = {}
@@ -129,7 +148,7 @@ def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = 
         for r in rates:
             for d in grid.dropouts:
                 if (r, d) not in scores:
-                    name = S.run_name(size, task, _setting(backend, r, d).normalized(), grid.seed)
+                    name = S.run_name(size, task, _setting(backend, r, d, base, grid).normalized(), grid.seed)
                     v = validation_score(rd, name)
                     if v is not None:
                         scores[(r, d)], losses[(r, d)] = v, validation_loss(rd, name)
@@ -140,38 +159,50 @@ def search(backend: Backend, size: str, task: str, results_dir: Optional[str] = 
             return SearchResult(rates, scores, best, True, best[0] in (min(rates), max(rates)))
 
 
-def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
-    """The search's runs as far as the finished ones say (each pass of the runner may add rates)."""
-    grid = _grid(backend)
+def _value(r: float, d: Optional[float]) -> str:
+    return f"lr={r:g}" + ("" if d is None else f",d={d:g}")
+
+
+def specs(backend: Backend, results_dir: Optional[str] = None, *, base: Optional[S.Setting] = None,
+          grid: Optional[SearchGrid] = None, sizes: Optional[tuple[str, ...]] = None, sweep: str = NAME,
+          panel: str = PANEL) -> list[S.RunSpec]:
+    """The search's runs as far as the finished ones say (each pass of the runner may add rates), on
+    `sizes` (default: the backend's)."""
+    grid = _grid(backend, grid)
     out = []
-    for size in backend.sizes:
+    for size in sizes or backend.sizes:
         for task in backend.tasks:
-            for r in search(backend, size, task, results_dir).rates:
+            for r in search(backend, size, task, results_dir, base=base, grid=grid).rates:
                 for d in grid.dropouts:
-                    out.append(backend.spec(sweep=NAME, panel=PANEL, size=size, task=task,
-                                            setting=_setting(backend, r, d), seed=grid.seed, value=f"lr={r:g},d={d:g}"))
+                    out.append(backend.spec(sweep=sweep, panel=panel, size=size, task=task,
+                                            setting=_setting(backend, r, d, base, grid), seed=grid.seed,
+                                            value=_value(r, d)))
     return out
 
 
-def choose(backend: Backend, size: str, task: str, results_dir: Optional[str] = None) -> S.Setting:
-    """Model tuning's setting for (size, task): the search's best. SpecError while it is unfinished."""
-    result = search(backend, size, task, results_dir)
+def choose(backend: Backend, size: str, task: str, results_dir: Optional[str] = None, *,
+           base: Optional[S.Setting] = None, grid: Optional[SearchGrid] = None, sweep: str = NAME) -> S.Setting:
+    """`base`'s setting for (size, task) (default: model tuning's): the search's best. SpecError while it
+    is unfinished (`sweep` names the sweep to run in the message)."""
+    result = search(backend, size, task, results_dir, base=base, grid=grid)
     if result.best is None:
-        missing = sum(1 for r in result.rates for d in _grid(backend).dropouts if (r, d) not in result.scores)
-        raise S.SpecError(f"model tuning on {size}/{task} has no chosen setting yet: {missing} search run(s) not "
-                          f"finished in {_results_dir(backend, results_dir)} (python -m experiments.runner "
-                          f"--sweep model_search --backend {backend.name})")
-    return _setting(backend, *result.best)
+        missing = sum(1 for r in result.rates for d in _grid(backend, grid).dropouts if (r, d) not in result.scores)
+        what = (base or model_tuning_base(backend)).method
+        raise S.SpecError(f"{what.replace('_', ' ')} on {size}/{task} has no chosen setting yet: {missing} search "
+                          f"run(s) not finished in {_results_dir(backend, results_dir)} (python -m "
+                          f"experiments.runner --sweep {sweep} --backend {backend.name})")
+    return _setting(backend, *result.best, base, grid)
 
 
-def table(backend: Backend, results_dir: Optional[str] = None) -> list[dict]:
+def table(backend: Backend, results_dir: Optional[str] = None, *, base: Optional[S.Setting] = None,
+          grid: Optional[SearchGrid] = None, sizes: Optional[tuple[str, ...]] = None) -> list[dict]:
     """One row per (size, task, rate, dropout) searched: validation score, chosen, at_edge."""
     rows = []
-    for size in backend.sizes:
+    for size in sizes or backend.sizes:
         for task in backend.tasks:
-            res = search(backend, size, task, results_dir)
+            res = search(backend, size, task, results_dir, base=base, grid=grid)
             for r in res.rates:
-                for d in _grid(backend).dropouts:
+                for d in _grid(backend, grid).dropouts:
                     rows.append({"size": size, "task": task, "learning_rate": r, "dropout": d,
                                  "validation": res.scores.get((r, d)), "chosen": res.best == (r, d),
                                  "search_complete": res.complete, "at_edge": res.at_edge})

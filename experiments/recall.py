@@ -149,8 +149,9 @@ RECALL = Backend(
     feature_lengths={"*": LENGTHS},
     prompt_design=PROMPT_DESIGN,
     size_config=size_config,
-    train_steps={S.PROMPT_TUNING: PT_STEP_CAP, S.MODEL_TUNING: MT_STEP_CAP, S.PROMPT_DESIGN: 0},
-    batch_size={S.PROMPT_TUNING: BATCH, S.MODEL_TUNING: BATCH, S.PROMPT_DESIGN: BATCH},
+    # The parameter-efficient methods (gin/methods/*.gin, experiments/methods_compare.py): prompt tuning's.
+    train_steps={S.PROMPT_TUNING: PT_STEP_CAP, S.MODEL_TUNING: MT_STEP_CAP, S.PROMPT_DESIGN: 0, "*": PT_STEP_CAP},
+    batch_size={S.PROMPT_TUNING: BATCH, S.MODEL_TUNING: BATCH, S.PROMPT_DESIGN: BATCH, "*": BATCH},
     task_gin=("gin/recall_world.gin",),
     task_setup=("experiments.recall:register_tasks",),
     extra_overrides=(("DROPOUT_RATE", PT_DROPOUT), ("TEST_SPLITS", SPLITS),

@@ -20,7 +20,36 @@ import sys
 from typing import Any, Mapping, Optional, Sequence
 
 PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN = "prompt_tuning", "model_tuning", "prompt_design"
-METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_METHODS_DIR = "gin/methods"          # one file per parameter-efficient method (gin/methods/<method>.gin)
+_GIN_METHOD_SHARED = ("method_run",)     # included by the methods' files, not a method itself
+_MACRO = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=", re.M)
+
+
+def gin_methods() -> tuple[str, ...]:
+    """The parameter-efficient methods, one per gin/methods/<method>.gin (lora, prefix, ...), sorted."""
+    folder = os.path.join(REPO_ROOT, GIN_METHODS_DIR)
+    names = [f[:-4] for f in os.listdir(folder) if f.endswith(".gin")] if os.path.isdir(folder) else []
+    return tuple(sorted(n for n in names if n not in _GIN_METHOD_SHARED))
+
+
+def gin_method_file(method: str) -> str:
+    """gin/methods/<method>.gin (relative to the repository root)."""
+    return f"{GIN_METHODS_DIR}/{method}.gin"
+
+
+def gin_method_macros(method: str) -> frozenset[str]:
+    """The macros (LORA_RANK, PREFIX_MLP_HIDDEN, METHOD_LEARNING_RATE, ...) a method's gin file and the
+    shared method_run.gin define: the hyperparameters a Setting may set for it."""
+    out: set[str] = set()
+    for name in (method,) + _GIN_METHOD_SHARED:
+        with open(os.path.join(REPO_ROOT, gin_method_file(name))) as f:
+            out |= set(_MACRO.findall(f.read()))
+    return frozenset(out)
+
+
+GIN_METHODS = gin_methods()
+METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN) + GIN_METHODS
 SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT = "span_corruption", "span_corruption_sentinel", "lm_adapt"
 OBJECTIVES = (SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT)  # the paper's Fig 3(c)
 # Controls a self-built ladder can add: span corruption continued for the LM-adaptation budget (so that
@@ -72,10 +101,20 @@ class Setting:
     # Hyperparameters a search varies (model tuning's learning rate and dropout); None: the gin files'.
     learning_rate: Optional[float] = None
     dropout: Optional[float] = None
+    # A gin method's hyperparameters as its gin file's macros, e.g. (("LORA_RANK", 4),); () for the gin
+    # file's defaults. Only gin methods (gin/methods/*.gin) take them; normalized() sorts them.
+    method_params: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise SpecError(f"unknown method {self.method!r}; known: {METHODS}")
+        if self.method_params:
+            if self.method not in GIN_METHODS:
+                raise SpecError(f"method {self.method!r} takes no method_params (only {GIN_METHODS} do)")
+            known = gin_method_macros(self.method)
+            unknown = sorted(k for k, _ in self.method_params if k not in known)
+            if unknown:
+                raise SpecError(f"{gin_method_file(self.method)} defines no macro {unknown[0]!r}; known: {sorted(known)}")
         if self.objective not in OBJECTIVES + CONTROL_OBJECTIVES:
             raise SpecError(f"unknown objective {self.objective!r}; known: {OBJECTIVES + CONTROL_OBJECTIVES}")
         if self.init not in INITS and self.method == PROMPT_TUNING:
@@ -96,6 +135,8 @@ class Setting:
             s = dataclasses.replace(s, prompt_length=0, init="none")
         if s.method == PROMPT_DESIGN:
             s = dataclasses.replace(s, prompt_length=0, init="text")
+        if s.method in GIN_METHODS:
+            s = dataclasses.replace(s, prompt_length=0, init="none", method_params=tuple(sorted(s.method_params)))
         return s
 
     def checkpoint_key(self) -> str:
@@ -110,12 +151,18 @@ class Setting:
         objective = {SPAN_CORRUPTION: "sc", SPAN_CORRUPTION_SENTINEL: "scsent", LM_ADAPT: f"lm{steps_label(s.lm_steps)}",
                      SPAN_CORRUPTION_CONTROL: "sccontrol", UNTRAINED: "untrained"}
         extra = "".join(f"-{k}{v:g}" for k, v in (("lr", s.learning_rate), ("d", s.dropout)) if v is not None)
+        extra = "".join(f"-{k.lower()}{_value_label(v)}" for k, v in s.method_params) + extra
         if s.method == PROMPT_TUNING:
             return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}{extra}"
         return objective[s.objective] + extra
 
 
-METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd"}
+def _value_label(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# A gin method's runs are named after its gin file (lora-..., p_tuning-...).
+METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd", **{m: m for m in GIN_METHODS}}
 
 
 def run_name(size: str, task: str, setting: Setting, seed: int) -> str:

@@ -6,7 +6,10 @@
     model_search  the model-tuning baseline's learning-rate x dropout search on validation
                 experiments/model_search.py (extends its range past a winning edge)
     prompt_lr   prompt tuning's learning-rate check at the centre point  experiments/prompt_lr.py
-    all         the above in dependency order (model_search, scale, ablations, prompt_lr, ensemble)
+    methods     the parameter-efficient family (issue #15): each method's rate search, then seeds, every rung
+                and task (recall backend)  experiments/methods_compare.py
+    all         the paper's sweeps in dependency order (model_search, scale, ablations, prompt_lr, ensemble);
+                not methods (~25-30 CPU-hours on recall: scheduled on its own)
 
 Fig 4 (parameters) needs no runs: `python -m experiments.parameters`.
 
@@ -27,7 +30,8 @@ from experiments import spec as S
 from experiments.backends import Backend, get_backend
 
 SWEEPS = {"scale": "experiments.scale", "ablations": "experiments.ablations", "ensemble": "experiments.ensemble",
-          "model_search": "experiments.model_search", "prompt_lr": "experiments.prompt_lr"}
+          "model_search": "experiments.model_search", "prompt_lr": "experiments.prompt_lr",
+          "methods": "experiments.methods_compare"}
 # `--sweep all`: every sweep in dependency order (Fig 1's model tuning needs the search's choice).
 ALL = "all"
 ORDER = ("model_search", "scale", "ablations", "prompt_lr", "ensemble")
