@@ -27,7 +27,7 @@ Learning rates are searched, not guessed, with experiments/model_search.py's mac
 `choose` with a `base` setting and a `grid`): each variant's three rates (`Variant.grid`, around the
 gin file's rate, half a decade apart) on seed 0, extended by half a decade past a winning edge (twice
 at most per edge), the best validation score at the best checkpoint chosen (ties: lower validation
-loss). Trimmed grid: the search runs on rung `SEARCH_RUNG` (s, the middle rung) only, per task, and
+loss). Trimmed grid: the search runs on the middle rung (`search_rung`: s) only, per task, and
 every rung uses the rate chosen there for that task (an assumption the table states: a rate that
 suits s may not suit xxs or l); then seeds 0, 1, 2 at the chosen rate on every rung and task.
 A run at the gin file's own rate carries no rate override (`SearchGrid.default_rate`), so the
@@ -69,7 +69,13 @@ from experiments.model_search import SearchGrid
 
 NAME = "methods"
 SEARCH_PANEL, COMPARE_PANEL = "search", "compare"
-SEARCH_RUNG = "s"
+
+
+def search_rung(backend: Backend) -> str:
+    """The rung the rates are searched on: the middle size (recall: s; real: large)."""
+    return backend.sizes[len(backend.sizes) // 2]
+
+
 MODEL_TUNING = "model_tuning"
 PRIMARY_METRIC = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}  # the figure's y per task
 
@@ -118,17 +124,17 @@ def variants(backend: Backend) -> dict[str, Variant]:
 
 
 def search_specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
-    """Every variant's rate search on SEARCH_RUNG, as far as the finished runs say."""
+    """Every variant's rate search on the search rung, as far as the finished runs say."""
     out = []
     for v in _variants(backend):
-        out += model_search.specs(backend, results_dir, base=v.setting, grid=v.grid, sizes=(SEARCH_RUNG,),
+        out += model_search.specs(backend, results_dir, base=v.setting, grid=v.grid, sizes=(search_rung(backend),),
                                   sweep=NAME, panel=f"{SEARCH_PANEL}:{v.name}")
     return out
 
 
 def chosen(backend: Backend, variant: Variant, task: str, results_dir: Optional[str] = None) -> S.Setting:
-    """The variant's setting at the rate its search chose on (SEARCH_RUNG, task); SpecError until then."""
-    return model_search.choose(backend, SEARCH_RUNG, task, results_dir, base=variant.setting, grid=variant.grid,
+    """The variant's setting at the rate its search chose on (search_rung, task); SpecError until then."""
+    return model_search.choose(backend, search_rung(backend), task, results_dir, base=variant.setting, grid=variant.grid,
                                sweep=NAME)
 
 
@@ -255,11 +261,11 @@ def write_tables(rows: Sequence[dict], out_dir: str, missing: int) -> list[str]:
 
 
 def search_table(backend: Backend, results_dir: str) -> str:
-    """Markdown: every variant's searched rates on SEARCH_RUNG per task, validation score, chosen, at edge."""
-    lines = [f"Learning-rate searches on rung {SEARCH_RUNG} (seed 0, validation score at the best checkpoint).", "",
+    """Markdown: every variant's searched rates on the search rung per task, validation score, chosen, at edge."""
+    lines = [f"Learning-rate searches on rung {search_rung(backend)} (seed 0, validation score at the best checkpoint).", "",
              "| variant | task | rate | validation | chosen | complete | at edge |", "|---|---|---|---|---|---|---|"]
     for v in _variants(backend):
-        for r in model_search.table(backend, results_dir, base=v.setting, grid=v.grid, sizes=(SEARCH_RUNG,)):
+        for r in model_search.table(backend, results_dir, base=v.setting, grid=v.grid, sizes=(search_rung(backend),)):
             val = "" if r["validation"] is None else f"{r['validation']:.2f}"
             lines.append(f"| {v.name} | {r['task']} | {r['learning_rate']:g} | {val} | {r['chosen']} | "
                          f"{r['search_complete']} | {r['at_edge']} |")

@@ -46,7 +46,7 @@ def test_gin_method_spec_runs_its_gin_file_with_its_macros_and_the_protocol():
 def test_search_grid_names_unique_and_every_gin_file_exists():
     specs = sweeps.get_specs("methods", RECALL, "/nonexistent")
     assert len(specs) == len(S.dedupe(specs)) == 9 * 3 * 3  # variants x tasks x rates, seed 0 on rung s
-    assert {s.label_dict["size"] for s in specs} == {M.SEARCH_RUNG} and {s.label_dict["seed"] for s in specs} == {0}
+    assert {s.label_dict["size"] for s in specs} == {M.search_rung(RECALL)} == {"s"} and {s.label_dict["seed"] for s in specs} == {0}
     for s in specs:
         assert all((REPO / f).exists() for f in s.gin_files), s.name
     assert len({s.name for s in specs}) == len(specs)
@@ -166,7 +166,7 @@ def test_table_pairs_and_figure_are_what_the_collector_makes_of_the_runs(tmp_pat
     backend = dataclasses.replace(NO_MT, sizes=("xxs",), tasks=("record",))
     rd, out = str(tmp_path / "results"), str(tmp_path / "out")
     _finish_searches(backend, rd, lambda v, r: 90 - abs(np.log10(r) - np.log10(v.grid.default_rate or v.grid.rates[1])))
-    # The search on rung s chose for every rung: seeds on xxs only are the compare points.
+    # One rung (xxs, also the search rung here): its seeds are the compare points.
     points = M.compare_points(backend, rd)
     assert len(points) == 9 * 3 and {s.label_dict["size"] for s, _ in points} == {"xxs"}
     _, golds = recall.clusters("record", "test", os.path.join(task_files, "record"))
