@@ -168,6 +168,18 @@ def compare_points(backend: Backend, results_dir: Optional[str] = None) -> list[
     return out
 
 
+def unsearched(backend: Backend, results_dir: Optional[str] = None) -> list[tuple[str, str]]:
+    """(variant, task) pairs whose rate search has not chosen yet (their seed points are not in the sweep)."""
+    out = []
+    for v in _variants(backend):
+        for task in backend.tasks:
+            try:
+                chosen(backend, v, task, results_dir)
+            except S.SpecError:
+                out.append((v.name, task))
+    return out
+
+
 def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
     return search_specs(backend, results_dir) + compare_specs(backend, results_dir)
 
@@ -239,7 +251,7 @@ def summary(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def write_tables(rows: Sequence[dict], out_dir: str, missing: int) -> list[str]:
+def write_tables(rows: Sequence[dict], out_dir: str, missing: int, pending: Sequence[tuple[str, str]] = ()) -> list[str]:
     import csv
 
     os.makedirs(out_dir, exist_ok=True)
@@ -250,7 +262,9 @@ def write_tables(rows: Sequence[dict], out_dir: str, missing: int) -> list[str]:
         w.writeheader()
         w.writerows(rows)
     lines = [f"Test-split scores at the best validation checkpoint, mean +- s.d. over seeds (n); trainable = "
-             f"parameters the method trains (module tree). {missing} point(s) without a test record.", "",
+             f"parameters the method trains (module tree). {missing} point(s) without a test record; "
+             f"{len(pending)} (variant, task) pair(s) whose rate search has not chosen yet"
+             + (": " + ", ".join(f"{v}/{t}" for v, t in pending) if pending else "") + ".", "",
              "| variant | rung | task | split | metric | trainable | score | capped |", "|---|---|---|---|---|---|---|---|"]
     for g in summary(rows):
         lines.append(f"| {g['variant']} | {g['size']} | {g['task']} | {g['split']} | {g['metric']} | "
@@ -349,7 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = cli.args.out_dir or results_dir
     all_specs = specs(backend, results_dir)
     rows, missing = table(backend, results_dir)
-    written = write_tables(rows, out, missing)
+    written = write_tables(rows, out, missing, unsearched(backend, results_dir))
     with open(os.path.join(out, "methods_search.md"), "w") as f:
         f.write(search_table(backend, results_dir))
     write_pairs(pairs(backend, all_specs, results_dir, resamples=cli.args.resamples), os.path.join(out, "methods_pairs.md"))

@@ -6,7 +6,9 @@
     python -m experiments.runner  --sweep ablations    --backend recall --workers 1   # 3. Fig 3 (a)-(d)
     python -m experiments.runner  --sweep prompt_lr    --backend recall --workers 1   # 4. prompt tuning's rate check
     python -m experiments.runner  --sweep ensemble     --backend recall --workers 1   # 5. Table 3's prompts
+    python -m experiments.runner  --sweep methods      --backend recall --workers 1   # 6. the PEFT family (issue 15)
     python -m experiments.recall_tables --sweep scale                                 # test-split tables
+    python -m experiments.methods_compare                                             # 6.'s tables, pairs, figure
     python -m experiments.runner  --sweep ablations --backend recall --results-dir /tmp/rerun \\
         --only '^pt-s-boolq-p100-class_labels-lm100-s0$'                             # any single point again
 
