@@ -203,3 +203,14 @@ def test_table_pairs_and_figure_are_what_the_collector_makes_of_the_runs(tmp_pat
     M.write_pairs(found, os.path.join(out, "pairs.md"))
     assert "prefix_mlp | prefix_direct | xxs | record | em | 3 vs 3 |" in open(os.path.join(out, "pairs.md")).read()
     assert [os.path.exists(p) for p in M.plot(rows, os.path.join(out, "methods"))] == [True, True]
+
+
+def test_command_line_writes_the_outputs_and_names_the_searches_still_pending(tmp_path):
+    out = tmp_path / "out"
+    assert M.main(["--results-dir", str(tmp_path / "none"), "--out-dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["methods_pairs.md", "methods_search.md", "methods_test.csv",
+                                                     "methods_test.md"]  # no figure without results
+    assert "27 (variant, task) pair(s) whose rate search has not chosen yet: prompt_tuning/boolq" in \
+        (out / "methods_test.md").read_text()
+    assert (out / "methods_search.md").read_text().count("| False | False | False |") == 81
+    assert M.main(["--backend", "nope"]) == 2
