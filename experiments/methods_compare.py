@@ -70,17 +70,16 @@ from experiments.model_search import SearchGrid
 NAME = "methods"
 SEARCH_PANEL, COMPARE_PANEL = "search", "compare"
 
-
-def search_rung(backend: Backend) -> str:
-    """The rung the rates are searched on: the middle size (recall: s; real: large)."""
-    return backend.sizes[len(backend.sizes) // 2]
-
-
 MODEL_TUNING = "model_tuning"
 PRIMARY_METRIC = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}  # the figure's y per task
 
 _PROMPT_RATES = SearchGrid(rates=(0.1, 0.3, 1.0), dropouts=(None,), default_rate=0.3)   # gin: 0.3
 _METHOD_RATES = SearchGrid(rates=(3e-4, 1e-3, 3e-3), dropouts=(None,), default_rate=1e-3)  # gin: 1e-3
+
+
+def search_rung(backend: Backend) -> str:
+    """The rung the rates are searched on: the middle size (recall: s; real: large)."""
+    return backend.sizes[len(backend.sizes) // 2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +133,8 @@ def search_specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.
 
 def chosen(backend: Backend, variant: Variant, task: str, results_dir: Optional[str] = None) -> S.Setting:
     """The variant's setting at the rate its search chose on (search_rung, task); SpecError until then."""
-    return model_search.choose(backend, search_rung(backend), task, results_dir, base=variant.setting, grid=variant.grid,
-                               sweep=NAME)
+    return model_search.choose(backend, search_rung(backend), task, results_dir, base=variant.setting,
+                               grid=variant.grid, sweep=NAME)
 
 
 def compare_specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
@@ -251,7 +250,8 @@ def summary(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def write_tables(rows: Sequence[dict], out_dir: str, missing: int, pending: Sequence[tuple[str, str]] = ()) -> list[str]:
+def write_tables(rows: Sequence[dict], out_dir: str, missing: int,
+                 pending: Sequence[tuple[str, str]] = ()) -> list[str]:
     import csv
 
     os.makedirs(out_dir, exist_ok=True)
@@ -265,7 +265,8 @@ def write_tables(rows: Sequence[dict], out_dir: str, missing: int, pending: Sequ
              f"parameters the method trains (module tree). {missing} point(s) without a test record; "
              f"{len(pending)} (variant, task) pair(s) whose rate search has not chosen yet"
              + (": " + ", ".join(f"{v}/{t}" for v, t in pending) if pending else "") + ".", "",
-             "| variant | rung | task | split | metric | trainable | score | capped |", "|---|---|---|---|---|---|---|---|"]
+             "| variant | rung | task | split | metric | trainable | score | capped |",
+             "|---|---|---|---|---|---|---|---|"]
     for g in summary(rows):
         lines.append(f"| {g['variant']} | {g['size']} | {g['task']} | {g['split']} | {g['metric']} | "
                      f"{g['trainable']:,} | {g['text']} | {g['capped']} |")
@@ -276,7 +277,8 @@ def write_tables(rows: Sequence[dict], out_dir: str, missing: int, pending: Sequ
 
 def search_table(backend: Backend, results_dir: str) -> str:
     """Markdown: every variant's searched rates on the search rung per task, validation score, chosen, at edge."""
-    lines = [f"Learning-rate searches on rung {search_rung(backend)} (seed 0, validation score at the best checkpoint).", "",
+    lines = [f"Learning-rate searches on rung {search_rung(backend)} (seed 0, validation score at the best "
+             "checkpoint).", "",
              "| variant | task | rate | validation | chosen | complete | at edge |", "|---|---|---|---|---|---|---|"]
     for v in _variants(backend):
         for r in model_search.table(backend, results_dir, base=v.setting, grid=v.grid, sizes=(search_rung(backend),)):
@@ -312,7 +314,8 @@ def pairs(backend: Backend, specs_: Sequence[S.RunSpec], results_dir: str, *, re
 def write_pairs(found: Sequence[dict], path: str) -> None:
     lines = ["Reparameterised minus direct, test split, paired cluster bootstrap over test examples "
              "(person+fact clusters) of the per-example mean over seeds.", "",
-             "| reparameterised | direct | rung | task | metric | seeds | difference [95% CI] |", "|---|---|---|---|---|---|---|"]
+             "| reparameterised | direct | rung | task | metric | seeds | difference [95% CI] |",
+             "|---|---|---|---|---|---|---|"]
     for p in found:
         lines.append(f"| {p['reparameterised']} | {p['direct']} | {p['size']} | {p['task']} | {p['metric']} | "
                      f"{p['seeds'][0]} vs {p['seeds'][1]} | {p['bootstrap'].format()} |")
@@ -366,7 +369,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     written = write_tables(rows, out, missing, unsearched(backend, results_dir))
     with open(os.path.join(out, "methods_search.md"), "w") as f:
         f.write(search_table(backend, results_dir))
-    write_pairs(pairs(backend, all_specs, results_dir, resamples=cli.args.resamples), os.path.join(out, "methods_pairs.md"))
+    write_pairs(pairs(backend, all_specs, results_dir, resamples=cli.args.resamples),
+                os.path.join(out, "methods_pairs.md"))
     written += [os.path.join(out, "methods_search.md"), os.path.join(out, "methods_pairs.md")]
     if rows:
         written += plot(rows, os.path.join(out, "methods"))

@@ -114,7 +114,8 @@ class Setting:
             known = gin_method_macros(self.method)
             unknown = sorted(k for k, _ in self.method_params if k not in known)
             if unknown:
-                raise SpecError(f"{gin_method_file(self.method)} defines no macro {unknown[0]!r}; known: {sorted(known)}")
+                raise SpecError(f"{gin_method_file(self.method)} defines no macro {unknown[0]!r}; "
+                                f"known: {sorted(known)}")
         if self.objective not in OBJECTIVES + CONTROL_OBJECTIVES:
             raise SpecError(f"unknown objective {self.objective!r}; known: {OBJECTIVES + CONTROL_OBJECTIVES}")
         if self.init not in INITS and self.method == PROMPT_TUNING:

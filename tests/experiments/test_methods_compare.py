@@ -1,4 +1,4 @@
-"""The parameter-efficient family's comparison sweep (experiments/methods_compare.py) and the spec layer's gin methods."""
+"""The parameter-efficient family's comparison sweep (experiments/methods_compare.py), the spec layer's gin methods."""
 import csv
 import dataclasses
 import json
@@ -46,7 +46,8 @@ def test_gin_method_spec_runs_its_gin_file_with_its_macros_and_the_protocol():
 def test_search_grid_names_unique_and_every_gin_file_exists():
     specs = sweeps.get_specs("methods", RECALL, "/nonexistent")
     assert len(specs) == len(S.dedupe(specs)) == 9 * 3 * 3  # variants x tasks x rates, seed 0 on rung s
-    assert {s.label_dict["size"] for s in specs} == {M.search_rung(RECALL)} == {"s"} and {s.label_dict["seed"] for s in specs} == {0}
+    assert {s.label_dict["size"] for s in specs} == {M.search_rung(RECALL)} == {"s"}
+    assert {s.label_dict["seed"] for s in specs} == {0}
     for s in specs:
         assert all((REPO / f).exists() for f in s.gin_files), s.name
     assert len({s.name for s in specs}) == len(specs)
@@ -186,15 +187,16 @@ def test_table_pairs_and_figure_are_what_the_collector_makes_of_the_runs(tmp_pat
     rows, missing = M.table(backend, rd)
     expected, _ = recall_tables.rows([s for s, _ in points], rd, backend.params)
     assert missing == 0 and [{k: r[k] for k in expected[0]} for r in rows] == expected
-    assert all(r["trainable"] == M.trainable(backend, "xxs", st) for (s, st) in points for r in rows if r["run"] == s.name)
+    assert all(r["trainable"] == M.trainable(backend, "xxs", st)
+               for (s, st) in points for r in rows if r["run"] == s.name)
     summ = {(g["variant"], g["metric"]): g for g in M.summary(rows)}
     lora_em = [r["value"] for r in rows if r["variant"] == "lora_r4" and r["metric"] == "em"]
     assert summ[("lora_r4", "em")]["mean"] == pytest.approx(np.mean(lora_em)) and summ[("lora_r4", "em")]["n"] == 3
     paths = M.write_tables(rows, out, missing)
     with open(paths[0]) as f:
         assert len(list(csv.DictReader(f))) == len(rows)
-    assert f"| lora_r4 | xxs | record | test | em | {M.trainable(backend, 'xxs', M.variants(backend)['lora_r4'].setting):,} |" \
-        in open(paths[1]).read()
+    lora_count = M.trainable(backend, "xxs", M.variants(backend)["lora_r4"].setting)
+    assert f"| lora_r4 | xxs | record | test | em | {lora_count:,} |" in open(paths[1]).read()
     monkeypatch.setattr(recall, "task_dir", lambda task: os.path.join(task_files, task))
     found = M.pairs(backend, M.specs(backend, rd), rd, resamples=2000)
     assert [(p["reparameterised"], p["direct"]) for p in found] == list(M.PAIRS)
