@@ -37,14 +37,17 @@ search has finished on a task, its seed runs are not in the sweep yet (the runne
 sweep after each pass and runs them); model tuning's points appear once its own search has finished.
 
 Cost (`python -m experiments.runner --sweep methods --backend recall --list` counts the runs; the
-per-run times are from one 100-step run per method on xxs, see experiments/README.md):
+per-run times are from one 100-step run per method on xxs, table in experiments/README.md):
   search   9 variants x 3 tasks x 3 rates on s = 81 runs (+ 6 per task and variant at most for
            extensions), of which 9 are shared (Fig 1, Fig 3(a), prompt_lr)
-  seeds    9 variants x 5 rungs x 3 tasks x 3 seeds = 405 runs, minus those that are search runs
-           (seed 0 on s) or shared with Fig 1 / Fig 3(a) (prompt tuning's at the paper's rate)
+  seeds    9 variants x 5 rungs x 3 tasks x 3 seeds = 405 points, 27 of them the search's own runs
+           (seed 0 on s); prompt tuning's at the paper's rate are Fig 1's / Fig 3(a)'s runs
   model tuning: Fig 1's runs (0 new).
-About 440 new runs: at the recall runs' measured ~2-10 min (xxs .. l), roughly 40 CPU-hours on one
-worker. Cheaper cuts, in order: seeds (0, 1) only (-1/3), drop rung xs, search on fewer tasks.
+If every search keeps its gin file's rate: 459 distinct runs, 366 new (up to ~450 if prompt tuning's
+searches choose other rates). Measured on xxs: 61-158 s for a 100-step run at load average ~8.5
+(start-up and test scoring dominate); a full early-stopped run ~1.5-3 min on xxs, up to ~8 min on l:
+at ~4 min on average, about 25-30 CPU-hours on one worker. Cheaper cuts, in order: seeds (0, 1)
+only, drop rung xs, search on fewer tasks.
 
 Outputs (`main`): <out>/methods_test.csv (recall_tables' rows plus `variant` and `trainable`:
 trainable parameters counted from the module tree, prompt_tuning/methods/counts.py), methods_test.md
