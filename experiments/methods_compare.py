@@ -50,7 +50,8 @@ at ~4 min on average, about 25-30 CPU-hours on one worker. Cheaper cuts, in orde
 only, drop rung xs, search on fewer tasks.
 
 Outputs (`main`): <out>/methods_test.csv (recall_tables' rows plus `variant` and `trainable`:
-trainable parameters counted from the module tree, prompt_tuning/methods/counts.py), methods_test.md
+trainable parameters counted from the module tree, prompt_tuning/methods/counts.py: what the trainer
+trains, so a reparameterised variant counts its encoder, which export drops), methods_test.md
 (mean +- s.d. over seeds per variant x rung x task x metric on the test split), methods_search.md
 (the searches), methods_pairs.md (reparameterised vs direct: paired cluster bootstrap over test
 examples, experiments/stats.py), methods.png/.pdf (score against trainable parameters per task: the
@@ -265,7 +266,8 @@ def write_tables(rows: Sequence[dict], out_dir: str, missing: int,
         w.writeheader()
         w.writerows(rows)
     lines = [f"Test-split scores at the best validation checkpoint, mean +- s.d. over seeds (n); trainable = "
-             f"parameters the method trains (module tree). {missing} point(s) without a test record; "
+             f"parameters the method trains (module tree; a reparameterised variant's encoder included, which "
+             f"export drops). {missing} point(s) without a test record; "
              f"{len(pending)} (variant, task) pair(s) whose rate search has not chosen yet"
              + (": " + ", ".join(f"{v}/{t}" for v, t in pending) if pending else "") + ".", "",
              "| variant | rung | task | split | metric | trainable | score | capped |",
@@ -352,9 +354,14 @@ def plot(rows: Sequence[dict], out_stem: Optional[str] = None, split: str = "tes
         ax.set_xlabel("trainable parameters")
         ax.set_ylabel(f"{task} {PRIMARY_METRIC.get(task, '')} ({split})")
         ax.grid(alpha=0.3)
-    if names:
-        axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
+    if names:
+        by_label = {}
+        for ax in axes:
+            for h, label in zip(*ax.get_legend_handles_labels()):
+                by_label.setdefault(label, h)
+        fig.legend(list(by_label.values()), list(by_label), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(5, len(names)),
+                   fontsize=7, frameon=False)
     return plots._save(fig, out_stem) if out_stem else fig
 
 
