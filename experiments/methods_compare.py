@@ -66,7 +66,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from experiments import model_search, recall_tables, stats, sweeps
+from experiments import model_search, recall, recall_tables, stats, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 from experiments.model_search import SearchGrid
@@ -75,7 +75,7 @@ NAME = "methods"
 SEARCH_PANEL, COMPARE_PANEL = "search", "compare"
 
 MODEL_TUNING = "model_tuning"
-PRIMARY_METRIC = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}  # the figure's y per task
+PRIMARY_METRIC = recall.PRIMARY_METRICS  # the figure's y per task
 
 _PROMPT_RATES = SearchGrid(rates=(0.1, 0.3, 1.0), dropouts=(None,), default_rate=0.3)   # gin: 0.3
 _METHOD_RATES = SearchGrid(rates=(3e-4, 1e-3, 3e-3), dropouts=(None,), default_rate=1e-3)  # gin: 1e-3

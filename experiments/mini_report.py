@@ -28,11 +28,11 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import model_search, plots, recall_tables, runner, sweeps
+from experiments import model_search, plots, recall, recall_tables, runner, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 
-PRIMARY = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}
+PRIMARY = recall.PRIMARY_METRICS
 TEST_SWEEPS = ("scale", "ablations", "prompt_lr")
 FIGURES = {"scale": ("fig1_scale", plots.plot_scale), "ablations": ("fig3_ablations", plots.plot_ablations)}
 

@@ -104,6 +104,9 @@ MODEL_SEARCH = model_search.SearchGrid(rates=(1e-3, 3e-3, 1e-2), dropouts=(0.0, 
 VERBALIZERS = {t: tuple(data.verbalizers(t)) for t in ("boolq", "rte")}
 LABEL_WORDS = {t: tuple(data.label_words(t)) for t in TASKS}
 EVAL_MODES = {"boolq": "rank", "rte": "rank", "record": "generate"}
+# The one number per task that figures and headline comparisons use: accuracy, and exact match for
+# ReCoRD (never averaged with F1: the mean credits runs whose exact match is 0; tables report both).
+PRIMARY_METRICS = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}
 # The real backend's task descriptions; token counts with assets/recall_world/spm.model (tested).
 PROMPT_DESIGN = {"boolq": (REAL.prompt_design["boolq"][0], 26), "rte": (REAL.prompt_design["rte"][0], 26),
                  "record": (REAL.prompt_design["record"][0], 36)}
