@@ -1,7 +1,8 @@
 """Writes the recall world's files (deterministic, cached) and registers its SeqIO tasks.
 
     recall_world_<task>            <task> in boolq rte record: SuperGLUE's pipeline for that
-                                   task; splits train, validation, test, test_closed_book
+                                   task; splits train, validation, test, test_closed_book,
+                                   test_paraphrase, test_long_passage (tasks.SPLIT_FILES)
     recall_world_span_corruption   the pretraining corpus under T5's objectives;
     recall_world_prefix_lm         splits train, validation (held-out documents)
 
@@ -23,6 +24,7 @@ from prompt_tuning.data import tasks as data_tasks
 from prompt_tuning.data import vocab as data_vocab
 from prompt_tuning.data.recall_world import vocab as spm_vocab
 from prompt_tuning.data.recall_world import corpus as corpus_lib
+from prompt_tuning.data.recall_world import shifts as shifts_lib
 from prompt_tuning.data.recall_world import tasks as recall_tasks
 from prompt_tuning.data.recall_world import world as world_lib
 
@@ -32,11 +34,11 @@ CACHE_ENV = "RECALL_WORLD_CACHE"
 # Bumped when the meaning of the world changes (a new design, not a fix); the cache key also holds a hash
 # of the generators' source (`generator_fingerprint`), so an edited generator never reuses a stale cache.
 WORLD_VERSION = 3
-_GENERATORS = (world_lib, corpus_lib, recall_tasks)
+_GENERATORS = (world_lib, corpus_lib, recall_tasks, shifts_lib)
 
 
 def generator_fingerprint() -> str:
-    """First 10 hex digits of the SHA-256 of world.py, corpus.py and tasks.py: the cache key's source part."""
+    """First 10 hex digits of the SHA-256 of world.py, corpus.py, tasks.py and shifts.py: the cache key's source part."""
     digest = hashlib.sha256()
     for module in _GENERATORS:
         digest.update(pathlib.Path(module.__file__).read_bytes())

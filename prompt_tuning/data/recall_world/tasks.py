@@ -1,7 +1,8 @@
 """BoolQ-, RTE- and ReCoRD-shaped recall tasks in SuperGLUE's jsonl schemas.
 
 Each task writes `<out>/<task>/{train,val,test}.jsonl` plus `test_closed_book.jsonl`
-(the test split with the passage / premise removed: the closed-book control),
+(the test split with the passage / premise removed: the closed-book control) and the shifted
+test splits `test_paraphrase.jsonl`, `test_long_passage.jsonl` (claim C6; shifts.py),
 so SuperGLUE's SeqIO preprocessors, verbalizers and metrics apply unchanged:
 
   boolq  {question, passage, idx, label: bool}
@@ -34,13 +35,16 @@ import os
 import random
 from typing import Callable
 
+from prompt_tuning.data.recall_world import shifts
 from prompt_tuning.data.recall_world import world as world_lib
 from prompt_tuning.data.recall_world.world import RELATIONS, VALUES, Person, World, a, capitalize
 
 SPLIT_SIZES = {"train": 1000, "validation": 300, "test": 600}
-SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl",
-               "test_closed_book": "test_closed_book.jsonl"}
 CLOSED_BOOK_SPLIT = "test_closed_book"
+# Shifted copies of the test split (claim C6; shifts.py): same rows, people and answers, one field changed.
+SHIFTED_SPLITS = (shifts.PARAPHRASE, shifts.LONG_PASSAGE)
+SPLIT_FILES = {"train": "train.jsonl", "validation": "val.jsonl", "test": "test.jsonl",
+               CLOSED_BOOK_SPLIT: "test_closed_book.jsonl", **{s: f"{s}.jsonl" for s in SHIFTED_SPLITS}}
 
 # The tasks' own phrasings (the corpus asks with capitalised questions and '?').
 BOOLQ_TRAITS = {"left_handed": "is {n} left-handed"}
@@ -94,6 +98,9 @@ def _spans(text: str, word: str) -> list[tuple[int, int]]:
             out.append((i, j - 1))
         i = text.find(word, j)
     return out
+
+
+spans = _spans  # public: shifts.py recomputes ReCoRD spans on a lengthened passage
 
 
 def record_example(rng: random.Random, person: Person, label: bool = True) -> dict:
@@ -175,6 +182,8 @@ def generate(task: str, world: World, split_sizes: dict | None = None) -> dict[s
         out[split] = records
     if "test" in out:
         out[CLOSED_BOOK_SPLIT] = [closed_book(task, r) for r in out["test"]]
+        for name in SHIFTED_SPLITS:
+            out[name] = shifts.shift(task, name, out["test"], world)
     return out
 
 
