@@ -31,7 +31,9 @@ MODEL_DIR is added by the runner).
 Prompt design (zero-shot) is a prompt initialised from a task description
 (gin/prompts/from_string.gin) whose length is exactly the text's token count,
 evaluated at TRAIN_STEPS = 0: the frozen model sees the text's embeddings in
-front of the input, as if the text were written there.
+front of the input, as if the text were written there. Few-shot prompt design
+(S.FEW_SHOT, backends with `few_shot`) is the same with the description followed by
+k training demonstrations (input and answer) chosen by the run's seed.
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ class Backend:
         S.PROMPT_TUNING: ("gin/runs/prompt_finetune.gin",),
         S.MODEL_TUNING: ("gin/runs/model_finetune.gin",),
         S.PROMPT_DESIGN: ("gin/runs/prompt_finetune.gin",),
+        S.FEW_SHOT: ("gin/runs/prompt_finetune.gin",),
     })
     init_gin: str = "gin/prompts/{init}.gin"
     prompt_design_gin: str = "gin/prompts/from_string.gin"
@@ -94,6 +97,10 @@ class Backend:
     # (experiments/model_search.py); None: the gin files' values. Called with the results directory.
     model_tuning_choice: Optional[Callable[..., S.Setting]] = None
     model_search: Any = None                        # model_search.SearchGrid, or None: no search
+    # Few-shot prompt design: (task, k, seed) -> (text: the task description and k training demonstrations,
+    # its token count); None: the backend cannot run it (no training split at hand, e.g. `real`).
+    few_shot: Optional[Callable[[str, int, int], tuple[str, int]]] = None
+    shots: int = 4                                  # k of Fig 1's few-shot points
 
     @property
     def centre(self) -> S.Setting:
@@ -165,6 +172,12 @@ class Backend:
             if task not in self.prompt_design:
                 raise S.SpecError(f"backend {self.name!r} has no prompt-design text for task {task!r}")
             text, length = self.prompt_design[task]
+            gin_files.append(self.prompt_design_gin)
+            overrides += [("PROMPT_TEXT", text), ("PROMPT_LENGTH", length)]
+        elif s.method == S.FEW_SHOT:
+            if self.few_shot is None:
+                raise S.SpecError(f"backend {self.name!r} cannot run few-shot prompt design (no few_shot)")
+            text, length = self.few_shot(task, s.shots, seed)
             gin_files.append(self.prompt_design_gin)
             overrides += [("PROMPT_TEXT", text), ("PROMPT_LENGTH", length)]
         gin_files += list(self.task_gin)

@@ -89,6 +89,10 @@ TASK_TEMPLATE = "recall_world_{task}"
 SIZE_GIN = "gin/models/recall_{size}.gin"
 LENGTHS = {"inputs": 96, "targets": 8}
 SPLITS = ("test", "test_closed_book")
+# Shifted copies of the test split (claim C6): scored afterwards by experiments/shift.py, not by the runs.
+SHIFTED_SPLITS = ("test_paraphrase", "test_long_passage")
+SHOTS = 4                    # few-shot prompt design: demonstrations per input
+VOCAB = "assets/recall_world/spm.model"
 
 PROMPT_LENGTH = 100
 EVAL_PERIOD = 50             # steps between validation evaluations (and checkpoints): 1.6 epochs of 1,000
@@ -110,6 +114,19 @@ PRIMARY_METRICS = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}
 # The real backend's task descriptions; token counts with assets/recall_world/spm.model (tested).
 PROMPT_DESIGN = {"boolq": (REAL.prompt_design["boolq"][0], 26), "rte": (REAL.prompt_design["rte"][0], 26),
                  "record": (REAL.prompt_design["record"][0], 36)}
+
+
+@functools.lru_cache(maxsize=None)
+def few_shot_prompt(task: str, k: int, seed: int) -> tuple[str, int]:
+    """(text, token count): the task's prompt-design text and k demonstrations from its training split
+    (data/recall_world/few_shot.py; the default world the runs use), counted with VOCAB."""
+    from prompt_tuning.data import vocab as data_vocab
+    from prompt_tuning.data.recall_world import few_shot, tasks as recall_tasks, world as world_lib
+
+    train = recall_tasks.generate(task, world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE),
+                                  {"train": recall_tasks.SPLIT_SIZES["train"]})["train"]
+    text = few_shot.demonstration_text(task, train, k, seed, PROMPT_DESIGN[task][0])
+    return text, len(data_vocab.get_vocabulary(VOCAB).encode(text))
 
 
 def size_config(rung: str):
@@ -155,8 +172,9 @@ RECALL = Backend(
     prompt_design=PROMPT_DESIGN,
     size_config=size_config,
     # The parameter-efficient methods (gin/methods/*.gin, experiments/methods_compare.py): prompt tuning's.
-    train_steps={S.PROMPT_TUNING: PT_STEP_CAP, S.MODEL_TUNING: MT_STEP_CAP, S.PROMPT_DESIGN: 0, "*": PT_STEP_CAP},
-    batch_size={S.PROMPT_TUNING: BATCH, S.MODEL_TUNING: BATCH, S.PROMPT_DESIGN: BATCH, "*": BATCH},
+    train_steps={S.PROMPT_TUNING: PT_STEP_CAP, S.MODEL_TUNING: MT_STEP_CAP, S.PROMPT_DESIGN: 0, S.FEW_SHOT: 0,
+                 "*": PT_STEP_CAP},
+    batch_size={S.PROMPT_TUNING: BATCH, S.MODEL_TUNING: BATCH, S.PROMPT_DESIGN: BATCH, S.FEW_SHOT: BATCH, "*": BATCH},
     task_gin=("gin/recall_world.gin",),
     task_setup=("experiments.recall:register_tasks",),
     extra_overrides=(("DROPOUT_RATE", PT_DROPOUT), ("TEST_SPLITS", SPLITS),
@@ -170,6 +188,8 @@ RECALL = Backend(
     label_words=LABEL_WORDS,
     model_tuning_choice=_model_tuning_choice,
     model_search=MODEL_SEARCH,
+    few_shot=lambda task, k, seed: few_shot_prompt(task, k, seed),
+    shots=SHOTS,
 )
 
 

@@ -7,9 +7,11 @@ below both.
 
 Grid: every size of the backend x {model tuning, prompt tuning at the centre
 point (the backend's centre length: 100 for the paper; class-label init;
-longest LM adaptation), prompt design}
+longest LM adaptation), prompt design, few-shot prompt design (backends with
+`few_shot`: k = backend.shots demonstrations, the paper's GPT-3 reference)}
 x every task x seeds {0, 1, 2}. Prompt design is deterministic (no training),
-so it runs with seed 0 only. The prompt-tuning runs are the same runs as the
+so it runs with seed 0 only; few-shot runs seeds 0-2 (the seed picks the
+demonstrations). The prompt-tuning runs are the same runs as the
 ablations' centre point (shared by name; trained once).
 
 Run it:
@@ -29,7 +31,12 @@ from experiments import spec as S
 from experiments.backends import Backend
 
 NAME = "scale"
-METHODS = (S.MODEL_TUNING, S.PROMPT_TUNING, S.PROMPT_DESIGN)
+METHODS = (S.MODEL_TUNING, S.PROMPT_TUNING, S.PROMPT_DESIGN, S.FEW_SHOT)
+
+
+def methods(backend: Backend) -> tuple[str, ...]:
+    """Fig 1's methods on `backend`: few-shot prompt design only where the backend can build it."""
+    return tuple(m for m in METHODS if m != S.FEW_SHOT or backend.few_shot is not None)
 
 
 def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
@@ -37,11 +44,12 @@ def specs(backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec
     tuning at the setting chosen on validation in `results_dir` (SpecError until the search is done)."""
     out = []
     centre = backend.centre
-    for method in METHODS:
+    for method in methods(backend):
         setting = S.Setting(method=method, prompt_length=centre.prompt_length, init=centre.init,
-                            objective=centre.objective, lm_steps=centre.lm_steps)
+                            objective=centre.objective, lm_steps=centre.lm_steps,
+                            shots=backend.shots if method == S.FEW_SHOT else None)
         trained = backend.scale_seeds or backend.seeds
-        seeds = backend.seeds[:1] if method == S.PROMPT_DESIGN else trained
+        seeds = {S.PROMPT_DESIGN: backend.seeds[:1], S.FEW_SHOT: backend.seeds}.get(method, trained)
         for size in backend.sizes:
             for task in backend.tasks:
                 if method == S.MODEL_TUNING and backend.model_tuning_choice is not None:

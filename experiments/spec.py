@@ -49,7 +49,10 @@ def gin_method_macros(method: str) -> frozenset[str]:
 
 
 GIN_METHODS = gin_methods()
-METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN) + GIN_METHODS
+# Few-shot in-context prompt design (the paper's GPT-3 reference in Fig 1): k training demonstrations
+# written in front of every input, no training.
+FEW_SHOT = "few_shot"
+METHODS = (PROMPT_TUNING, MODEL_TUNING, PROMPT_DESIGN, FEW_SHOT) + GIN_METHODS
 SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT = "span_corruption", "span_corruption_sentinel", "lm_adapt"
 OBJECTIVES = (SPAN_CORRUPTION, SPAN_CORRUPTION_SENTINEL, LM_ADAPT)  # the paper's Fig 3(c)
 # Controls a self-built ladder can add: span corruption continued for the LM-adaptation budget (so that
@@ -104,6 +107,7 @@ class Setting:
     # A gin method's hyperparameters as its gin file's macros, e.g. (("LORA_RANK", 4),); () for the gin
     # file's defaults. Only gin methods (gin/methods/*.gin) take them; normalized() sorts them.
     method_params: tuple[tuple[str, Any], ...] = ()
+    shots: Optional[int] = None            # FEW_SHOT: demonstrations per input (k)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -134,10 +138,14 @@ class Setting:
             s = dataclasses.replace(s, lm_steps=0)
         if s.method == MODEL_TUNING:
             s = dataclasses.replace(s, prompt_length=0, init="none")
-        if s.method == PROMPT_DESIGN:
+        if s.method in (PROMPT_DESIGN, FEW_SHOT):
             s = dataclasses.replace(s, prompt_length=0, init="text")
         if s.method in GIN_METHODS:
             s = dataclasses.replace(s, prompt_length=0, init="none", method_params=tuple(sorted(s.method_params)))
+        if s.method == FEW_SHOT and (not isinstance(s.shots, int) or s.shots < 1):
+            raise SpecError(f"few-shot prompt design needs shots >= 1, got {s.shots!r}")
+        if s.method != FEW_SHOT:
+            s = dataclasses.replace(s, shots=None)
         return s
 
     def checkpoint_key(self) -> str:
@@ -155,6 +163,8 @@ class Setting:
         extra = "".join(f"-{k.lower()}{_value_label(v)}" for k, v in s.method_params) + extra
         if s.method == PROMPT_TUNING:
             return f"p{s.prompt_length}-{s.init}-{objective[s.objective]}{extra}"
+        if s.method == FEW_SHOT:
+            return f"k{s.shots}-{objective[s.objective]}{extra}"
         return objective[s.objective] + extra
 
 
@@ -163,7 +173,8 @@ def _value_label(v: Any) -> str:
 
 
 # A gin method's runs are named after its gin file (lora-..., p_tuning-...).
-METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd", **{m: m for m in GIN_METHODS}}
+METHOD_ABBREV = {PROMPT_TUNING: "pt", MODEL_TUNING: "mt", PROMPT_DESIGN: "pd", FEW_SHOT: "fs",
+                 **{m: m for m in GIN_METHODS}}
 
 
 def run_name(size: str, task: str, setting: Setting, seed: int) -> str:

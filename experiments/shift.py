@@ -1,0 +1,242 @@
+"""Claim C6 (paper Tables 1-2): is prompt tuning more robust than model tuning under domain shift?
+
+    python -m experiments.shift [--results-dir DIR] [--out-dir DIR] [--only REGEX] [--print-commands]
+
+Trained in-domain, scored zero-shot on shifted copies of each recall task's test split
+(prompt_tuning/data/recall_world/shifts.py; same people, same gold answers, row for row, one field changed):
+
+  test_paraphrase    the question / hypothesis / query reworded ("is X left-handed" -> "does X write with
+                     the left hand", "X is a vegetarian." -> "X does not eat meat.", "X works as a
+                     @placeholder." -> "The job of X is @placeholder.", ...): does what a method learnt
+                     transfer from the task's one wording to another (the paper's QQP <-> MRPC transfer in
+                     spirit)? Caveat: similar wordings occur in the pretraining corpus, so this shifts away
+                     from the task format, not out of the model's language.
+  test_long_passage  three true sentences about *other* test people appended to the passage (BoolQ / RTE:
+                     one of them states the asked trait of another person): does a method rely on a short
+                     passage about the asked person only (the paper's MRQA transfer across passage
+                     sources in spirit)? Caveat: the distractor trait sentence can be copied by a model that
+                     reads instead of recalling; that is part of what is tested. No input is truncated
+                     (at most 84 of 96 tokens).
+
+Which runs: every finished run of Fig 1 (sweep `scale` of the recall backend: model tuning at its chosen
+setting, prompt tuning at the centre point, prompt design and few-shot prompt design). Each is scored at
+its best validation checkpoint (MODEL_DIR/best) by the package's own evaluation, one
+`python -m prompt_tuning.eval` per run and split (the run's gin files and overrides, gin/runs/eval.gin,
+CHECKPOINT_PATH, EVAL_SPLIT). Its per-example predictions go to
+MODEL_DIR/shift_predictions/<split>_<task>.jsonl (the format of test_predictions/) and its metrics to
+MODEL_DIR/shift_predictions/<split>_metrics.jsonl. A prediction file that exists is not recomputed
+(resumable; a second invocation evaluates nothing).
+
+The table (<out>/shift.csv and shift.md): per rung x task x method x metric (accuracy; ReCoRD: em and f1
+separately) x shifted split: the in-domain test score and the shifted score (both the mean over seeds
+of the per-example scores), the drop (in-domain - shifted), and for every method but model tuning the
+difference of drops, method - model tuning, with a 95% paired cluster bootstrap interval and p-value
+(stats.paired_bootstrap over seed-averaged per-example drops; clusters: the person+fact keys of the test
+split, recall.clusters). A negative difference means the method lost less under the shift than model
+tuning (C6 says: prompt tuning's is negative).
+Exit status: 0 (points not finished are counted), 1 if an evaluation failed, 2 on a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+
+from experiments import recall, runner, scale, stats
+from experiments import spec as S
+
+SPLITS = recall.SHIFTED_SPLITS
+EVAL_MODULE = "prompt_tuning.eval"
+EVAL_GIN = "gin/runs/eval.gin"
+PREDICTIONS_DIR = "shift_predictions"
+METRICS = {"boolq": ("accuracy",), "rte": ("accuracy",), "record": ("em", "f1")}
+COLUMNS = ("size", "task", "method", "metric", "split", "seeds", "in_domain", "shifted", "drop",
+           "drop_minus_model", "ci_low", "ci_high", "p_value", "clusters", "examples")
+
+
+def fig1_specs(backend=recall.RECALL, results_dir: Optional[str] = None) -> tuple[list[S.RunSpec], str]:
+    """(Fig 1's specs, a note): without a finished model-tuning search, the other methods' specs only."""
+    try:
+        return scale.specs(backend, results_dir), ""
+    except S.SpecError as e:
+        other = dataclasses.replace(backend, model_tuning_choice=None)
+        specs = [s for s in scale.specs(other, results_dir) if s.label_dict["method"] != S.MODEL_TUNING]
+        return specs, f"model tuning left out: {e}"
+
+
+def predictions_path(results_dir: str, name: str, split: str, task_name: str) -> str:
+    return os.path.join(S.model_dir(results_dir, name), PREDICTIONS_DIR, f"{split}_{task_name}.jsonl")
+
+
+def eval_args(spec: S.RunSpec, model_dir: str, split: str, output_dir: str, module: str = EVAL_MODULE) -> list[str]:
+    """The arguments after `python` that score `spec`'s best checkpoint on `split` into `output_dir`."""
+    overrides = dict(spec.overrides)
+    extra = [("CHECKPOINT_PATH", os.path.join(model_dir, "best")), ("EVAL_SPLIT", split),
+             ("OUTPUT_DIR", output_dir)]
+    if "train_and_evaluate.verbalizers" in overrides:
+        extra.append(("evaluate_checkpoint.verbalizers", overrides["train_and_evaluate.verbalizers"]))
+    args = ["-m", module] + [f"--gin_file={f}" for f in spec.gin_files + (EVAL_GIN,)]
+    return args + [f"--gin.{k}={S.gin_literal(v)}" for k, v in list(spec.overrides) + extra]
+
+
+def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE, python: str = sys.executable,
+                 print_only: bool = False) -> list[str]:
+    """Scores one finished run on every shifted split it has no predictions for; returns the splits done.
+
+    Raises RuntimeError (one line, with the log's tail) when an evaluation fails; nothing partial is left.
+    """
+    md = S.model_dir(results_dir, spec.name)
+    task_name = dict(spec.overrides)["MIXTURE_OR_TASK_NAME"]
+    done = []
+    for split in SPLITS:
+        final = predictions_path(results_dir, spec.name, split, task_name)
+        if os.path.exists(final):
+            continue
+        if print_only:
+            print(" ".join([python] + eval_args(spec, md, split, "<tmp>", module)))
+            continue
+        tmp = tempfile.mkdtemp(prefix=f"shift-{split}-", dir=os.path.dirname(md))
+        try:
+            proc = subprocess.run([python] + eval_args(spec, md, split, tmp, module), capture_output=True, text=True)
+            produced = os.path.join(tmp, f"predictions_{task_name}.jsonl")
+            if proc.returncode != 0 or not os.path.exists(produced):
+                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+                raise RuntimeError(f"{spec.name} on {split}: evaluation failed (status {proc.returncode}): "
+                                   + " | ".join(tail))
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            if os.path.exists(os.path.join(tmp, "metrics.jsonl")):
+                os.replace(os.path.join(tmp, "metrics.jsonl"),
+                           os.path.join(os.path.dirname(final), f"{split}_metrics.jsonl"))
+            os.replace(produced, final)  # last: its existence marks the split done
+            done.append(split)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return done
+
+
+# ---------------------------------------------------------------------------- the table
+def _seed_mean(paths: Sequence[str], metric: str, task: str, split: str, rows_dir: Optional[str]):
+    """([N] mean over runs of per-example scores, cluster keys); ValueError if a file is not the split."""
+    per_run, keys = [], None
+    for p in paths:
+        rows = stats.read_predictions(p)
+        # shifted rows keep the test rows' answers and order: the test split's clusters apply
+        keys = recall.aligned_clusters(task, "test", rows, rows_dir)
+        per_run.append(stats.example_scores(rows, [metric])[metric])
+    return np.mean(per_run, axis=0), keys
+
+
+def table(specs: Sequence[S.RunSpec], results_dir: str, *, rows_dir=None, resamples: int = 10_000) -> list[dict]:
+    """The C6 rows (COLUMNS) of the runs with in-domain and shifted predictions (rows_dir: the task files'
+    directory per task, for tests; default: recall.task_dir)."""
+    groups: dict = collections.OrderedDict()
+    for s in specs:
+        lab = s.label_dict
+        groups.setdefault((lab["size"], lab["task"], lab["method"]), []).append(s)
+    out = []
+    for (size, task, method), runs in groups.items():
+        task_name = dict(runs[0].overrides)["MIXTURE_OR_TASK_NAME"]
+        rdir = rows_dir(task) if callable(rows_dir) else rows_dir
+        model_runs = groups.get((size, task, S.MODEL_TUNING), [])
+        for split in SPLITS:
+            def paths(rs, which):
+                got = []
+                for r in rs:
+                    test = os.path.join(S.model_dir(results_dir, r.name), "test_predictions", f"test_{task_name}.jsonl")
+                    shifted = predictions_path(results_dir, r.name, split, task_name)
+                    if os.path.exists(test) and os.path.exists(shifted):
+                        got.append(test if which == "test" else shifted)
+                return got
+            if not paths(runs, "test"):
+                continue
+            for metric in METRICS[task]:
+                test, keys = _seed_mean(paths(runs, "test"), metric, task, split, rdir)
+                shifted, _ = _seed_mean(paths(runs, "shift"), metric, task, split, rdir)
+                row = {"size": size, "task": task, "method": method, "metric": metric, "split": split,
+                       "seeds": len(paths(runs, "test")), "in_domain": float(test.mean()),
+                       "shifted": float(shifted.mean()), "drop": float((test - shifted).mean())}
+                if method != S.MODEL_TUNING and paths(model_runs, "test"):
+                    mt_test, _ = _seed_mean(paths(model_runs, "test"), metric, task, split, rdir)
+                    mt_shift, _ = _seed_mean(paths(model_runs, "shift"), metric, task, split, rdir)
+                    b = stats.paired_bootstrap(test - shifted, mt_test - mt_shift, keys, resamples=resamples)
+                    row.update(drop_minus_model=b.difference, ci_low=b.low, ci_high=b.high, p_value=b.p_value,
+                               clusters=b.clusters, examples=b.examples)
+                out.append(row)
+    return out
+
+
+def write(rows: Sequence[dict], out_dir: str, note: str = "") -> tuple[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    path_csv, path_md = os.path.join(out_dir, "shift.csv"), os.path.join(out_dir, "shift.md")
+    with open(path_csv, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    fmt = lambda v: "" if v is None or v == "" else f"{v:.1f}"
+    lines = ["Claim C6: test scores in-domain and on shifted test splits (experiments/shift.py), mean over "
+             "seeds of per-example scores; drop = in-domain - shifted; drop - MT: the method's drop minus "
+             "model tuning's, 95% paired cluster bootstrap interval (negative: the method is more robust)."
+             + (f" Note: {note}" if note else ""), "",
+             "| size | task | method | metric | split | seeds | in-domain | shifted | drop | drop - MT [95% CI] | p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ci = (f"{r['drop_minus_model']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+              if r.get("drop_minus_model") is not None else "")
+        p = f"{r['p_value']:.3g}" if r.get("p_value") is not None else ""
+        lines.append(f"| {r['size']} | {r['task']} | {r['method']} | {r['metric']} | {r['split']} | {r['seeds']} | "
+                     f"{fmt(r['in_domain'])} | {fmt(r['shifted'])} | {fmt(r['drop'])} | {ci} | {p} |")
+    with open(path_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path_csv, path_md
+
+
+def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module: str = EVAL_MODULE,
+         rows_dir=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.shift", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results-dir", default=None, help="default: experiments/results/recall")
+    ap.add_argument("--out-dir", default=None, help="the table's directory (default: the results directory)")
+    ap.add_argument("--only", default=None, help="evaluate only runs whose name matches this regular expression")
+    ap.add_argument("--print-commands", action="store_true", help="print the evaluations to run, run none")
+    ap.add_argument("--table-only", action="store_true", help="write the table from the predictions there are")
+    ap.add_argument("--resamples", type=int, default=10_000)
+    args = ap.parse_args(argv)
+    from experiments import sweeps
+
+    results_dir = args.results_dir or sweeps.default_results_dir(backend.name)
+    specs, note = fig1_specs(backend, results_dir)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    finished = [s for s in S.filter_specs(specs, args.only) if runner.is_done(results_dir, s.name)]
+    failed = evaluated = 0
+    if not args.table_only:
+        for s in finished:
+            try:
+                done = evaluate_run(s, results_dir, module=module, print_only=args.print_commands)
+            except RuntimeError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            evaluated += len(done)
+            if done:
+                print(f"{s.name}: {', '.join(done)}", flush=True)
+    if args.print_commands:
+        return 0
+    rows = table(finished, results_dir, rows_dir=rows_dir, resamples=args.resamples)
+    path_csv, _ = write(rows, args.out_dir or results_dir, note)
+    print(f"{path_csv}: {len(rows)} rows; {evaluated} evaluation(s) run now, {len(finished)} of {len(specs)} "
+          f"Fig 1 runs finished, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
