@@ -27,9 +27,10 @@ from matplotlib.figure import Figure
 
 NUMERIC = {"params", "seed", "prompt_length", "lm_steps", "value", "best_step", "steps", "wall_time_s",
            "model_params", "task_params", "percent"}
-METHOD_LABELS = {"model_tuning": "Model Tuning", "prompt_tuning": "Prompt Tuning", "prompt_design": "Prompt Design"}
+METHOD_LABELS = {"model_tuning": "Model Tuning", "prompt_tuning": "Prompt Tuning", "prompt_design": "Prompt Design",
+                 "few_shot": "Prompt Design (few-shot)"}
 METHOD_STYLE = {"model_tuning": ("tab:orange", "s"), "prompt_tuning": ("tab:green", "o"),
-                "prompt_design": ("tab:blue", "^")}
+                "prompt_design": ("tab:blue", "^"), "few_shot": ("tab:purple", "v")}
 PANEL_TITLES = {"a_prompt_length": "(a) Prompt length", "b_init": "(b) Prompt initialization",
                 "c_objective": "(c) Pre-training method", "d_lm_steps": "(d) LM adaptation steps"}
 SETTING_LABELS = {"random_uniform": "Random Uniform", "sampled_vocab": "Sampled Vocab", "class_labels": "Class Label",
@@ -119,7 +120,7 @@ def plot_scale(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = None
         raise ValueError("no 'methods' rows with metric 'score' in the table (is it a scale sweep?)")
     fig = Figure(figsize=(5.2, 3.8))
     ax = fig.add_subplot()
-    for method in ("model_tuning", "prompt_tuning", "prompt_design"):
+    for method in ("model_tuning", "prompt_tuning", "prompt_design", "few_shot"):
         sub = [s for s in stats if s["method"] == method]
         if sub:
             color, marker = METHOD_STYLE[method]
