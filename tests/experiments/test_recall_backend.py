@@ -1,4 +1,5 @@
 """The recall backend (experiments/recall.py), the model-tuning search and the test-split tables."""
+import collections
 import dataclasses
 import json
 import os
@@ -251,3 +252,35 @@ def test_prompt_lr_check_shares_the_centre_run_at_the_papers_rate():
     assert at(0.3) == centre and len(at(1.0)) == 15
     assert all(dict(s.overrides)["learning_rate_schedule.base_learning_rate"] == 1.0
                for s in specs if s.label_dict["setting"] == "1.0")
+
+
+def test_fig1_adds_few_shot_prompt_design_with_three_seeds_on_recall_only():
+    choice = S.Setting(method=S.MODEL_TUNING, lm_steps=100, learning_rate=1e-2, dropout=0.0)
+    backend = dataclasses.replace(RECALL, model_tuning_choice=lambda *a: choice)
+    specs = scale.specs(backend)
+    count = collections.Counter(s.label_dict["method"] for s in specs)
+    n = len(RECALL.sizes) * len(RECALL.tasks)
+    assert count == {S.MODEL_TUNING: 5 * n, S.PROMPT_TUNING: 5 * n, S.PROMPT_DESIGN: n, S.FEW_SHOT: 3 * n}
+    assert len(specs) == 210 and len({s.name for s in specs}) == 210
+    fs = {s.name: s for s in specs if s.label_dict["method"] == S.FEW_SHOT}
+    assert sorted(n for n in fs if n.startswith("fs-m-rte-")) == [f"fs-m-rte-k4-lm100-s{i}" for i in range(3)]
+    texts = set()
+    for seed in range(3):
+        s = fs[f"fs-m-rte-k4-lm100-s{seed}"]
+        o = dict(s.overrides)
+        assert o["TRAIN_STEPS"] == 0 and "gin/prompts/from_string.gin" in s.gin_files
+        assert o["PROMPT_TEXT"].startswith(RECALL.prompt_design["rte"][0])
+        assert o["PROMPT_TEXT"].count("hypothesis:") == RECALL.shots == 4
+        texts.add(o["PROMPT_TEXT"])
+    assert len(texts) == 3  # the seed picks the demonstrations
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(REPO / recall.VOCAB))
+    for s in fs.values():
+        o = dict(s.overrides)
+        assert o["PROMPT_LENGTH"] == len(sp.encode(o["PROMPT_TEXT"]))
+        assert 120 <= o["PROMPT_LENGTH"] <= 280  # 4 demonstrations: 126-272 tokens in front of 96 input tokens
+    assert S.FEW_SHOT not in scale.methods(backends.REAL)  # `real` has no training split at hand
+    with pytest.raises(S.SpecError, match="cannot run few-shot"):
+        backends.REAL.spec(sweep="scale", panel="methods", size="small", task="rte",
+                           setting=S.Setting(method=S.FEW_SHOT, shots=4), seed=0, value="few_shot")

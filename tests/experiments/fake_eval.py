@@ -1,0 +1,44 @@
+"""A stand-in for `python -m prompt_tuning.eval` in the shift command's tests: same flags, instant.
+
+Reads --gin.EVAL_SPLIT, --gin.OUTPUT_DIR, --gin.MIXTURE_OR_TASK_NAME, --gin.CHECKPOINT_PATH and writes
+OUTPUT_DIR/predictions_<task>.jsonl and metrics.jsonl as the evaluation does, with the targets of the
+split's rows in $FAKE_EVAL_ROWS (a boolq task directory). A model-tuning run (mt- in the checkpoint
+path) is right on every 4th example, any other run on 3 of 4. Appends one line per call to
+$FAKE_EVAL_LOG; exits 3 without output when $FAKE_EVAL_FAIL is set.
+"""
+import ast
+import json
+import os
+import sys
+
+
+def main(argv):
+    flags = {}
+    for arg in argv:
+        if arg.startswith("--gin.") and "=" in arg:
+            k, v = arg[len("--gin."):].split("=", 1)
+            flags[k] = ast.literal_eval(v)
+    with open(os.environ["FAKE_EVAL_LOG"], "a") as f:
+        f.write(json.dumps({"split": flags["EVAL_SPLIT"], "checkpoint": flags["CHECKPOINT_PATH"]}) + "\n")
+    if os.environ.get("FAKE_EVAL_FAIL"):
+        print("error: the fake evaluation fails", flush=True)
+        return 3
+    split, out, task = flags["EVAL_SPLIT"], flags["OUTPUT_DIR"], flags["MIXTURE_OR_TASK_NAME"]
+    with open(os.path.join(os.environ["FAKE_EVAL_ROWS"], f"{split}.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    model = "/mt-" in flags["CHECKPOINT_PATH"]
+    os.makedirs(out, exist_ok=True)
+    right = 0
+    with open(os.path.join(out, f"predictions_{task}.jsonl"), "w") as f:
+        for i, r in enumerate(rows):
+            ok = (i % 4 == 0) if model else (i % 4 != 3)
+            right += ok
+            gold = str(r["label"])
+            f.write(json.dumps({"prediction": gold if ok else str(gold != "True"), "target": gold}) + "\n")
+    with open(os.path.join(out, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"step": 0, "kind": "eval", f"{task}/accuracy": 100 * right / len(rows)}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""experiments/shift.py on fake finished Fig 1 runs: predictions written, the C6 table, resumability, failures."""
+import csv
+import dataclasses
+import json
+import os
+import pathlib
+
+import pytest
+
+from experiments import recall, runner, scale, shift
+from experiments import spec as S
+from prompt_tuning.data.recall_world import tasks, world as world_lib
+
+FAKE_EVAL = "tests.experiments.fake_eval"
+
+
+def _tiny():
+    choice = S.Setting(method=S.MODEL_TUNING, lm_steps=100, learning_rate=1e-2, dropout=0.0)
+    return dataclasses.replace(recall.RECALL, name="recall_shift_tiny", sizes=("s",), tasks=("boolq",),
+                               seeds=(0, 1), scale_seeds=(0, 1), model_tuning_choice=lambda *a: choice)
+
+
+def _finish(rd, spec, rows):
+    md = S.model_dir(rd, spec.name)
+    os.makedirs(os.path.join(md, "test_predictions"))
+    with open(os.path.join(md, "test_predictions", "test_recall_world_boolq.jsonl"), "w") as f:
+        for r in rows:  # in-domain: every answer right
+            f.write(json.dumps({"prediction": str(r["label"]), "target": str(r["label"])}) + "\n")
+    open(os.path.join(S.run_dir(rd, spec.name), runner.DONE_FILE), "w").close()
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    rows_dir = tasks.write_tasks(str(tmp_path / "tasks"), world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE),
+                                 tasks=["boolq"])["boolq"]
+    with open(os.path.join(rows_dir, "test.jsonl")) as f:
+        test = [json.loads(line) for line in f]
+    backend, rd = _tiny(), str(tmp_path / "results")
+    specs = scale.specs(backend, rd)
+    pending = next(s for s in specs if s.name == "fs-s-boolq-k4-lm100-s1")
+    for s in specs:
+        if s is not pending:
+            _finish(rd, s, test)
+    log = tmp_path / "eval_log.jsonl"
+    monkeypatch.setenv("FAKE_EVAL_ROWS", rows_dir)
+    monkeypatch.setenv("FAKE_EVAL_LOG", str(log))
+    monkeypatch.delenv("FAKE_EVAL_FAIL", raising=False)
+    run = lambda: shift.main(["--results-dir", rd, "--out-dir", str(tmp_path / "out"), "--resamples", "300"],
+                             backend=backend, module=FAKE_EVAL, rows_dir=rows_dir)
+    return {"rd": rd, "specs": specs, "pending": pending, "log": log, "run": run, "out": tmp_path / "out",
+            "test": test}
+
+
+def _lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_writes_predictions_and_the_c6_table_then_does_nothing_the_second_time(setup):
+    specs, rd = setup["specs"], setup["rd"]
+    assert {s.label_dict["method"] for s in specs} == {S.MODEL_TUNING, S.PROMPT_TUNING, S.PROMPT_DESIGN, S.FEW_SHOT}
+    assert setup["run"]() == 0
+    finished = [s for s in specs if s is not setup["pending"]]
+    assert len(_lines(setup["log"])) == 2 * len(finished) == 12
+    for s in finished:
+        for split in shift.SPLITS:
+            path = shift.predictions_path(rd, s.name, split, "recall_world_boolq")
+            assert len(_lines(pathlib.Path(path))) == 600
+    assert not os.path.exists(os.path.join(S.model_dir(rd, setup["pending"].name), shift.PREDICTIONS_DIR))
+    with open(setup["out"] / "shift.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 * 2  # 4 methods x 2 shifted splits (accuracy)
+    by = {(r["method"], r["split"]): r for r in table}
+    mt, pt = by[S.MODEL_TUNING, "test_paraphrase"], by[S.PROMPT_TUNING, "test_long_passage"]
+    assert float(mt["in_domain"]) == 100 and float(mt["shifted"]) == 25 and float(mt["drop"]) == 75
+    assert mt["drop_minus_model"] == "" and mt["seeds"] == "2"
+    assert float(pt["drop"]) == 25 and float(pt["drop_minus_model"]) == pytest.approx(-50)
+    assert float(pt["ci_high"]) < 0 and int(pt["clusters"]) < 600 and int(pt["examples"]) == 600
+    assert by[S.FEW_SHOT, "test_paraphrase"]["seeds"] == "1"  # seed 1 is not finished
+    assert "drop - MT" in (setup["out"] / "shift.md").read_text()
+    before = (setup["out"] / "shift.csv").read_text()
+    assert setup["run"]() == 0  # resumable: everything there, nothing evaluated again
+    assert len(_lines(setup["log"])) == 12
+    assert (setup["out"] / "shift.csv").read_text() == before
+
+
+def test_a_failed_evaluation_leaves_nothing_and_exits_1(setup, monkeypatch):
+    monkeypatch.setenv("FAKE_EVAL_FAIL", "1")
+    assert setup["run"]() == 1
+    md = S.model_dir(setup["rd"], setup["specs"][0].name)
+    assert not os.path.exists(os.path.join(md, shift.PREDICTIONS_DIR))
+    assert sorted(os.listdir(os.path.dirname(md))) == ["DONE", "model"]  # no temporary directory left
+    monkeypatch.delenv("FAKE_EVAL_FAIL")
+    assert setup["run"]() == 0  # the next invocation does the work
+    assert os.path.exists(shift.predictions_path(setup["rd"], setup["specs"][0].name, "test_paraphrase",
+                                                 "recall_world_boolq"))
+
+
+def test_eval_command_is_the_packages_evaluation_at_the_best_checkpoint(setup):
+    s = next(x for x in setup["specs"] if x.label_dict["method"] == S.PROMPT_TUNING)
+    args = shift.eval_args(s, "/r/m", "test_paraphrase", "/o")
+    assert args[:2] == ["-m", "prompt_tuning.eval"] and "--gin_file=gin/runs/eval.gin" in args
+    assert args.index("--gin_file=gin/runs/eval.gin") > args.index("--gin_file=gin/recall_world.gin")
+    assert "--gin.CHECKPOINT_PATH='/r/m/best'" in args and "--gin.EVAL_SPLIT='test_paraphrase'" in args
+    assert "--gin.evaluate_checkpoint.verbalizers={'recall_world_boolq': ['False', 'True']}" in args
