@@ -9,6 +9,7 @@
     python -m experiments.runner  --sweep methods      --backend recall --workers 1   # 6. the PEFT family (issue 15)
     python -m experiments.recall_tables --sweep scale                                 # test-split tables
     python -m experiments.methods_compare                                             # 6.'s tables, pairs, figure
+    python -m experiments.shift                                                       # C6: shifted test splits
     python -m experiments.runner  --sweep ablations --backend recall --results-dir /tmp/rerun \\
         --only '^pt-s-boolq-p100-class_labels-lm100-s0$'                             # any single point again
 
@@ -25,7 +26,8 @@ Points: (method, rung, task, setting, seed).
             ReCoRD-shaped (exact match and F1, greedy generation); inputs 96, targets 8 tokens.
   settings  spec.Setting: method, prompt length, init, objective, LM-adaptation budget, and for
             model tuning the learning rate and dropout.
-  seeds     0 1 2; Fig 1's prompt- and model-tuning points 0-4 (the issue's 5).
+  seeds     0 1 2; Fig 1's prompt- and model-tuning points 0-4 (the issue's 5); prompt design 0 only
+            (deterministic), few-shot 0 1 2.
 
 The protocol (paper section 3 and appendix A, with what changes at this scale and why):
 
@@ -51,7 +53,17 @@ The protocol (paper section 3 and appendix A, with what changes at this scale an
   stopping (the best validation checkpoint). Ties on the validation score (several settings at 100%)
   go to the lower validation loss at the best checkpoint. Fig 1 then runs the chosen setting with 5 seeds.
 - Prompt design: the task description (the real backend's text) as a prompt initialised from its
-  tokens, 0 steps (zero-shot). Few-shot in-context prompts are not part of this backend yet.
+  tokens, 0 steps (zero-shot). Few-shot prompt design (the paper's GPT-3 reference in Fig 1): the same
+  description followed by SHOTS = 4 demonstrations from the task's training split (input in the task's
+  text format, then its answer; prompt_tuning/data/recall_world/few_shot.py), 0 steps, seeds 0-2 (the
+  seed picks the demonstrations, balanced over labels for BoolQ / RTE): 126-272 tokens in front of the
+  96 input tokens (`few_shot_prompt`). Training people are never validation or test people.
+- Domain shift (claim C6; experiments/shift.py): Fig 1's runs, trained in-domain, are scored at their
+  best validation checkpoint on SHIFTED_SPLITS, copies of the test split with the same people and gold
+  answers row for row (prompt_tuning/data/recall_world/shifts.py): test_paraphrase (question,
+  hypothesis or query reworded) and test_long_passage (three true sentences about other test people
+  appended to the passage). The table reports in-domain and shifted scores, the drop, and the
+  difference of drops (method - model tuning) with a paired cluster bootstrap.
 - Reporting: every run scores TEST_SPLITS = test and test_closed_book (the passage removed: what
   the model knows without reading) once, at the best validation checkpoint, and writes per-example
   predictions (MODEL_DIR/test_predictions/). Tables report the **test** split; validation only
