@@ -20,9 +20,10 @@ Trained in-domain, scored zero-shot on shifted copies of each recall task's test
 
 Which runs: every finished run of Fig 1 (sweep `scale` of the recall backend: model tuning at its chosen
 setting, prompt tuning at the centre point, prompt design and few-shot prompt design). Each is scored at
-its best validation checkpoint (MODEL_DIR/best) by the package's own evaluation, one
-`python -m prompt_tuning.eval` per run and split (the run's gin files and overrides, gin/runs/eval.gin,
-CHECKPOINT_PATH, EVAL_SPLIT). Its per-example predictions go to
+its best validation checkpoint (MODEL_DIR/best) by the package's own evaluation (what
+`python -m prompt_tuning.eval` runs: the run's gin files and overrides, gin/runs/eval.gin, CHECKPOINT_PATH),
+one process per run for all its splits (experiments/shift_eval.py; 35 s for both splits of an xxs run,
+load ~6, of which ~20 s start-up: one process per split took 22 s each). Its per-example predictions go to
 MODEL_DIR/shift_predictions/<split>_<task>.jsonl (the format of test_predictions/) and its metrics to
 MODEL_DIR/shift_predictions/<split>_metrics.jsonl. A prediction file that exists is not recomputed
 (resumable; a second invocation evaluates nothing).
@@ -55,7 +56,7 @@ from experiments import recall, runner, scale, stats
 from experiments import spec as S
 
 SPLITS = recall.SHIFTED_SPLITS
-EVAL_MODULE = "prompt_tuning.eval"
+EVAL_MODULE = "experiments.shift_eval"  # prompt_tuning.eval's evaluation, all splits in one process
 EVAL_GIN = "gin/runs/eval.gin"
 PREDICTIONS_DIR = "shift_predictions"
 METRICS = {"boolq": ("accuracy",), "rte": ("accuracy",), "record": ("em", "f1")}
@@ -77,50 +78,50 @@ def predictions_path(results_dir: str, name: str, split: str, task_name: str) ->
     return os.path.join(S.model_dir(results_dir, name), PREDICTIONS_DIR, f"{split}_{task_name}.jsonl")
 
 
-def eval_args(spec: S.RunSpec, model_dir: str, split: str, output_dir: str, module: str = EVAL_MODULE) -> list[str]:
-    """The arguments after `python` that score `spec`'s best checkpoint on `split` into `output_dir`."""
+def eval_args(spec: S.RunSpec, model_dir: str, splits: Sequence[str], out_root: str,
+              module: str = EVAL_MODULE) -> list[str]:
+    """The arguments after `python` that score `spec`'s best checkpoint on `splits` into out_root/<split>/."""
     overrides = dict(spec.overrides)
-    extra = [("CHECKPOINT_PATH", os.path.join(model_dir, "best")), ("EVAL_SPLIT", split),
-             ("OUTPUT_DIR", output_dir)]
+    extra = [("CHECKPOINT_PATH", os.path.join(model_dir, "best"))]
     if "train_and_evaluate.verbalizers" in overrides:
         extra.append(("evaluate_checkpoint.verbalizers", overrides["train_and_evaluate.verbalizers"]))
-    args = ["-m", module] + [f"--gin_file={f}" for f in spec.gin_files + (EVAL_GIN,)]
+    args = ["-m", module, "--splits", ",".join(splits), "--out-root", out_root, "--"]
+    args += [f"--gin_file={f}" for f in spec.gin_files + (EVAL_GIN,)]
     return args + [f"--gin.{k}={S.gin_literal(v)}" for k, v in list(spec.overrides) + extra]
 
 
 def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE, python: str = sys.executable,
                  print_only: bool = False) -> list[str]:
-    """Scores one finished run on every shifted split it has no predictions for; returns the splits done.
+    """Scores one finished run on every shifted split it has no predictions for (one process); returns them.
 
-    Raises RuntimeError (one line, with the log's tail) when an evaluation fails; nothing partial is left.
+    Raises RuntimeError (one line, with the log's tail) when the evaluation fails; nothing partial is left.
     """
     md = S.model_dir(results_dir, spec.name)
     task_name = dict(spec.overrides)["MIXTURE_OR_TASK_NAME"]
-    done = []
-    for split in SPLITS:
-        final = predictions_path(results_dir, spec.name, split, task_name)
-        if os.path.exists(final):
-            continue
-        if print_only:
-            print(" ".join([python] + eval_args(spec, md, split, "<tmp>", module)))
-            continue
-        tmp = tempfile.mkdtemp(prefix=f"shift-{split}-", dir=os.path.dirname(md))
-        try:
-            proc = subprocess.run([python] + eval_args(spec, md, split, tmp, module), capture_output=True, text=True)
-            produced = os.path.join(tmp, f"predictions_{task_name}.jsonl")
-            if proc.returncode != 0 or not os.path.exists(produced):
-                tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-                raise RuntimeError(f"{spec.name} on {split}: evaluation failed (status {proc.returncode}): "
-                                   + " | ".join(tail))
+    todo = [split for split in SPLITS if not os.path.exists(predictions_path(results_dir, spec.name, split, task_name))]
+    if not todo:
+        return []
+    if print_only:
+        print(" ".join([python] + eval_args(spec, md, todo, "<tmp>", module)))
+        return []
+    tmp = tempfile.mkdtemp(prefix="shift-", dir=os.path.dirname(md))
+    try:
+        proc = subprocess.run([python] + eval_args(spec, md, todo, tmp, module), capture_output=True, text=True)
+        produced = {split: os.path.join(tmp, split, f"predictions_{task_name}.jsonl") for split in todo}
+        if proc.returncode != 0 or not all(os.path.exists(p) for p in produced.values()):
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+            raise RuntimeError(f"{spec.name} on {', '.join(todo)}: evaluation failed (status {proc.returncode}): "
+                               + " | ".join(tail))
+        for split in todo:
+            final = predictions_path(results_dir, spec.name, split, task_name)
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            if os.path.exists(os.path.join(tmp, "metrics.jsonl")):
-                os.replace(os.path.join(tmp, "metrics.jsonl"),
-                           os.path.join(os.path.dirname(final), f"{split}_metrics.jsonl"))
-            os.replace(produced, final)  # last: its existence marks the split done
-            done.append(split)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return done
+            metrics = os.path.join(tmp, split, "metrics.jsonl")
+            if os.path.exists(metrics):
+                os.replace(metrics, os.path.join(os.path.dirname(final), f"{split}_metrics.jsonl"))
+            os.replace(produced[split], final)  # last: its existence marks the split done
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return todo
 
 
 # ---------------------------------------------------------------------------- the table

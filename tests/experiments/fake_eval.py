@@ -1,9 +1,9 @@
-"""A stand-in for `python -m prompt_tuning.eval` in the shift command's tests: same flags, instant.
+"""A stand-in for `python -m experiments.shift_eval` in the shift command's tests: same flags, instant.
 
-Reads --gin.EVAL_SPLIT, --gin.OUTPUT_DIR, --gin.MIXTURE_OR_TASK_NAME, --gin.CHECKPOINT_PATH and writes
-OUTPUT_DIR/predictions_<task>.jsonl and metrics.jsonl as the evaluation does, with the targets of the
+Reads --splits, --out-root, --gin.MIXTURE_OR_TASK_NAME, --gin.CHECKPOINT_PATH and writes, per split,
+OUT_ROOT/<split>/predictions_<task>.jsonl and metrics.jsonl as the evaluation does, with the targets of the
 split's rows in $FAKE_EVAL_ROWS (a boolq task directory). A model-tuning run (mt- in the checkpoint
-path) is right on every 4th example, any other run on 3 of 4. Appends one line per call to
+path) is right on every 4th example, any other run on 3 of 4. Appends one line per split to
 $FAKE_EVAL_LOG; exits 3 without output when $FAKE_EVAL_FAIL is set.
 """
 import ast
@@ -14,16 +14,23 @@ import sys
 
 def main(argv):
     flags = {}
+    splits, root = argv[argv.index("--splits") + 1].split(","), argv[argv.index("--out-root") + 1]
     for arg in argv:
         if arg.startswith("--gin.") and "=" in arg:
             k, v = arg[len("--gin."):].split("=", 1)
             flags[k] = ast.literal_eval(v)
-    with open(os.environ["FAKE_EVAL_LOG"], "a") as f:
-        f.write(json.dumps({"split": flags["EVAL_SPLIT"], "checkpoint": flags["CHECKPOINT_PATH"]}) + "\n")
-    if os.environ.get("FAKE_EVAL_FAIL"):
-        print("error: the fake evaluation fails", flush=True)
-        return 3
-    split, out, task = flags["EVAL_SPLIT"], flags["OUTPUT_DIR"], flags["MIXTURE_OR_TASK_NAME"]
+    for split in splits:
+        with open(os.environ["FAKE_EVAL_LOG"], "a") as f:
+            f.write(json.dumps({"split": split, "checkpoint": flags["CHECKPOINT_PATH"]}) + "\n")
+        if os.environ.get("FAKE_EVAL_FAIL"):
+            print("error: the fake evaluation fails", flush=True)
+            return 3
+        write(split, os.path.join(root, split), flags)
+    return 0
+
+
+def write(split, out, flags):
+    task = flags["MIXTURE_OR_TASK_NAME"]
     with open(os.path.join(os.environ["FAKE_EVAL_ROWS"], f"{split}.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     model = "/mt-" in flags["CHECKPOINT_PATH"]
@@ -37,7 +44,6 @@ def main(argv):
             f.write(json.dumps({"prediction": gold if ok else str(gold != "True"), "target": gold}) + "\n")
     with open(os.path.join(out, "metrics.jsonl"), "w") as f:
         f.write(json.dumps({"step": 0, "kind": "eval", f"{task}/accuracy": 100 * right / len(rows)}) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

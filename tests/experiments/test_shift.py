@@ -81,6 +81,11 @@ def test_writes_predictions_and_the_c6_table_then_does_nothing_the_second_time(s
     assert setup["run"]() == 0  # resumable: everything there, nothing evaluated again
     assert len(_lines(setup["log"])) == 12
     assert (setup["out"] / "shift.csv").read_text() == before
+    lost = shift.predictions_path(rd, finished[0].name, "test_long_passage", "recall_world_boolq")
+    os.remove(lost)  # one split of one run missing: only that one is evaluated again
+    assert setup["run"]() == 0
+    assert [json.loads(x)["split"] for x in _lines(setup["log"])[12:]] == ["test_long_passage"]
+    assert os.path.exists(lost) and (setup["out"] / "shift.csv").read_text() == before
 
 
 def test_a_failed_evaluation_leaves_nothing_and_exits_1(setup, monkeypatch):
@@ -97,8 +102,9 @@ def test_a_failed_evaluation_leaves_nothing_and_exits_1(setup, monkeypatch):
 
 def test_eval_command_is_the_packages_evaluation_at_the_best_checkpoint(setup):
     s = next(x for x in setup["specs"] if x.label_dict["method"] == S.PROMPT_TUNING)
-    args = shift.eval_args(s, "/r/m", "test_paraphrase", "/o")
-    assert args[:2] == ["-m", "prompt_tuning.eval"] and "--gin_file=gin/runs/eval.gin" in args
+    args = shift.eval_args(s, "/r/m", ["test_paraphrase", "test_long_passage"], "/o")
+    assert args[:7] == ["-m", "experiments.shift_eval", "--splits", "test_paraphrase,test_long_passage",
+                        "--out-root", "/o", "--"] and "--gin_file=gin/runs/eval.gin" in args
     assert args.index("--gin_file=gin/runs/eval.gin") > args.index("--gin_file=gin/recall_world.gin")
-    assert "--gin.CHECKPOINT_PATH='/r/m/best'" in args and "--gin.EVAL_SPLIT='test_paraphrase'" in args
+    assert "--gin.CHECKPOINT_PATH='/r/m/best'" in args
     assert "--gin.evaluate_checkpoint.verbalizers={'recall_world_boolq': ['False', 'True']}" in args
