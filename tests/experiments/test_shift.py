@@ -108,3 +108,10 @@ def test_eval_command_is_the_packages_evaluation_at_the_best_checkpoint(setup):
     assert args.index("--gin_file=gin/runs/eval.gin") > args.index("--gin_file=gin/recall_world.gin")
     assert "--gin.CHECKPOINT_PATH='/r/m/best'" in args
     assert "--gin.evaluate_checkpoint.verbalizers={'recall_world_boolq': ['False', 'True']}" in args
+
+
+def test_shift_eval_without_its_separator_is_a_usage_error(capsys):
+    from experiments import shift_eval
+
+    assert shift_eval.main(["--splits", "test_paraphrase"]) == 2
+    assert "usage" in capsys.readouterr().err
