@@ -14,6 +14,8 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
                             checkpoint (recall_tables.rows), mean +- s.d. over seeds
   fig1_scale.{png,pdf}      Fig 1 on test scores
   fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
+  shift.{csv,md}            C6 (recall backend): in-domain vs shifted test scores of Fig 1's runs and the
+                            difference of drops, from the predictions `python -m experiments.shift` wrote
 
 A figure's score for a task is its PRIMARY metric on the test split (accuracy; exact match for
 ReCoRD-shaped tasks: exact match and F1 are never averaged), averaged over the backend's tasks (the
@@ -122,6 +124,15 @@ def write_report(backend: Backend, results_dir: str, out_dir: str) -> list[str]:
                 continue
             _, paths = fn(rows, os.path.join(out_dir, fig_name))
             written += paths
+    if backend.task_template == recall.TASK_TEMPLATE:  # C6 needs the recall world's shifted splits
+        from experiments import shift
+
+        specs, note = shift.fig1_specs(backend, results_dir)
+        rows = shift.table([s for s in specs if runner.is_done(results_dir, s.name)], results_dir)
+        if rows:
+            written += list(shift.write(rows, out_dir, note))
+        else:
+            print("shift: no shifted predictions yet (python -m experiments.shift)")
     return written
 
 

@@ -47,7 +47,7 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.delenv("FAKE_EVAL_FAIL", raising=False)
     run = lambda: shift.main(["--results-dir", rd, "--out-dir", str(tmp_path / "out"), "--resamples", "300"],
                              backend=backend, module=FAKE_EVAL, rows_dir=rows_dir)
-    return {"rd": rd, "specs": specs, "pending": pending, "log": log, "run": run, "out": tmp_path / "out",
+    return {"backend": backend, "rows_dir": rows_dir, "rd": rd, "specs": specs, "pending": pending, "log": log, "run": run, "out": tmp_path / "out",
             "test": test}
 
 
@@ -115,3 +115,16 @@ def test_shift_eval_without_its_separator_is_a_usage_error(capsys):
 
     assert shift_eval.main(["--splits", "test_paraphrase"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_mini_report_writes_the_c6_table_from_the_predictions(setup, tmp_path, monkeypatch):
+    from experiments import mini_report
+
+    assert setup["run"]() == 0
+    monkeypatch.setattr(recall, "task_dir", lambda task: setup["rows_dir"])
+    out = str(tmp_path / "report")
+    written = mini_report.write_report(setup["backend"], setup["rd"], out)
+    assert os.path.join(out, "shift.csv") in written
+    keep = ("size", "task", "method", "metric", "split", "seeds", "in_domain", "shifted", "drop", "drop_minus_model")
+    read = lambda path: [{k: r[k] for k in keep} for r in csv.DictReader(open(path))]
+    assert read(os.path.join(out, "shift.csv")) == read(setup["out"] / "shift.csv")  # intervals: other resamples
