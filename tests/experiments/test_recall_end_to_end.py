@@ -7,32 +7,24 @@ their person+fact clusters, the tables, and a rerun of the point with `--only` i
 directory giving the same test metrics exactly. Needs the ladder's xxs rung ($PT_RECALL_LADDER or
 runs/recall_world/ladder) and the recall world's files (written by the trainer if absent).
 """
-import dataclasses
-import os
 
 import pytest
 
-from experiments import ablations, backends, recall, recall_tables, runner
+from experiments import ablations, recall, recall_tables, runner
 from experiments import spec as S
 from prompt_tuning.training import metrics_writer
-from tests.conftest import REPO
+from tests.experiments.recall_tiny import tiny_backend
 
 POINT = "^pt-xxs-boolq-p5-class_labels-lm100-s0$"
 
 
 @pytest.mark.slow
 def test_one_point_runs_stops_early_is_tabled_and_reruns_to_the_same_metrics(tmp_path, monkeypatch):
-    ladder = recall.LADDER if os.path.isabs(recall.LADDER) else str(REPO / recall.LADDER)
-    if not os.path.exists(os.path.join(ladder, "xxs", "lm", "config.json")):
-        pytest.skip(f"the recall ladder's xxs rung is not built under {ladder}")
-    tiny = dataclasses.replace(
-        recall.RECALL, name="recall_tiny", sizes=("xxs",), tasks=("boolq",), seeds=(0,), centre_prompt_length=5,
-        train_steps={S.PROMPT_TUNING: 4, S.MODEL_TUNING: 4, S.PROMPT_DESIGN: 0},
-        checkpoints={k: v.replace(recall.LADDER, ladder) for k, v in recall.RECALL.checkpoints.items()},
+    tiny = tiny_backend(
+        monkeypatch, centre_prompt_length=5, train_steps={S.PROMPT_TUNING: 4, S.MODEL_TUNING: 4, S.PROMPT_DESIGN: 0},
         extra_overrides=recall.RECALL.extra_overrides + (
             ("train_and_evaluate.eval_period", 1), ("train_and_evaluate.checkpoint_period", 1),
             ("train_and_evaluate.patience", 1)))
-    monkeypatch.setitem(backends.BACKENDS, "recall_tiny", tiny)
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     for rd in (first, second):
         assert runner.main(["--sweep", "ablations", "--backend", "recall_tiny", "--results-dir", rd,

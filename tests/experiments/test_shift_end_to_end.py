@@ -3,30 +3,22 @@ experiments.shift with the real evaluation: shifted predictions in the run direc
 
 Needs the ladder's xxs rung ($PT_RECALL_LADDER or runs/recall_world/ladder)."""
 import csv
-import dataclasses
 import json
 import os
 
 import pytest
 
-from experiments import backends, recall, runner, shift, stats
+from experiments import recall, runner, shift, stats
 from experiments import spec as S
-from tests.conftest import REPO
+from tests.experiments.recall_tiny import tiny_backend
 
 POINTS = "^(pd-xxs-boolq-lm100|fs-xxs-boolq-k4-lm100)-s0$"
 
 
 @pytest.mark.slow
 def test_zero_step_points_are_scored_on_the_shifted_splits(tmp_path, monkeypatch):
-    ladder = recall.LADDER if os.path.isabs(recall.LADDER) else str(REPO / recall.LADDER)
-    if not os.path.exists(os.path.join(ladder, "xxs", "lm", "config.json")):
-        pytest.skip(f"the recall ladder's xxs rung is not built under {ladder}")
     choice = S.Setting(method=S.MODEL_TUNING, lm_steps=100, learning_rate=1e-2, dropout=0.0)
-    tiny = dataclasses.replace(
-        recall.RECALL, name="recall_tiny", sizes=("xxs",), tasks=("boolq",), seeds=(0,), scale_seeds=(0,),
-        model_tuning_choice=lambda *a: choice,
-        checkpoints={k: v.replace(recall.LADDER, ladder) for k, v in recall.RECALL.checkpoints.items()})
-    monkeypatch.setitem(backends.BACKENDS, "recall_tiny", tiny)
+    tiny = tiny_backend(monkeypatch, scale_seeds=(0,), model_tuning_choice=lambda *a: choice)
     rd = str(tmp_path / "results")
     assert runner.main(["--sweep", "scale", "--backend", "recall_tiny", "--results-dir", rd, "--only", POINTS]) == 0
     assert shift.main(["--results-dir", rd, "--resamples", "200"], backend=tiny) == 0
