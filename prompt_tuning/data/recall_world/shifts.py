@@ -53,9 +53,9 @@ def _rephrase(text: str, table: dict[str, str]) -> str:
     raise ValueError(f"no paraphrase for {text!r}; known templates: {sorted(table)}")
 
 
-def paraphrase(task: str, row: dict, rng: random.Random, world: World) -> dict:
+def paraphrase(task: str, row: dict, rng: random.Random, world: World, **unused) -> dict:
     """The row with its question (boolq), hypothesis (rte) or query (record) reworded."""
-    del rng, world
+    del rng, world, unused
     if task == "boolq":
         return {**row, "question": _rephrase(row["question"], BOOLQ_PARAPHRASE)}
     if task == "rte":
@@ -77,11 +77,13 @@ def _distractors(task: str, rng: random.Random, others: list[Person]) -> str:
     return " ".join(capitalize(s) + "." for s in out)
 
 
-def long_passage(task: str, row: dict, rng: random.Random, world: World) -> dict:
-    """The row with DISTRACTORS sentences about other test people appended to its passage / premise."""
-    from prompt_tuning.data.recall_world import tasks as recall_tasks  # tasks imports this module
+def long_passage(task: str, row: dict, rng: random.Random, world: World, *, asked: Callable[[str, dict], str],
+                 spans: Callable[[str, str], list]) -> dict:
+    """The row with DISTRACTORS sentences about other test people appended to its passage / premise.
 
-    person, _ = recall_tasks.fact_asked(task, row)
+    asked(task, row): the person the row asks about; spans(text, value): [(start, end)] of value in text
+    (tasks.py's helpers, passed in: tasks.py imports this module)."""
+    person = asked(task, row)
     others = [p for p in world.split_people["test"] if p.name != person]
     extra = _distractors(task, rng, others)
     if task == "boolq":
@@ -93,15 +95,15 @@ def long_passage(task: str, row: dict, rng: random.Random, world: World) -> dict
         options = sorted({old[e["start"]:e["end"] + 1] for e in row["passage"]["entities"]})
         text = f"{old} {extra}"
         true = row["qas"][0]["answers"][0]["text"]
-        entities = sorted(sp for o in options for sp in recall_tasks.spans(text, o))
-        qas = [{**qa, "answers": [{"start": s, "end": e, "text": true} for s, e in recall_tasks.spans(text, true)]}
+        entities = sorted(sp for o in options for sp in spans(text, o))
+        qas = [{**qa, "answers": [{"start": s, "end": e, "text": true} for s, e in spans(text, true)]}
                for qa in row["qas"]]
         return {**row, "passage": {"text": text, "entities": [{"start": s, "end": e} for s, e in entities]},
                 "qas": qas}
     raise ValueError(f"unknown recall task {task!r}")
 
 
-SHIFTS: dict[str, Callable[[str, dict, random.Random, World], dict]] = {
+SHIFTS: dict[str, Callable[..., dict]] = {
     PARAPHRASE: paraphrase, LONG_PASSAGE: long_passage,
 }
 SHIFTED_FIELDS = {"boolq": {PARAPHRASE: "question", LONG_PASSAGE: "passage"},
@@ -109,9 +111,12 @@ SHIFTED_FIELDS = {"boolq": {PARAPHRASE: "question", LONG_PASSAGE: "passage"},
                   "record": {PARAPHRASE: "qas", LONG_PASSAGE: "passage"}}
 
 
-def shift(task: str, name: str, test_rows: list[dict], world: World) -> list[dict]:
-    """The shifted copy `name` of `test_rows` (same order, same idx); ValueError for an unknown shift."""
+def shift(task: str, name: str, test_rows: list[dict], world: World, *, asked: Callable[[str, dict], str],
+          spans: Callable[[str, str], list]) -> list[dict]:
+    """The shifted copy `name` of `test_rows` (same order, same idx); ValueError for an unknown shift.
+
+    asked, spans: as in long_passage (tasks.py passes its fact_asked person and spans)."""
     if name not in SHIFTS:
         raise ValueError(f"unknown shift {name!r}; known: {sorted(SHIFTS)}")
     rng = random.Random(f"{world.seed}/recall-shift/{task}/{name}")
-    return [SHIFTS[name](task, row, rng, world) for row in test_rows]
+    return [SHIFTS[name](task, row, rng, world, asked=asked, spans=spans) for row in test_rows]

@@ -100,7 +100,13 @@ def _spans(text: str, word: str) -> list[tuple[int, int]]:
     return out
 
 
-spans = _spans  # public: shifts.py recomputes ReCoRD spans on a lengthened passage
+spans = _spans  # public: [(start, end)] of a value in a text
+
+
+def shifted(task: str, name: str, test_rows: list[dict], world: World) -> list[dict]:
+    """shifts.shift with this module's asked-person and span helpers (shifts.py cannot import them: this
+    module imports it)."""
+    return shifts.shift(task, name, test_rows, world, asked=lambda t, r: fact_asked(t, r)[0], spans=_spans)
 
 
 def record_example(rng: random.Random, person: Person, label: bool = True) -> dict:
@@ -183,7 +189,7 @@ def generate(task: str, world: World, split_sizes: dict | None = None) -> dict[s
     if "test" in out:
         out[CLOSED_BOOK_SPLIT] = [closed_book(task, r) for r in out["test"]]
         for name in SHIFTED_SPLITS:
-            out[name] = shifts.shift(task, name, out["test"], world)
+            out[name] = shifted(task, name, out["test"], world)
     return out
 
 

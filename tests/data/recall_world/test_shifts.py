@@ -86,9 +86,9 @@ def test_shifted_rows_keep_people_and_answers_and_change_one_field(written, task
 def test_shifts_are_deterministic_and_unknown_ones_refused():
     world = world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE)
     test = tasks.generate("rte", world, {"test": 20})["test"]
-    assert shifts.shift("rte", shifts.LONG_PASSAGE, test, world) == shifts.shift("rte", shifts.LONG_PASSAGE, test, world)
+    assert tasks.shifted("rte", shifts.LONG_PASSAGE, test, world) == tasks.shifted("rte", shifts.LONG_PASSAGE, test, world)
     with pytest.raises(ValueError, match="unknown shift"):
-        shifts.shift("rte", "test_nope", test, world)
+        tasks.shifted("rte", "test_nope", test, world)
 
 
 def test_shifted_inputs_fit_96_tokens(written):
