@@ -11,6 +11,7 @@ from experiments import ablations, backends, methods_compare as M, model_search,
 from experiments import runner, scale, sweeps
 from experiments import spec as S
 from tests.conftest import REPO
+from tests.experiments.fake_runs import write_record_run
 
 RECALL = recall.RECALL
 FAKE = "tests.experiments.fake_trainer"
@@ -175,15 +176,8 @@ def test_table_pairs_and_figure_are_what_the_collector_makes_of_the_runs(tmp_pat
     p_right = {"prefix_mlp": 0.8, "prefix_direct": 0.5}
     for s, _ in points:
         md = S.model_dir(rd, s.name)
-        os.makedirs(os.path.join(md, "test_predictions"))
         preds = [g if rng.random() < p_right.get(s.label_dict["setting"], 0.6) else "nobody" for g in golds]
-        with open(os.path.join(md, "test_predictions", "test_recall_world_record.jsonl"), "w") as f:
-            f.writelines(json.dumps({"target": g, "prediction": p}) + "\n" for g, p in zip(golds, preds))
-        em = 100 * np.mean([p == g for p, g in zip(preds, golds)])
-        with open(os.path.join(md, "metrics.jsonl"), "w") as f:
-            f.write(json.dumps({"step": 300, "kind": "train", "loss": 1.0}) + "\n")
-            f.write(json.dumps({"step": 200, "kind": "test", "test/recall_world_record/em": em,
-                                "test/recall_world_record/f1": em}) + "\n")
+        write_record_run(md, golds, preds, early_stop=False)
     rows, missing = M.table(backend, rd)
     expected, _ = recall_tables.rows([s for s, _ in points], rd, backend.params)
     assert missing == 0 and [{k: r[k] for k in expected[0]} for r in rows] == expected

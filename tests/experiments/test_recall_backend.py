@@ -10,6 +10,7 @@ import pytest
 from experiments import ablations, backends, model_search, recall, recall_tables, runner, scale, stats, sweeps
 from experiments import spec as S
 from tests.conftest import REPO
+from tests.experiments.fake_runs import write_record_run
 
 RECALL = recall.RECALL
 
@@ -209,17 +210,8 @@ def test_tables_and_paired_comparison_from_run_directories(tmp_path, task_files)
     rng = np.random.default_rng(0)
     for s in specs:
         md = S.model_dir(rd, s.name)
-        os.makedirs(os.path.join(md, "test_predictions"))
         p_right = 0.8 if s.label_dict["setting"] == "100" else 0.5
-        preds = [g if rng.random() < p_right else "nobody" for g in golds]
-        with open(os.path.join(md, "test_predictions", "test_recall_world_record.jsonl"), "w") as f:
-            f.writelines(json.dumps({"target": g, "prediction": p}) + "\n" for g, p in zip(golds, preds))
-        em = 100 * np.mean([p == g for p, g in zip(preds, golds)])
-        with open(os.path.join(md, "metrics.jsonl"), "w") as f:
-            f.write(json.dumps({"step": 300, "kind": "train", "loss": 1.0}) + "\n")
-            f.write(json.dumps({"step": 200, "kind": "test", "test/recall_world_record/em": em,
-                                "test/recall_world_record/f1": em}) + "\n")
-            f.write(json.dumps({"step": 300, "kind": "early_stop", "best_step": 200, "patience": 1}) + "\n")
+        write_record_run(md, golds, [g if rng.random() < p_right else "nobody" for g in golds])
     table, missing = recall_tables.rows(specs, rd)
     assert missing == 0 and len(table) == 2 * 3 * 2  # 2 settings x 3 seeds x (em, f1)
     assert {r["metric"] for r in table} == {"em", "f1"} and all(r["split"] == "test" for r in table)
