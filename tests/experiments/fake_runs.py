@@ -19,3 +19,15 @@ def write_record_run(model_dir: str, golds, preds, early_stop: bool = True) -> f
         if early_stop:
             f.write(json.dumps({"step": 300, "kind": "early_stop", "best_step": 200, "patience": 1}) + "\n")
     return em
+
+
+def finish_search_run(results_dir: str, name: str, value: float, task: str = "boolq") -> None:
+    """A finished run as a search reads it (the runner's DONE, the trainer's best.json at step 100)."""
+    from experiments import spec as S
+
+    rd = S.run_dir(results_dir, name)
+    os.makedirs(os.path.join(rd, "model", "best"), exist_ok=True)
+    with open(os.path.join(rd, "DONE"), "w") as f:
+        json.dump({"rc": 0}, f)
+    with open(os.path.join(rd, "model", "best", "best.json"), "w") as f:
+        json.dump({"step": 100, "value": value, "metrics": {f"recall_world_{task}/accuracy": value}}, f)

@@ -1,7 +1,6 @@
 """The parameter-efficient family's comparison sweep (experiments/methods_compare.py), the spec layer's gin methods."""
 import csv
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -11,7 +10,7 @@ from experiments import ablations, backends, methods_compare as M, model_search,
 from experiments import runner, scale, sweeps
 from experiments import spec as S
 from tests.conftest import REPO
-from tests.experiments.fake_runs import write_record_run
+from tests.experiments.fake_runs import finish_search_run as _finish, write_record_run
 
 RECALL = recall.RECALL
 FAKE = "tests.experiments.fake_trainer"
@@ -53,15 +52,6 @@ def test_search_grid_names_unique_and_every_gin_file_exists():
         assert all((REPO / f).exists() for f in s.gin_files), s.name
     assert len({s.name for s in specs}) == len(specs)
     assert M.compare_specs(RECALL, "/nonexistent") == []  # no seeds before a search has chosen
-
-
-def _finish(results_dir, name, value, task):
-    rd = S.run_dir(results_dir, name)
-    os.makedirs(os.path.join(rd, "model", "best"), exist_ok=True)
-    with open(os.path.join(rd, "DONE"), "w") as f:
-        json.dump({"rc": 0}, f)
-    with open(os.path.join(rd, "model", "best", "best.json"), "w") as f:
-        json.dump({"step": 100, "value": value, "metrics": {f"recall_world_{task}/accuracy": value}}, f)
 
 
 def _rate(spec, variant):

@@ -10,7 +10,7 @@ import pytest
 from experiments import ablations, backends, model_search, recall, recall_tables, runner, scale, stats, sweeps
 from experiments import spec as S
 from tests.conftest import REPO
-from tests.experiments.fake_runs import write_record_run
+from tests.experiments.fake_runs import finish_search_run as _finish, write_record_run
 
 RECALL = recall.RECALL
 
@@ -116,16 +116,6 @@ def test_extend_adds_a_rate_past_a_winning_edge_and_stops_inside_or_after_max_ex
     assert model_search.extend(rates, GRID, flat)[1] == (1e-3, 0.0)
     loss = {(r, d): 0.5 for r in rates for d in GRID.dropouts} | {(3e-3, 0.1): 0.2}
     assert model_search.extend(rates, GRID, flat, loss) == (rates, (3e-3, 0.1), False)
-
-
-def _finish(results_dir, name, value, task="boolq"):
-    """A finished run as the runner and trainer leave it (DONE, best.json)."""
-    rd = S.run_dir(results_dir, name)
-    os.makedirs(os.path.join(rd, "model", "best"), exist_ok=True)
-    with open(os.path.join(rd, "DONE"), "w") as f:
-        json.dump({"rc": 0}, f)
-    with open(os.path.join(rd, "model", "best", "best.json"), "w") as f:
-        json.dump({"step": 100, "value": value, "metrics": {f"recall_world_{task}/accuracy": value}}, f)
 
 
 def test_validation_loss_is_the_best_checkpoints_loss_and_inf_without_one(tmp_path):
