@@ -125,15 +125,16 @@ def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE
 
 
 # ---------------------------------------------------------------------------- the table
-def _seed_mean(paths: Sequence[str], metric: str, task: str, split: str, rows_dir: Optional[str]):
-    """([N] mean over runs of per-example scores, cluster keys); ValueError if a file is not the split."""
+def _seed_means(paths: Sequence[str], task: str, rows_dir: Optional[str]):
+    """({metric: [N] mean over runs of per-example scores}, cluster keys), each file read once; ValueError
+    if a file is not the split."""
     per_run, keys = [], None
     for p in paths:
         rows = stats.read_predictions(p)
         # shifted rows keep the test rows' answers and order: the test split's clusters apply
         keys = recall.aligned_clusters(task, "test", rows, rows_dir)
-        per_run.append(stats.example_scores(rows, [metric])[metric])
-    return np.mean(per_run, axis=0), keys
+        per_run.append(stats.example_scores(rows, list(METRICS[task])))
+    return {m: np.mean([r[m] for r in per_run], axis=0) for m in METRICS[task]}, keys
 
 
 def table(specs: Sequence[S.RunSpec], results_dir: str, *, rows_dir=None, resamples: int = 10_000) -> list[dict]:
@@ -143,32 +144,42 @@ def table(specs: Sequence[S.RunSpec], results_dir: str, *, rows_dir=None, resamp
     for s in specs:
         lab = s.label_dict
         groups.setdefault((lab["size"], lab["task"], lab["method"]), []).append(s)
+    scored: dict = {}  # (size, task, method, split) -> (seeds, test scores, shifted scores, keys) or None
+
+    def scores(size, task, method, split):
+        """Each group's predictions are read once per split (model tuning's serve every other method)."""
+        key = (size, task, method, split)
+        if key not in scored:
+            runs = groups.get((size, task, method), [])
+            task_name = dict(runs[0].overrides)["MIXTURE_OR_TASK_NAME"] if runs else ""
+            pairs = [(os.path.join(S.model_dir(results_dir, r.name), "test_predictions", f"test_{task_name}.jsonl"),
+                      predictions_path(results_dir, r.name, split, task_name)) for r in runs]
+            pairs = [(t, sh) for t, sh in pairs if os.path.exists(t) and os.path.exists(sh)]
+            rdir = rows_dir(task) if callable(rows_dir) else rows_dir
+            if pairs:
+                test, keys = _seed_means([t for t, _ in pairs], task, rdir)
+                shifted, _ = _seed_means([sh for _, sh in pairs], task, rdir)
+                scored[key] = (len(pairs), test, shifted, keys)
+            else:
+                scored[key] = None
+        return scored[key]
+
     out = []
-    for (size, task, method), runs in groups.items():
-        task_name = dict(runs[0].overrides)["MIXTURE_OR_TASK_NAME"]
-        rdir = rows_dir(task) if callable(rows_dir) else rows_dir
-        model_runs = groups.get((size, task, S.MODEL_TUNING), [])
+    for size, task, method in groups:
         for split in SPLITS:
-            def paths(rs, which):
-                got = []
-                for r in rs:
-                    test = os.path.join(S.model_dir(results_dir, r.name), "test_predictions", f"test_{task_name}.jsonl")
-                    shifted = predictions_path(results_dir, r.name, split, task_name)
-                    if os.path.exists(test) and os.path.exists(shifted):
-                        got.append(test if which == "test" else shifted)
-                return got
-            if not paths(runs, "test"):
+            got = scores(size, task, method, split)
+            if got is None:
                 continue
+            seeds, test, shifted, keys = got
+            model = scores(size, task, S.MODEL_TUNING, split) if method != S.MODEL_TUNING else None
             for metric in METRICS[task]:
-                test, keys = _seed_mean(paths(runs, "test"), metric, task, split, rdir)
-                shifted, _ = _seed_mean(paths(runs, "shift"), metric, task, split, rdir)
                 row = {"size": size, "task": task, "method": method, "metric": metric, "split": split,
-                       "seeds": len(paths(runs, "test")), "in_domain": float(test.mean()),
-                       "shifted": float(shifted.mean()), "drop": float((test - shifted).mean())}
-                if method != S.MODEL_TUNING and paths(model_runs, "test"):
-                    mt_test, _ = _seed_mean(paths(model_runs, "test"), metric, task, split, rdir)
-                    mt_shift, _ = _seed_mean(paths(model_runs, "shift"), metric, task, split, rdir)
-                    b = stats.paired_bootstrap(test - shifted, mt_test - mt_shift, keys, resamples=resamples)
+                       "seeds": seeds, "in_domain": float(test[metric].mean()),
+                       "shifted": float(shifted[metric].mean()), "drop": float((test[metric] - shifted[metric]).mean())}
+                if model is not None:
+                    _, mt_test, mt_shift, _ = model
+                    b = stats.paired_bootstrap(test[metric] - shifted[metric], mt_test[metric] - mt_shift[metric], keys,
+                                               resamples=resamples)
                     row.update(drop_minus_model=b.difference, ci_low=b.low, ci_high=b.high, p_value=b.p_value,
                                clusters=b.clusters, examples=b.examples)
                 out.append(row)
