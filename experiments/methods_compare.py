@@ -66,7 +66,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from experiments import model_search, recall, recall_tables, stats, sweeps
+from experiments import model_search, recall, recall_tables, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 from experiments.model_search import SearchGrid
@@ -74,7 +74,7 @@ from experiments.model_search import SearchGrid
 NAME = "methods"
 SEARCH_PANEL, COMPARE_PANEL = "search", "compare"
 
-MODEL_TUNING = "model_tuning"
+MODEL_TUNING = S.MODEL_TUNING  # also its variant name
 PRIMARY_METRIC = recall.PRIMARY_METRICS  # the figure's y per task
 
 _PROMPT_RATES = SearchGrid(rates=(0.1, 0.3, 1.0), dropouts=(None,), default_rate=0.3)   # gin: 0.3
@@ -242,16 +242,7 @@ SUMMARY_KEYS = ("variant", "size", "task", "split", "metric")
 
 def summary(rows: Sequence[dict]) -> list[dict]:
     """Mean +- s.d. over seeds per (variant, rung, task, split, metric), with the trainable parameters."""
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in SUMMARY_KEYS), []).append(r)
-    out = []
-    for key, rs in groups.items():
-        values = [float(r["value"]) for r in rs]
-        mean, sd = stats.mean_sd(values)
-        out.append({**dict(zip(SUMMARY_KEYS, key)), "trainable": rs[0]["trainable"], "mean": mean, "sd": sd,
-                    "n": len(rs), "capped": sum(bool(r["capped"]) for r in rs), "text": stats.format_mean_sd(values)})
-    return out
+    return recall_tables.summary(rows, SUMMARY_KEYS, carry=("trainable",))
 
 
 def write_tables(rows: Sequence[dict], out_dir: str, missing: int,

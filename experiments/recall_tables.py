@@ -66,15 +66,16 @@ def rows(specs: Sequence[S.RunSpec], results_dir: str, params_of=None) -> tuple[
     return out, missing
 
 
-def summary(table: Sequence[dict]) -> list[dict]:
-    """Mean +- s.d. over seeds per GROUP key, in first-seen order."""
+def summary(table: Sequence[dict], keys: Sequence[str] = GROUP, carry: Sequence[str] = ()) -> list[dict]:
+    """Mean +- s.d. over seeds per `keys` group, in first-seen order; `carry`: columns copied from the
+    group's first row (e.g. a value every row of the group shares)."""
     groups: dict = collections.OrderedDict()
     for r in table:
-        groups.setdefault(tuple(r[k] for k in GROUP), []).append(r)
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     out = []
     for key, rs in groups.items():
         mean, sd = stats.mean_sd([float(r["value"]) for r in rs])
-        out.append({**dict(zip(GROUP, key)), "mean": mean, "sd": sd, "n": len(rs),
+        out.append({**dict(zip(keys, key)), **{c: rs[0][c] for c in carry}, "mean": mean, "sd": sd, "n": len(rs),
                     "seeds": sorted(int(r["seed"]) for r in rs), "capped": sum(bool(r["capped"]) for r in rs),
                     "text": stats.format_mean_sd([float(r["value"]) for r in rs])})
     return out
