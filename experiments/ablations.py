@@ -19,7 +19,8 @@ for real T5 1.1):
 
 Panels share runs: (d)'s 0 steps is (c)'s span corruption, and each panel's
 centre value is the same run (see spec.Setting.normalized); the runner trains
-each distinct run once. Each point is 3 seeds; plots show their mean and
+each distinct run once. Each point is 3 seeds (backend.ablation_seeds: fewer
+where a backend trims its grid to a budget); plots show their mean and
 min-max.
 
 Run it:
@@ -30,7 +31,7 @@ Run it:
 
 Distinct runs = sizes x tasks x seeds x (4 lengths + 2 inits + 2 objectives + 2 LM budgets + the
 centre): real scale 5 x 8 x 3 x 11 = 1,320 command lines. `--list` prints the count, `--only REGEX`
-selects a subset (e.g. one size). (experiments/results/mini/ holds this sweep run on the first mini
+selects a subset (e.g. one size). (experiments/results/mini_v1/ holds this sweep run on the first mini
 world: retired, see its README.)
 """
 from __future__ import annotations
@@ -63,7 +64,7 @@ def specs(backend: Backend) -> list[S.RunSpec]:
         for value, setting in settings:
             for size in backend.sizes:
                 for task in backend.tasks:
-                    for seed in backend.seeds:
+                    for seed in backend.ablation_seeds or backend.seeds:
                         out.append(backend.spec(sweep=NAME, panel=panel, size=size, task=task, setting=setting,
                                                 seed=seed, value=value))
     return out

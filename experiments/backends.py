@@ -16,9 +16,9 @@ hyperparameters a sweep runs with. Two exist here (tests build their own):
 
 - "recall": the recall world's ladder and tasks at CPU scale, with the paper's protocol scaled
   down (early stopping, test-split reporting, a model-tuning search): experiments/recall.py,
-  whose docstring is the protocol.
+  whose docstring is the protocol. Its runs and tables: experiments/results/mini/.
 
-The first mini world's backend ("mini", results in experiments/results/mini/) is
+The first mini world's backend ("mini", results in experiments/results/mini_v1/) is
 retired with that world: its ladder came from a second training stack and its task
 could be solved by shortcuts (experiments/mini_world/RESULTS.md).
 
@@ -92,6 +92,8 @@ class Backend:
     label_words: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     objectives: tuple[str, ...] = S.OBJECTIVES      # Fig 3(c)'s settings (a world without sentinel tasks: fewer)
     scale_seeds: Optional[tuple[int, ...]] = None   # Fig 1's trained points (None: `seeds`)
+    ablation_seeds: Optional[tuple[int, ...]] = None  # Fig 3's points (None: `seeds`; fewer: a budget trim)
+    results_name: str = ""                 # experiments/results/<results_name> (default: `name`)
     task_overrides: Mapping[str, tuple[tuple[str, Any], ...]] = dataclasses.field(default_factory=dict)
     # Model tuning's chosen (learning rate, dropout) per (size, task) from a search on validation
     # (experiments/model_search.py); None: the gin files' values. Called with the results directory.

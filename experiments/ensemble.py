@@ -23,8 +23,8 @@ Two steps:
 
        python -m experiments.ensemble --backend real [--mode generate|rank] [--out DIR]
 
-(experiments/results/mini/ensemble/ holds Table 3 on the first mini world: retired, see
-experiments/results/mini/README.md.)
+(experiments/results/mini_v1/ensemble/ holds Table 3 on the first mini world: retired, see
+experiments/results/mini_v1/README.md.)
 """
 from __future__ import annotations
 

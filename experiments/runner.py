@@ -6,7 +6,9 @@
 Each distinct run (see spec.py: equal names are the same computation) lives in
 
     DIR/runs/<name>/spec.json     the command, gin files, overrides and every sweep point using it
-    DIR/runs/<name>/model/        the trainer's MODEL_DIR (config.gin, metrics.jsonl, prompts/, best/, ...)
+    DIR/runs/<name>/model/        the trainer's MODEL_DIR (config.gin, metrics.jsonl, prompts/, best/, ...);
+                                  once finished, its test_predictions/ rows lose their 'inputs' (the
+                                  committed form: prediction and target in the split's order)
     DIR/runs/<name>/log.txt       the trainer's stdout and stderr, all attempts appended
     DIR/runs/<name>/attempts.jsonl  one line per attempt: start time, exit status, wall time
     DIR/runs/<name>/DONE          written only when the trainer exited 0 *and* reached TRAIN_STEPS or
@@ -40,12 +42,13 @@ import time
 from typing import Optional, Sequence
 
 from experiments import spec as S
-from experiments import sweeps
+from experiments import stats, sweeps
 from prompt_tuning.training import metrics_writer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE, DONE_FILE, FAILED_FILE = (
     "spec.json", "log.txt", "attempts.jsonl", "DONE", "FAILED")
+PREDICTIONS_DIR = "test_predictions"  # the trainer's TEST_SPLITS predictions, under MODEL_DIR
 
 
 def finished_steps(model_dir: str) -> Optional[int]:
@@ -142,6 +145,7 @@ class Runner:
         steps = finished_steps(model_dir)
         # Finished: the step cap reached, or stopped early by the trainer's patience (an early_stop record).
         if rc == 0 and steps is not None and (steps >= s.train_steps or metrics_writer.early_stopped(model_dir)):
+            compact_predictions(model_dir)
             _write_json(os.path.join(rd, DONE_FILE), {"rc": rc, "steps": steps, "wall_time_s": total_wall_time(rd),
                                                       "finished": datetime.datetime.now().isoformat(timespec="seconds")})
             self.say(f"done        {s.name} ({wall:.0f}s)")
@@ -152,6 +156,15 @@ class Runner:
         _write_json(failed, {"rc": rc, "log_tail": log_tail(os.path.join(rd, LOG_FILE))})
         self.say(f"FAILED      {s.name} (exit {rc}; see {os.path.join(rd, LOG_FILE)})")
         return "failed"
+
+
+def compact_predictions(model_dir: str) -> None:
+    """The committed form of a finished run's per-example predictions: test_predictions/*.jsonl without
+    their 'inputs' (stats.drop_inputs)."""
+    pred_dir = os.path.join(model_dir, PREDICTIONS_DIR)
+    for name in sorted(os.listdir(pred_dir)) if os.path.isdir(pred_dir) else ():
+        if name.endswith(".jsonl"):
+            stats.drop_inputs(os.path.join(pred_dir, name))
 
 
 def total_wall_time(run_directory: str) -> float:

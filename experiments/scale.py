@@ -21,7 +21,7 @@ Run it:
     python -m experiments.plots scale experiments/results/real/scale.csv --out experiments/results/real/scale
 
 Real scale: 5 sizes x 8 tasks x 7 = 280 command lines for a cluster (TPU/GPU hours per XL/XXL run).
-(experiments/results/mini/ holds this sweep run on the first mini world: retired, see its README.)
+(experiments/results/mini_v1/ holds this sweep run on the first mini world: retired, see its README.)
 """
 from __future__ import annotations
 

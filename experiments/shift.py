@@ -118,6 +118,7 @@ def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE
             metrics = os.path.join(tmp, split, "metrics.jsonl")
             if os.path.exists(metrics):
                 os.replace(metrics, os.path.join(os.path.dirname(final), f"{split}_metrics.jsonl"))
+            stats.drop_inputs(produced[split])  # the committed form (runner.compact_predictions)
             os.replace(produced[split], final)  # last: its existence marks the split done
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -215,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
          rows_dir=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.shift", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results-dir", default=None, help="default: experiments/results/recall")
+    ap.add_argument("--results-dir", default=None, help="default: experiments/results/mini")
     ap.add_argument("--out-dir", default=None, help="the table's directory (default: the results directory)")
     ap.add_argument("--only", default=None, help="evaluate only runs whose name matches this regular expression")
     ap.add_argument("--print-commands", action="store_true", help="print the evaluations to run, run none")
@@ -224,7 +225,7 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
     args = ap.parse_args(argv)
     from experiments import sweeps
 
-    results_dir = args.results_dir or sweeps.default_results_dir(backend.name)
+    results_dir = args.results_dir or sweeps.default_results_dir(backend)
     specs, note = fig1_specs(backend, results_dir)
     if note:
         print(f"note: {note}", file=sys.stderr)

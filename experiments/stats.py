@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -46,6 +47,21 @@ def read_predictions(path: str) -> list[dict]:
     """The rows of a test_predictions/*.jsonl file, in order."""
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def drop_inputs(path: str) -> None:
+    """Rewrites a predictions file without its rows' 'inputs' (atomically; a no-op when none has them).
+
+    What run directories commit: 'prediction' and 'target' per example, in the split's order (the split's
+    own file gives the inputs), ~40 bytes a row instead of ~200.
+    """
+    rows = read_predictions(path)
+    if not any("inputs" in r for r in rows):
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps({k: v for k, v in r.items() if k != "inputs"}) + "\n" for r in rows)
+    os.replace(tmp, path)
 
 
 def example_scores(rows: Sequence[Mapping[str, str]], metrics: Sequence[str]) -> dict[str, np.ndarray]:

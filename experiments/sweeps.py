@@ -8,7 +8,8 @@
     prompt_lr   prompt tuning's learning-rate check at the centre point  experiments/prompt_lr.py
     methods     the parameter-efficient family (issue #15): each method's rate search, then seeds, every rung
                 and task (recall backend)  experiments/methods_compare.py
-    all         the paper's sweeps in dependency order (model_search, scale, ablations, prompt_lr, ensemble);
+    all         the paper's sweeps in dependency order, the largest last (model_search, scale, prompt_lr,
+                ensemble, ablations: Fig 1 needs the search's choice; Table 3 and C6 need only Fig 1's runs);
                 not methods (~25-30 CPU-hours on recall: scheduled on its own)
 
 Fig 4 (parameters) needs no runs: `python -m experiments.parameters`.
@@ -34,7 +35,7 @@ SWEEPS = {"scale": "experiments.scale", "ablations": "experiments.ablations", "e
           "methods": "experiments.methods_compare"}
 # `--sweep all`: every sweep in dependency order (Fig 1's model tuning needs the search's choice).
 ALL = "all"
-ORDER = ("model_search", "scale", "ablations", "prompt_lr", "ensemble")
+ORDER = ("model_search", "scale", "prompt_lr", "ensemble", "ablations")
 
 
 def get_specs(sweep: str, backend: Backend, results_dir: Optional[str] = None) -> list[S.RunSpec]:
@@ -66,9 +67,10 @@ def get_specs(sweep: str, backend: Backend, results_dir: Optional[str] = None) -
     return fn(backend)
 
 
-def default_results_dir(backend: str) -> str:
-    """experiments/results/<backend>: where a backend's runs go unless --results-dir says otherwise."""
-    return os.path.join("experiments", "results", backend)
+def default_results_dir(backend: Backend) -> str:
+    """experiments/results/<backend.results_name or backend.name>: where a backend's runs go unless
+    --results-dir says otherwise."""
+    return os.path.join("experiments", "results", backend.results_name or backend.name)
 
 
 def cli_parser(prog: str, doc: Optional[str], *, backend: str = "real", sweep: bool = True,
@@ -117,7 +119,7 @@ def resolve_cli(ap: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> O
     args = ap.parse_args(argv)
     try:
         backend = get_backend(args.backend)
-        results_dir = args.results_dir or default_results_dir(backend.name)
+        results_dir = args.results_dir or default_results_dir(backend)
         return Cli(args, backend, results_dir, _sweep_specs(args, backend, results_dir))
     except S.SpecError as e:
         print(f"error: {e}", file=sys.stderr)

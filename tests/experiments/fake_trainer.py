@@ -5,7 +5,8 @@
 Writes MODEL_DIR/metrics.jsonl as the trainer does (one eval record per step, resuming after the
 last logged step). 'preempt_once' stops at step 1 with status 0 the first time (as the trainer
 does on SIGTERM), 'wait_for_term' sleeps until SIGTERM, then logs step 1 and exits 0, 'early_stop'
-logs step 1 and an early_stop record (the trainer's patience) and exits 0. With
+logs step 1 and an early_stop record (the trainer's patience) and exits 0; a run that reaches
+TRAIN_STEPS writes test_predictions/test_fake.jsonl (3 rows with inputs, as TEST_SPLITS does). With
 --gin.learning_rate_schedule.base_learning_rate=R it writes best/best.json with a validation score
 that peaks at R = 10^-1.5 (the model-tuning search's tests).
 """
@@ -63,6 +64,11 @@ def main(argv):
         if mode == "preempt_once" and step == 1 and not os.path.exists(marker):
             open(marker, "w").close()
             return 0
+    pred_dir = os.path.join(model_dir, "test_predictions")  # as TEST_SPLITS writes them: with the inputs
+    os.makedirs(pred_dir, exist_ok=True)
+    with open(os.path.join(pred_dir, "test_fake.jsonl"), "w") as f:
+        for i in range(3):
+            f.write(json.dumps({"inputs": f"question {i}", "prediction": "yes", "target": "yes" if i else "no"}) + "\n")
     return 0
 
 

@@ -82,7 +82,7 @@ def test_prompt_tuning_points_share_names_with_fig1_fig3a_and_the_rate_check(tmp
     fig3a = {s.name for s in ablations.specs(NO_MT) if s.label_dict["panel"] == "a_prompt_length"
              and s.label_dict["setting"] == "20"}
     assert names("prompt_tuning") <= fig1 and len(names("prompt_tuning")) == 5 * 3 * 3
-    assert names("prompt_tuning_p20") == fig3a
+    assert fig3a and {n for n in names("prompt_tuning_p20") if n.endswith("-s0")} == fig3a  # Fig 3: seed 0 only
     rate_check = {s.name for s in prompt_lr.specs(NO_MT) if s.label_dict["setting"] == "1.0"}
     searched = {s.name for s in specs if s.label_dict["panel"] == f"{M.SEARCH_PANEL}:prompt_tuning"}
     assert rate_check & searched == {s for s in rate_check if "-s-" in s}  # rung s's 1.0 runs are shared

@@ -17,9 +17,9 @@ RECALL = recall.RECALL
 
 def test_grid_sizes_and_every_gin_file_exists():
     abl = S.dedupe(ablations.specs(RECALL))
-    # 5 rungs x 3 tasks x 3 seeds x (4 lengths + 2 inits + span corruption, its control, untrained
-    # + 2 LM budgets + the centre)
-    assert len(abl) == 5 * 3 * 3 * 12
+    # 5 rungs x 3 tasks x seed 0 (the budget trim) x (4 lengths + 2 inits + span corruption, its control,
+    # untrained + 2 LM budgets + the centre)
+    assert recall.ABLATION_SEEDS == (0,) and len(abl) == 5 * 3 * 1 * 12
     search = S.dedupe(model_search.specs(RECALL, results_dir="/nonexistent"))
     assert len(search) == 5 * 3 * 3 * 2  # the initial rates x dropouts, seed 0
     for s in abl + search:
@@ -192,7 +192,7 @@ def test_clusters_are_the_person_and_fact_of_each_row(task, task_files):
 
 
 def test_tables_and_paired_comparison_from_run_directories(tmp_path, task_files):
-    backend = dataclasses.replace(RECALL, sizes=("s",), tasks=("record",))
+    backend = dataclasses.replace(RECALL, sizes=("s",), tasks=("record",), ablation_seeds=(0, 1, 2))
     rd = str(tmp_path / "results")
     specs = [s for s in ablations.specs(backend) if s.label_dict["panel"] == "a_prompt_length"
              and s.label_dict["setting"] in ("20", "100")]

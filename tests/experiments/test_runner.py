@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from experiments import runner
+from experiments import runner, stats
 from experiments import spec as S
 
 FAKE = "tests.experiments.fake_trainer"
@@ -44,6 +44,9 @@ def test_runs_skips_done_and_resumes_interrupted_runs(tmp_path):
     assert steps == [1, 2, 3]
     done = json.loads((tmp_path / "runs" / "b" / runner.DONE_FILE).read_text())
     assert done["steps"] == 3 and done["wall_time_s"] == runner.total_wall_time(str(tmp_path / "runs" / "b"))
+    # A finished run keeps its per-example predictions in the committed form: no inputs, the rest unchanged.
+    rows = stats.read_predictions(str(tmp_path / "runs" / "b" / "model" / "test_predictions" / "test_fake.jsonl"))
+    assert rows == [{"prediction": "yes", "target": t} for t in ("no", "yes", "yes")]
 
 
 def test_stop_forwards_sigterm_and_leaves_the_run_resumable(tmp_path):
