@@ -12,7 +12,10 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
                             the chosen setting and whether it sits at an edge of the searched range
   <sweep>_test.{csv,md}     test-split scores of scale, ablations and prompt_lr at the best validation
                             checkpoint (recall_tables.rows), mean +- s.d. over seeds
-  fig1_scale.{png,pdf}      Fig 1 on test scores
+  baselines.md              what a score has to beat: majority, the training split's lookup table and
+                            ReCoRD's random candidate per task (and their mean over tasks), and prompt
+                            tuning on the untrained model per size (Fig 3(c)'s untrained runs)
+  fig1_scale.{png,pdf}      Fig 1 on test scores, the no-model baselines as dashed lines
   fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
   shift.{csv,md}            C6 (recall backend): in-domain vs shifted test scores of Fig 1's runs and the
                             difference of drops, from the predictions `python -m experiments.shift` wrote
@@ -58,6 +61,36 @@ def grid_status(backend: Backend, results_dir: str) -> list[dict]:
     return out
 
 
+def baseline_rows(backend: Backend, task_dir=None) -> list[dict]:
+    """The no-model baselines of every task on the test split (recall_world/baselines.py: majority, the
+    training split's lookup table, ReCoRD's random candidate), with a 'mini' row per baseline averaged
+    over the tasks (the mini SuperGLUE score's counterpart). task_dir: task -> its files' directory
+    (default recall.task_dir, registering the world's tasks first if their files are absent)."""
+    from prompt_tuning.data.recall_world import baselines
+
+    if task_dir is None:
+        task_dir = recall.task_dir
+        if not all(os.path.isdir(task_dir(t)) for t in backend.tasks):
+            recall.register_tasks()
+    out = []
+    for task in backend.tasks:
+        for name, value in baselines.baselines(task_dir(task), task, "test").items():
+            out.append({"task": task, "baseline": name, "value": value})
+    for name in ("majority", "lookup"):
+        values = [r["value"] for r in out if r["baseline"] == name]
+        out.append({"task": "mini", "baseline": name, "value": sum(values) / len(values)})
+    return out
+
+
+def untrained_rows(table: Sequence[dict]) -> list[dict]:
+    """Prompt tuning on the untrained model (Fig 3(c)'s floor), test split, primary metric: mean +- s.d. per
+    size and task (recall_tables.summary)."""
+    picked = [r for r in table if r["objective"] == S.UNTRAINED and r["split"] == "test"
+              and r["metric"] == PRIMARY.get(r["task"], r["metric"])]
+    picked = list({(r["run"], r["metric"]): r for r in picked}.values())  # one row per run (panels share runs)
+    return recall_tables.summary(picked, keys=("size", "task", "metric"))
+
+
 def figure_rows(table: Sequence[dict], tasks: Sequence[str]) -> list[dict]:
     """recall_tables rows -> plots.py rows: one 'score' row per (point, seed, task) on the test split with the
     task's PRIMARY metric, kept only where the (point, seed) has every task."""
@@ -88,10 +121,12 @@ def _markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(backend: Backend, results_dir: str, out_dir: str) -> list[str]:
-    """Writes every table and figure it can; returns the paths written."""
+def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None) -> list[str]:
+    """Writes every table and figure it can; returns the paths written (task_dir: see baseline_rows)."""
     os.makedirs(out_dir, exist_ok=True)
     written = []
+    base = baseline_rows(backend, task_dir)
+    mini_base = {f"{r['baseline']} (no model)": r["value"] for r in base if r["task"] == "mini"}
     status = grid_status(backend, results_dir)
     path = os.path.join(out_dir, "grid.md")
     with open(path, "w") as f:
@@ -106,6 +141,7 @@ def write_report(backend: Backend, results_dir: str, out_dir: str) -> list[str]:
             f.write(_markdown(rows, ("size", "task", "learning_rate", "dropout", "validation", "chosen",
                                      "search_complete", "at_edge")))
         written += [os.path.join(out_dir, "model_search.csv"), os.path.join(out_dir, "model_search.md")]
+    untrained: list[dict] = []
     for name in TEST_SWEEPS:
         try:
             specs = sweeps.get_specs(name, backend, results_dir)
@@ -116,14 +152,27 @@ def write_report(backend: Backend, results_dir: str, out_dir: str) -> list[str]:
         stem = os.path.join(out_dir, f"{name}_test")
         recall_tables.write(table, stem + ".csv", stem + ".md", missing)
         written += [stem + ".csv", stem + ".md"]
+        if name == "ablations":
+            untrained = untrained_rows(table)
         if name in FIGURES:
             fig_name, fn = FIGURES[name]
             rows = figure_rows(table, backend.tasks)
             if not rows:
                 print(f"{fig_name}: no point has all of its tasks yet")
                 continue
-            _, paths = fn(rows, os.path.join(out_dir, fig_name))
+            extra = {"baselines": mini_base} if name == "scale" else {}
+            _, paths = fn(rows, os.path.join(out_dir, fig_name), **extra)
             written += paths
+    path = os.path.join(out_dir, "baselines.md")
+    with open(path, "w") as f:
+        f.write("What a score has to beat, on the test split. No model (recall_world/baselines.py): the training "
+                "split's majority answer, its lookup table (the answer it gives the same person and fact), "
+                "ReCoRD's random passage entity; 'mini' averages majority and lookup over the tasks.\n\n")
+        f.write(_markdown(base, ("task", "baseline", "value")))
+        f.write("\nPrompt tuning on the untrained model (Fig 3(c)'s floor: what a prompt gets from the "
+                "architecture alone), mean +- s.d. over seeds (n):\n\n")
+        f.write(_markdown(untrained, ("size", "task", "metric", "text")) if untrained else "(not run yet)\n")
+    written.append(path)
     if backend.task_template == recall.TASK_TEMPLATE:  # C6 needs the recall world's shifted splits
         from experiments import shift
 

@@ -113,8 +113,10 @@ def _seeds_note(stats) -> str:
     return f"mean ± s.d. over {'/'.join(map(str, n))} seed{'s' if n != [1] else ''}"
 
 
-def plot_scale(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = None, metric: str = "score"):
-    """Fig 1: score vs model size per method. Returns (figure, written paths)."""
+def plot_scale(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = None, metric: str = "score",
+               baselines: Optional[Mapping[str, float]] = None):
+    """Fig 1: score vs model size per method; `baselines` ({name: score}, e.g. the majority class) are
+    dashed horizontal lines. Returns (figure, written paths)."""
     stats = [s for s in seed_stats(rows, metric) if s["panel"] == "methods"]
     if not stats:
         raise ValueError("no 'methods' rows with metric 'score' in the table (is it a scale sweep?)")
@@ -125,6 +127,8 @@ def plot_scale(rows: Sequence[Mapping[str, Any]], out_stem: Optional[str] = None
         if sub:
             color, marker = METHOD_STYLE[method]
             _line(ax, sub, METHOD_LABELS[method], color, marker)
+    for (name, value), style in zip(sorted((baselines or {}).items()), (":", "--", "-.")):
+        ax.axhline(value, color="0.4", linestyle=style, linewidth=1, label=name)
     _size_axis(ax, stats)
     ax.set_ylabel("Score (mean over tasks)")
     ax.set_title(f"Fig 1: score vs model size ({_seeds_note(stats)})", fontsize=9)

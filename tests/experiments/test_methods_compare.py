@@ -145,15 +145,6 @@ def test_trainable_parameters_come_from_the_gin_built_module_tree():
     assert M.trainable(RECALL, "xxs", model_search.model_tuning_base(RECALL)) == RECALL.params("xxs")
 
 
-@pytest.fixture(scope="module")
-def task_files(tmp_path_factory):
-    from prompt_tuning.data.recall_world import tasks as recall_tasks, world as world_lib
-
-    out = str(tmp_path_factory.mktemp("tasks"))
-    recall_tasks.write_tasks(out, world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE))
-    return out
-
-
 def test_table_pairs_and_figure_are_what_the_collector_makes_of_the_runs(tmp_path, task_files, monkeypatch):
     backend = dataclasses.replace(NO_MT, sizes=("xxs",), tasks=("record",))
     rd, out = str(tmp_path / "results"), str(tmp_path / "out")

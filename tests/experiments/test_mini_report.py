@@ -31,10 +31,11 @@ def _finish(results_dir, spec, value, steps=300, early_stop=True):
         f.write("".join(json.dumps(r) + "\n" for r in records))
 
 
-def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path):
+def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path, task_files):
     rd, out = str(tmp_path / "results"), str(tmp_path / "report")
+    task_dir = lambda task: os.path.join(task_files, task)
     # Before any run: the search is pending and Fig 1 waits for it.
-    mini_report.write_report(BACKEND, rd, out)
+    mini_report.write_report(BACKEND, rd, out, task_dir)
     status = {r["sweep"]: r for r in mini_report.grid_status(BACKEND, rd)}
     assert status["model_search"]["done"] == 0 and status["model_search"]["runs"] == 2 * 2 * 3 * 2
     assert status["scale"]["runs"] is None and "no chosen setting yet" in status["scale"]["note"]
@@ -47,7 +48,7 @@ def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path):
         if not runner.is_done(rd, s.name):
             _finish(rd, s, 70.0 if s.label_dict["task"] == "boolq" else 40.0,
                     early_stop=s.label_dict["method"] != "prompt_tuning")  # prompt tuning "ran to its cap"
-    written = mini_report.write_report(BACKEND, rd, out)
+    written = mini_report.write_report(BACKEND, rd, out, task_dir)
     status = {r["sweep"]: r for r in mini_report.grid_status(BACKEND, rd)}
     assert status["model_search"]["pending"] == 0
     assert status["scale"]["pending"] == 0 and status["scale"]["done"] == status["scale"]["runs"]
@@ -64,6 +65,19 @@ def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path):
     assert {(r["task"], r["metric"], r["value"]) for r in rows if r["method"] != "model_tuning"} == {
         ("boolq", "score", 70.0), ("record", "score", 40.0)}
     assert len(rows) == 2 * len({(r["method"], r["size"], r["seed"]) for r in rows})
+    # The baselines beside the scores: the no-model ones from the task files; the untrained model's once run.
+    base = {(r["task"], r["baseline"]): r["value"] for r in mini_report.baseline_rows(BACKEND, task_dir)}
+    assert base[("boolq", "lookup")] == base[("boolq", "majority")] == 50.0  # entity-disjoint splits
+    assert base[("record", "majority")] == 0.0 and 30 < base[("record", "random_candidate")] < 40
+    assert base[("mini", "majority")] == 25.0
+    text = open(os.path.join(out, "baselines.md")).read()
+    assert "| boolq | lookup | 50 |" in text and "(not run yet)" in text
+    untrained = [s for s in S.dedupe(sweeps.get_specs("ablations", BACKEND, rd)) if s.label_dict["objective"] == "untrained"]
+    for s in untrained:
+        _finish(rd, s, 10.0 if s.label_dict["task"] == "boolq" else 1.0)
+    mini_report.write_report(BACKEND, rd, out, task_dir)
+    text = open(os.path.join(out, "baselines.md")).read()
+    assert "| xxs | boolq | accuracy | 10.0 (n=1) |" in text and "| s | record | em | 1.0 (n=1) |" in text
 
 
 def test_figure_rows_leave_out_a_point_missing_a_task():

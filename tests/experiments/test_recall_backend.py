@@ -166,15 +166,6 @@ def test_search_runs_grow_until_the_best_is_inside_and_fig1_uses_the_choice(tmp_
 
 
 # ---------------------------------------------------------------------------- clusters and tables
-@pytest.fixture(scope="module")
-def task_files(tmp_path_factory):
-    from prompt_tuning.data.recall_world import tasks as recall_tasks, world as world_lib
-
-    out = str(tmp_path_factory.mktemp("tasks"))
-    recall_tasks.write_tasks(out, world_lib.build_world(0, world_lib.DEFAULT_NUM_PEOPLE))
-    return out
-
-
 @pytest.mark.parametrize("task", recall.TASKS)
 def test_clusters_are_the_person_and_fact_of_each_row(task, task_files):
     from prompt_tuning.data import sources
