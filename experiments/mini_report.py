@@ -7,7 +7,8 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
 
   grid.md                   per sweep: distinct runs, finished (DONE), not finished, capped at the step
                             cap; a sweep that cannot be specified yet (Fig 1 before the model-tuning
-                            search has finished) says so
+                            search has finished) says so; the measured cost per run by method and size,
+                            and the pending runs' projected wall hours (cost_rows)
   model_search.{csv,md}     the model-tuning search: validation score per size x task x rate x dropout,
                             the chosen setting and whether it sits at an edge of the searched range
   <sweep>_test.{csv,md}     test-split scores of scale, ablations and prompt_lr at the best validation
@@ -28,7 +29,9 @@ Exit status 0 (also with unfinished runs: grid.md counts them), 2 on a usage err
 """
 from __future__ import annotations
 
+import collections
 import csv
+import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -58,6 +61,38 @@ def grid_status(backend: Backend, results_dir: str) -> list[dict]:
         capped = len({r["run"] for r in table if r["capped"]})
         out.append({"sweep": name, "runs": len(specs), "done": len(done), "pending": len(specs) - len(done),
                     "capped": capped, "note": ""})
+    return out
+
+
+def cost_rows(backend: Backend, results_dir: str, workers: int = 2) -> list[dict]:
+    """What the grid costs, measured: per (method, size) over every sweep of ORDER that can be specified, the
+    finished runs' mean wall time (DONE's wall_time_s: all attempts, `workers` trainers sharing the CPU) and
+    steps, the runs pending, and their projected wall hours (pending x mean wall / workers; None while no run
+    of the class has finished)."""
+    specs = []
+    for name in sweeps.ORDER:
+        try:
+            specs += sweeps.get_specs(name, backend, results_dir)
+        except S.SpecError:
+            continue
+    classes: dict = collections.OrderedDict()
+    for s in S.dedupe(specs):
+        c = classes.setdefault((s.label_dict["method"], s.label_dict["size"]), {"walls": [], "steps": [], "pending": 0})
+        done = os.path.join(S.run_dir(results_dir, s.name), runner.DONE_FILE)
+        if os.path.exists(done):
+            with open(done) as f:
+                d = json.load(f)
+            c["walls"].append(float(d.get("wall_time_s", 0.0)))
+            c["steps"].append(int(d.get("steps", 0)))
+        else:
+            c["pending"] += 1
+    out = []
+    for (method, size), c in classes.items():
+        wall = sum(c["walls"]) / len(c["walls"]) if c["walls"] else None
+        out.append({"method": method, "size": size, "done": len(c["walls"]), "mean_wall_s": wall,
+                    "mean_steps": sum(c["steps"]) / len(c["steps"]) if c["steps"] else None,
+                    "pending": c["pending"],
+                    "pending_wall_h": wall * c["pending"] / workers / 3600 if wall is not None else None})
     return out
 
 
@@ -132,6 +167,13 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
     with open(path, "w") as f:
         f.write("Runs per sweep (distinct computations; a run shared by two sweeps counts in both).\n\n")
         f.write(_markdown(status, ("sweep", "runs", "done", "pending", "capped", "note")))
+        costs = cost_rows(backend, results_dir)
+        f.write("\nCost per run, measured (two trainers sharing the 2-core CPU, one XLA thread each), and the "
+                "projected wall hours of the pending runs (classes with no finished run: blank):\n\n")
+        f.write(_markdown(costs, ("method", "size", "done", "mean_wall_s", "mean_steps", "pending", "pending_wall_h")))
+        known = [c["pending_wall_h"] for c in costs if c["pending_wall_h"] is not None]
+        f.write(f"\nProjected: {sum(known):.1f} wall hours for the pending runs of measured classes; "
+                f"{sum(c['pending'] for c in costs if c['pending_wall_h'] is None)} runs of unmeasured classes.\n")
     written.append(path)
     if backend.model_search is not None:
         rows = model_search.table(backend, results_dir)

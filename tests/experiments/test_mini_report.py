@@ -51,6 +51,10 @@ def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path, task
     written = mini_report.write_report(BACKEND, rd, out, task_dir)
     status = {r["sweep"]: r for r in mini_report.grid_status(BACKEND, rd)}
     assert status["model_search"]["pending"] == 0
+    costs = {(c["method"], c["size"]): c for c in mini_report.cost_rows(BACKEND, rd)}
+    assert costs[("model_tuning", "s")]["done"] == 2 * 3 * 2 + 2 * 4 and costs[("model_tuning", "s")]["pending"] == 0
+    pt = costs[("prompt_tuning", "s")]
+    assert pt["done"] == 2 * 5 and pt["pending"] > 0 and pt["pending_wall_h"] == 0.0  # _finish's DONE has no wall time
     assert status["scale"]["pending"] == 0 and status["scale"]["done"] == status["scale"]["runs"]
     assert status["ablations"]["done"] < status["ablations"]["runs"]  # its centre runs are Fig 1's
     # The committed table is exactly what the collector makes of the runs.
