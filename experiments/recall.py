@@ -3,9 +3,9 @@
     python -m experiments.runner  --sweep all          --backend recall --workers 2   # 1-5 in order, resumable
     python -m experiments.runner  --sweep model_search --backend recall --workers 1   # 1. the baseline's search
     python -m experiments.runner  --sweep scale        --backend recall --workers 1   # 2. Fig 1
-    python -m experiments.runner  --sweep ablations    --backend recall --workers 1   # 3. Fig 3 (a)-(d)
-    python -m experiments.runner  --sweep prompt_lr    --backend recall --workers 1   # 4. prompt tuning's rate check
-    python -m experiments.runner  --sweep ensemble     --backend recall --workers 1   # 5. Table 3's prompts
+    python -m experiments.runner  --sweep prompt_lr    --backend recall --workers 1   # 3. prompt tuning's rate check
+    python -m experiments.runner  --sweep ensemble     --backend recall --workers 1   # 4. Table 3's prompts
+    python -m experiments.runner  --sweep ablations    --backend recall --workers 1   # 5. Fig 3 (a)-(d)
     python -m experiments.runner  --sweep methods      --backend recall --workers 1   # 6. the PEFT family (issue 15)
     python -m experiments.recall_tables --sweep scale                                 # test-split tables
     python -m experiments.methods_compare                                             # 6.'s tables, pairs, figure

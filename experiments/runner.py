@@ -203,14 +203,16 @@ ONE_CPU_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 
 
 def worker_env(environ, workers: int) -> dict:
-    """The trainers' environment: with several workers, each takes accelerator memory as it needs it and
-    runs XLA's CPU work on one thread (unless XLA_FLAGS already sets intra_op_parallelism_threads), so N
-    workers share N cores instead of each spreading over all of them."""
+    """The trainers' environment: XLA's CPU work on one thread (unless XLA_FLAGS already sets
+    intra_op_parallelism_threads), so N workers share N cores instead of each spreading over all of them,
+    and a run's numbers do not depend on how many ran beside it (a rerun with --workers 1 repeats a
+    --workers 2 sweep's metrics exactly; with XLA's default threads the losses differ in the 7th digit);
+    with several workers, each takes accelerator memory as it needs it."""
     env = dict(environ)
     if workers > 1:
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        if "intra_op_parallelism_threads" not in env.get("XLA_FLAGS", ""):
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + ONE_CPU_THREAD).strip()
+    if "intra_op_parallelism_threads" not in env.get("XLA_FLAGS", ""):
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + ONE_CPU_THREAD).strip()
     return env
 
 

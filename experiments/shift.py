@@ -106,7 +106,8 @@ def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE
         return []
     tmp = tempfile.mkdtemp(prefix="shift-", dir=os.path.dirname(md))
     try:
-        proc = subprocess.run([python] + eval_args(spec, md, todo, tmp, module), capture_output=True, text=True)
+        proc = subprocess.run([python] + eval_args(spec, md, todo, tmp, module), capture_output=True, text=True,
+                              env=runner.worker_env(os.environ, 1))  # the runs' numerics: one XLA CPU thread
         produced = {split: os.path.join(tmp, split, f"predictions_{task_name}.jsonl") for split in todo}
         if proc.returncode != 0 or not all(os.path.exists(p) for p in produced.values()):
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]

@@ -108,8 +108,8 @@ def test_one_command_runs_the_model_search_until_the_best_rate_is_inside(tmp_pat
     assert len(os.listdir(os.path.join(rd, "runs"))) == 10
 
 
-def test_several_workers_get_one_cpu_thread_each_and_one_worker_keeps_the_environment():
-    assert runner.worker_env({"A": "1"}, 1) == {"A": "1"}
+def test_every_trainer_gets_one_cpu_thread_and_several_workers_grow_memory_on_demand():
+    assert runner.worker_env({"A": "1"}, 1) == {"A": "1", "XLA_FLAGS": runner.ONE_CPU_THREAD}
     env = runner.worker_env({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, 2)
     assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + runner.ONE_CPU_THREAD
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
