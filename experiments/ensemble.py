@@ -23,6 +23,15 @@ Two steps:
 
        python -m experiments.ensemble --backend real [--mode generate|rank] [--out DIR]
 
+On the recall backend (issue #12: select on validation, report on test), step 2 is
+
+       python -m experiments.ensemble --backend recall --test-protocol   # -> results/mini/ensemble/*.jsonl
+       python -m experiments.mini_report                                  # -> results/mini/table3_test.{csv,md}
+
+write_predictions keeps every example's N answers, the vote and the gold answer for validation and
+test; table3_rows picks the best prompt on validation and reports average / best / ensemble on test
+with paired cluster-bootstrap intervals for ensemble - best and ensemble - average.
+
 (experiments/results/mini_v1/ensemble/ holds Table 3 on the first mini world: retired, see
 experiments/results/mini_v1/README.md.)
 """
@@ -67,7 +76,8 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
     """Per-prompt and ensemble predictions and metrics of one task.
 
     Returns {'per_prompt': [metrics] * K, 'ensemble': metrics, 'predictions': [[K answers] per example],
-    'ensemble_predictions': [answer per example], 'summary': ensembling.summarize(...)}.
+    'ensemble_predictions': [answer per example], 'targets': [gold text per example],
+    'summary': ensembling.summarize(...)}.
     """
     task = input_pipeline.get_task_or_mixture(task_name)
     es = input_pipeline.load_eval_set(task, split, lengths, max_examples)
@@ -100,8 +110,9 @@ def evaluate_task(config, frozen_params, prompt_list, task_name: str, lengths, *
         raise S.SpecError(f"mode must be 'generate' or 'rank', got {mode!r}")
     per_prompt = [evaluation.task_metrics(task, es.examples, [a[j] for a in answers]) for j in range(k)]
     ensemble = evaluation.task_metrics(task, es.examples, [v if v is not None else "" for v in voted])
+    targets = [evaluation.as_text(ex.get("targets_pretokenized", "")) for ex in es.examples]
     return {"per_prompt": per_prompt, "ensemble": ensemble, "predictions": answers, "ensemble_predictions": voted,
-            "summary": ensembling.summarize(per_prompt, ensemble)}
+            "targets": targets, "summary": ensembling.summarize(per_prompt, ensemble)}
 
 
 def setup_tasks(backend: Backend) -> None:
@@ -157,6 +168,93 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
     return rows
 
 
+# ---------------------------------------------------------------------------- Table 3 on test (issue #12)
+SELECT_SPLIT, REPORT_SPLIT = "validation", "test"
+PREDICTIONS_DIR = "ensemble"          # <results_dir>/ensemble/<task>_<split>.jsonl, prompts.json
+TABLE3_COLUMNS = ("task", "metric", "average", "best", "best_prompt", "ensemble", "ensemble_minus_best",
+                  "ensemble_minus_best_ci", "ensemble_minus_best_p", "ensemble_minus_average",
+                  "ensemble_minus_average_ci", "ensemble_minus_average_p", "clusters", "examples")
+
+
+def write_predictions(backend: Backend, results_dir: str, *, examples_per_batch: int = 8,
+                      max_examples: Optional[int] = None) -> list[str]:
+    """Scores each task's N prompts alone and voted, in mixed batches on the one frozen model (evaluate_task,
+    each task's EVAL_MODE), on SELECT_SPLIT and REPORT_SPLIT, and writes per example
+    <results_dir>/ensemble/<task>_<split>.jsonl rows {'prompts': [N answers], 'ensemble': the vote,
+    'target': gold} and prompts.json {task: [the N runs, in prompt order]}. Returns the paths written.
+    Raises SpecError while a prompt is untrained."""
+    import json
+
+    setup_tasks(backend)
+    out_dir = os.path.join(results_dir, PREDICTIONS_DIR)
+    os.makedirs(out_dir, exist_ok=True)
+    all_specs, names, written = specs(backend), {}, []
+    config = params = None
+    for task in backend.tasks:
+        task_specs = [s for s in all_specs if s.label_dict["task"] == task]
+        prompt_list = [np.load(f, allow_pickle=False) for f in prompt_files(results_dir, task_specs)]
+        if params is None:
+            config, params = frozen_model(backend, results_dir, task_specs)
+        overrides = dict(task_specs[0].overrides)
+        names[task] = [s.name for s in task_specs]
+        for split in (SELECT_SPLIT, REPORT_SPLIT):
+            got = evaluate_task(config, params, prompt_list, overrides["MIXTURE_OR_TASK_NAME"],
+                                overrides["TASK_FEATURE_LENGTHS"], mode=overrides.get("EVAL_MODE", "generate"),
+                                split=split, labels=backend.task_verbalizers(task),
+                                examples_per_batch=examples_per_batch, max_examples=max_examples)
+            path = os.path.join(out_dir, f"{task}_{split}.jsonl")
+            with open(path, "w") as f:
+                for answers, voted, target in zip(got["predictions"], got["ensemble_predictions"], got["targets"]):
+                    f.write(json.dumps({"prompts": list(answers), "ensemble": voted or "", "target": target}) + "\n")
+            written.append(path)
+    path = os.path.join(out_dir, "prompts.json")
+    with open(path, "w") as f:
+        json.dump(names, f, indent=1)
+    return written + [path]
+
+
+def table3_rows(backend: Backend, results_dir: str, *, rows_dir=None, resamples: int = 10_000) -> list[dict]:
+    """Table 3 from write_predictions' files (no model): per task and metric (recall.METRICS: accuracy; exact
+    match and F1 apart) the average prompt (mean of the N prompts' test scores), the best prompt (the highest
+    SELECT_SPLIT score on the task's primary metric, first on ties; scored on test) and the majority-vote
+    ensemble, with ensemble - best and ensemble - average as paired cluster bootstraps over the test examples
+    (stats.paired_bootstrap, recall.aligned_clusters: person and fact; 95% interval, two-sided p).
+    rows_dir: task -> its files' directory (default recall.task_dir). [] while a task has no files."""
+    from experiments import recall, stats
+
+    out = []
+    for task in backend.tasks:
+        paths = [os.path.join(results_dir, PREDICTIONS_DIR, f"{task}_{split}.jsonl")
+                 for split in (SELECT_SPLIT, REPORT_SPLIT)]
+        if not all(os.path.exists(p) for p in paths):
+            return []
+        select, report = (stats.read_predictions(p) for p in paths)
+        k = len(report[0]["prompts"])
+        as_rows = lambda rows, j: [{"prediction": r["prompts"][j], "target": r["target"]} for r in rows]
+        primary = recall.PRIMARY_METRICS[task]
+        chosen = [stats.example_scores(as_rows(select, j), [primary])[primary].mean() for j in range(k)]
+        best = max(range(k), key=lambda j: (chosen[j], -j))
+        rdir = rows_dir(task) if callable(rows_dir) else rows_dir
+        keys = recall.aligned_clusters(task, REPORT_SPLIT, report, rdir)
+        metrics = list(recall.METRICS[task])
+        per_prompt = [stats.example_scores(as_rows(report, j), metrics) for j in range(k)]
+        voted = stats.example_scores([{"prediction": r["ensemble"], "target": r["target"]} for r in report], metrics)
+        for m in metrics:
+            prompts = np.stack([p[m] for p in per_prompt])  # [N prompts, examples]
+            vs_best = stats.paired_bootstrap(voted[m], prompts[best], keys, resamples=resamples)
+            vs_average = stats.paired_bootstrap(voted[m], prompts, keys, resamples=resamples)
+            out.append({"task": task, "metric": m, "average": float(prompts.mean()), "best": float(prompts[best].mean()),
+                        "best_prompt": best, "ensemble": float(voted[m].mean()),
+                        "ensemble_minus_best": vs_best.difference,
+                        "ensemble_minus_best_ci": f"[{vs_best.low:+.1f}, {vs_best.high:+.1f}]",
+                        "ensemble_minus_best_p": vs_best.p_text(),
+                        "ensemble_minus_average": vs_average.difference,
+                        "ensemble_minus_average_ci": f"[{vs_average.low:+.1f}, {vs_average.high:+.1f}]",
+                        "ensemble_minus_average_p": vs_average.p_text(),
+                        "clusters": vs_best.clusters, "examples": vs_best.examples})
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from experiments import sweeps
 
@@ -166,10 +264,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--split", default="validation")
     ap.add_argument("--examples-per-batch", type=int, default=8)
     ap.add_argument("--max-examples", type=int, default=None)
+    ap.add_argument("--test-protocol", action="store_true",
+                    help="Table 3 as issue #12 reports it: per-example predictions on validation and test into "
+                         "<results-dir>/ensemble/ (the table: python -m experiments.mini_report)")
     cli = sweeps.resolve_cli(ap, argv)
     if cli is None:
         return 2
     args, backend, results_dir, _ = cli
+    if args.test_protocol:
+        try:
+            for path in write_predictions(backend, results_dir, examples_per_batch=args.examples_per_batch,
+                                          max_examples=args.max_examples):
+                print(path)
+        except S.SpecError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     out = args.out or os.path.join(results_dir, "ensemble")
     try:
         rows = run(backend, results_dir, out, mode=args.mode, split=args.split,

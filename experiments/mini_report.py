@@ -18,6 +18,8 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
                             tuning on the untrained model per size (Fig 3(c)'s untrained runs)
   fig1_scale.{png,pdf}      Fig 1 on test scores, the no-model baselines as dashed lines
   fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
+  table3_test.{csv,md}      Table 3 on test (ensemble.table3_rows) from the predictions
+                            `python -m experiments.ensemble --backend recall --test-protocol` wrote
   shift.{csv,md}            C6 (recall backend): in-domain vs shifted test scores of Fig 1's runs and the
                             difference of drops, from the predictions `python -m experiments.shift` wrote
 
@@ -36,7 +38,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import model_search, plots, recall, recall_tables, runner, sweeps
+from experiments import ensemble, model_search, plots, recall, recall_tables, runner, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -81,7 +83,8 @@ def cost_rows(backend: Backend, results_dir: str, workers: int = 2) -> list[dict
         done = os.path.join(S.run_dir(results_dir, s.name), runner.DONE_FILE)
         if os.path.exists(done):
             with open(done) as f:
-                d = json.load(f)
+                text = f.read()
+            d = json.loads(text) if text.strip() else {}  # the runner writes JSON; hand-made runs may not
             c["walls"].append(float(d.get("wall_time_s", 0.0)))
             c["steps"].append(int(d.get("steps", 0)))
         else:
@@ -205,6 +208,19 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
             extra = {"baselines": mini_base} if name == "scale" else {}
             _, paths = fn(rows, os.path.join(out_dir, fig_name), **extra)
             written += paths
+    table3 = ensemble.table3_rows(backend, results_dir, rows_dir=task_dir)
+    if table3:
+        stem = os.path.join(out_dir, "table3_test")
+        _write_rows(stem + ".csv", table3)
+        with open(stem + ".md", "w") as f:
+            f.write(f"Table 3 on the {ensemble.REPORT_SPLIT} split: {backend.ensemble_prompts} prompts on the frozen "
+                    f"{backend.ensemble_size or backend.sizes[-1]} model; best = the prompt with the best "
+                    f"{ensemble.SELECT_SPLIT} score; ensemble = majority vote; differences with 95% paired cluster "
+                    "bootstrap intervals (person and fact) and two-sided p.\n\n")
+            f.write(_markdown(table3, ensemble.TABLE3_COLUMNS))
+        written += [stem + ".csv", stem + ".md"]
+    else:
+        print("table3: no ensemble predictions yet (python -m experiments.ensemble --backend recall --test-protocol)")
     path = os.path.join(out_dir, "baselines.md")
     with open(path, "w") as f:
         f.write("What a score has to beat, on the test split. No model (recall_world/baselines.py): the training "

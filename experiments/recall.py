@@ -129,6 +129,8 @@ EVAL_MODES = {"boolq": "rank", "rte": "rank", "record": "generate"}
 # The one number per task that figures and headline comparisons use: accuracy, and exact match for
 # ReCoRD (never averaged with F1: the mean credits runs whose exact match is 0; tables report both).
 PRIMARY_METRICS = {"boolq": "accuracy", "rte": "accuracy", "record": "em"}
+# Every per-example metric a table reports (stats.example_scores' names), each on its own.
+METRICS = {"boolq": ("accuracy",), "rte": ("accuracy",), "record": ("em", "f1")}
 # The real backend's task descriptions; token counts with assets/recall_world/spm.model (tested).
 PROMPT_DESIGN = {"boolq": (REAL.prompt_design["boolq"][0], 26), "rte": (REAL.prompt_design["rte"][0], 26),
                  "record": (REAL.prompt_design["record"][0], 36)}

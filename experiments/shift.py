@@ -59,7 +59,7 @@ SPLITS = recall.SHIFTED_SPLITS
 EVAL_MODULE = "experiments.shift_eval"  # prompt_tuning.eval's evaluation, all splits in one process
 EVAL_GIN = "gin/runs/eval.gin"
 PREDICTIONS_DIR = "shift_predictions"
-METRICS = {"boolq": ("accuracy",), "rte": ("accuracy",), "record": ("em", "f1")}
+METRICS = recall.METRICS
 COLUMNS = ("size", "task", "method", "metric", "split", "seeds", "in_domain", "shifted", "drop",
            "drop_minus_model", "ci_low", "ci_high", "p_value", "clusters", "examples")
 

@@ -50,7 +50,8 @@ class EvaluationError(ValueError):
     """An evaluation that cannot run as configured (one-line message)."""
 
 
-def _text(x) -> str:
+def as_text(x) -> str:
+    """A tf/numpy string feature (bytes) or any value as Python text (UTF-8)."""
     return x.decode("utf-8") if isinstance(x, (bytes, np.bytes_)) else str(x)
 
 
@@ -75,7 +76,7 @@ def decode_predictions(vocab, tokens: np.ndarray) -> list[str]:
         row = [int(t) for t in row]
         if decoding.EOS_ID in row:
             row = row[: row.index(decoding.EOS_ID)]
-        out.append(_text(vocab.decode([t for t in row if t != decoding.PAD_ID])))
+        out.append(as_text(vocab.decode([t for t in row if t != decoding.PAD_ID])))
     return out
 
 
@@ -84,7 +85,7 @@ def _targets(task, examples: Sequence[dict]) -> list:
     out = []
     for ex in examples:
         if "targets_pretokenized" in ex:
-            text = _text(ex["targets_pretokenized"])
+            text = as_text(ex["targets_pretokenized"])
         else:
             text = decode_predictions(vocab, np.asarray(ex["targets"])[None])[0]
         out.append(_postprocess(task, text, ex, is_target=True))
@@ -159,7 +160,7 @@ def target_affixes(eval_set) -> tuple[list[int], list[int]]:
         if "targets_pretokenized" not in ex or "targets" not in ex:
             continue
         ids = [int(t) for t in np.asarray(ex["targets"]).reshape(-1) if int(t) != decoding.PAD_ID]
-        text = list(vocab.encode(_text(ex["targets_pretokenized"])))
+        text = list(vocab.encode(as_text(ex["targets_pretokenized"])))
         for i in range(len(ids) - len(text) + 1):
             if text and ids[i:i + len(text)] == text:
                 return ids[:i], ids[i + len(text):]
@@ -284,10 +285,9 @@ def write_predictions(path: str, eval_set, predictions: Sequence[str]) -> None:
     if jax.process_index() != 0:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    text = lambda x: x.decode("utf-8") if isinstance(x, bytes) else str(x)
     with open(path, "w") as f:
         for ex, pred in zip(eval_set.examples, predictions):
-            row = {"inputs": text(ex.get("inputs_pretokenized", "")), "prediction": pred}
+            row = {"inputs": as_text(ex.get("inputs_pretokenized", "")), "prediction": pred}
             if "targets_pretokenized" in ex:
-                row["target"] = text(ex["targets_pretokenized"])
+                row["target"] = as_text(ex["targets_pretokenized"])
             f.write(json.dumps(row) + "\n")

@@ -44,3 +44,26 @@ def test_one_point_runs_stops_early_is_tabled_and_reruns_to_the_same_metrics(tmp
     cmp = recall_tables.compare(first, [name], [name], "boolq", "test", "accuracy",
                                 resamples=200)
     assert cmp.examples == 600 and cmp.clusters < 100 and cmp.difference == 0
+
+
+@pytest.mark.slow
+def test_table3_prompts_served_together_score_what_each_run_scored_alone(tmp_path, monkeypatch):
+    """Two prompts trained by the runner, then evaluated in mixed batches on the one frozen model: each
+    prompt's test predictions there equal its own run's (the trainer's best checkpoint, served alone)."""
+    from experiments import ensemble, stats
+
+    tiny = tiny_backend(
+        monkeypatch, centre_prompt_length=5, ensemble_size="xxs", ensemble_prompts=2,
+        train_steps={S.PROMPT_TUNING: 4, S.MODEL_TUNING: 4, S.PROMPT_DESIGN: 0},
+        extra_overrides=recall.RECALL.extra_overrides + (
+            ("train_and_evaluate.eval_period", 2), ("train_and_evaluate.checkpoint_period", 2)))
+    rd = str(tmp_path)
+    assert runner.main(["--sweep", "ensemble", "--backend", "recall_tiny", "--results-dir", rd]) == 0
+    assert ensemble.main(["--backend", "recall_tiny", "--results-dir", rd, "--test-protocol"]) == 0
+    served = stats.read_predictions(f"{rd}/{ensemble.PREDICTIONS_DIR}/boolq_test.jsonl")
+    for k, spec in enumerate(ensemble.specs(tiny)):
+        alone = stats.read_predictions(recall_tables.predictions_path(rd, spec.name, "test", "recall_world_boolq"))
+        assert [r["prompts"][k] for r in served] == [r["prediction"] for r in alone]
+        assert [r["target"] for r in served] == [r["target"] for r in alone]
+    rows = ensemble.table3_rows(tiny, rd, resamples=200)
+    assert [r["metric"] for r in rows] == ["accuracy"] and rows[0]["examples"] == 600
