@@ -20,6 +20,7 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
   fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
   table3_test.{csv,md}      Table 3 on test (ensemble.table3_rows) from the predictions
                             `python -m experiments.ensemble --backend recall --test-protocol` wrote
+  claims.{csv,md}           the verdict per claim C1-C6 with its paired bootstrap (experiments/claims.py)
   shift.{csv,md}            C6 (recall backend): in-domain vs shifted test scores of Fig 1's runs and the
                             difference of drops, from the predictions `python -m experiments.shift` wrote
 
@@ -38,7 +39,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import ensemble, model_search, plots, recall, recall_tables, runner, sweeps
+from experiments import claims, ensemble, model_search, plots, recall, recall_tables, runner, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -221,6 +222,7 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
         written += [stem + ".csv", stem + ".md"]
     else:
         print("table3: no ensemble predictions yet (python -m experiments.ensemble --backend recall --test-protocol)")
+    written += claims.write(claims.evaluate(backend, results_dir, rows_dir=task_dir), out_dir)
     path = os.path.join(out_dir, "baselines.md")
     with open(path, "w") as f:
         f.write("What a score has to beat, on the test split. No model (recall_world/baselines.py): the training "

@@ -50,6 +50,7 @@ abstract trace of the model per size, method and length):
     python -m experiments.parameters --out experiments/results/parameters
     python -m experiments.parameters --ladder tiny,test --out /tmp/params   # add a ladder of named configs
     python -m experiments.parameters --ladder-json ladder.json ...          # {name: T5Config fields}
+    python -m experiments.parameters --backend recall --out experiments/results/mini   # + the recall ladder
 
 Writes parameters.csv (columns: model_set, size, model_params, method,
 prompt_length, task_params, percent) and parameters.png / .pdf.
@@ -196,8 +197,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--ladder", default=None, help="comma-separated names of prompt_tuning.models.t5 CONFIGS")
     ap.add_argument("--ladder-json", default=None, help="a JSON file of {name: T5Config fields}")
     ap.add_argument("--ladder-name", default="ladder", help="model_set name of the ladder")
+    ap.add_argument("--backend", default=None,
+                    help="add a sweep backend's sizes as a ladder named after it (e.g. recall: its rungs' gin files)")
     args = ap.parse_args(argv)
     ladders = [("t5_1_1", real_sizes())]
+    if args.backend:
+        from experiments import spec as S
+        from experiments.backends import get_backend
+
+        try:
+            backend = get_backend(args.backend)
+        except S.SpecError as e:  # an unknown name
+            ap.error(str(e))
+        ladders.append((backend.name, [(size, backend.size_config(size)) for size in backend.sizes]))
     extra = []
     if args.ladder:
         extra += [(n, t5.get_config(n)) for n in args.ladder.split(",") if n]
