@@ -80,11 +80,16 @@ def test_parameter_counts_follow_the_definitions():
 
 
 def test_committed_fig4_table_is_current_and_plots_with_a_ladder(tmp_path):
-    assert parameters.main(["--out", str(tmp_path), "--ladder", "tiny,test", "--ladder-name", "ladder"]) == 0
+    assert parameters.main(["--out", str(tmp_path), "--ladder", "tiny,test", "--ladder-name", "ladder",
+                            "--backend", "recall"]) == 0
     rows = plots.read_csv(str(tmp_path / "parameters.csv"))
     real = [r for r in rows if r["model_set"] == "t5_1_1"]
     committed = plots.read_csv(str(PARAMS_CSV))
     assert real == committed
+    # results/mini's Fig 4 (python -m experiments.parameters --backend recall): the same real rows and the ladder's.
+    mini = plots.read_csv(str(PARAMS_CSV.parents[1] / "mini" / "parameters.csv"))
+    assert mini == [r for r in rows if r["model_set"] in ("t5_1_1", "recall")]
+    assert {r["size"] for r in mini if r["model_set"] == "recall"} == {"xxs", "xs", "s", "m", "l"}
     assert {r["size"] for r in rows if r["model_set"] == "ladder"} == {"tiny", "test"}
     assert (tmp_path / "parameters.png").exists() and (tmp_path / "parameters.pdf").exists()
 
