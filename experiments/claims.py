@@ -181,29 +181,16 @@ def _side(runs: Runs, side, backend: Backend, results_dir: str, rows_dir) -> Sco
         points = [(size, labels) for size in backend.sizes]
         shifted = runs.scores(points, split=split, path=shift.predictions_path)
         return Scores(shifted.values - runs.scores(points).values, shifted.keys)
-    # Table 3: the ensemble, the validation-chosen prompt or the prompts' mean, from ensemble.write_predictions
+    # Table 3: the ensemble, the validation-chosen prompt or the prompts' mean (ensemble.table3_scores)
     values, keys = [], []
     for task in backend.tasks:
-        paths = {sp: os.path.join(results_dir, ensemble.PREDICTIONS_DIR, f"{task}_{sp}.jsonl")
-                 for sp in (ensemble.SELECT_SPLIT, ensemble.REPORT_SPLIT)}
-        if not all(os.path.exists(p) for p in paths.values()):
-            raise FileNotFoundError("no ensemble predictions (python -m experiments.ensemble --test-protocol)")
         metric = recall.PRIMARY_METRICS[task]
-        rows = {sp: stats.read_predictions(p) for sp, p in paths.items()}
-        prompt = lambda sp, j: stats.example_scores(
-            [{"prediction": r["prompts"][j], "target": r["target"]} for r in rows[sp]], [metric])[metric]
-        k = len(rows[ensemble.REPORT_SPLIT][0]["prompts"])
-        if kind == "ensemble":
-            v = stats.example_scores([{"prediction": r["ensemble"], "target": r["target"]}
-                                      for r in rows[ensemble.REPORT_SPLIT]], [metric])[metric]
-        elif kind == "best":
-            best = max(range(k), key=lambda j: (prompt(ensemble.SELECT_SPLIT, j).mean(), -j))
-            v = prompt(ensemble.REPORT_SPLIT, best)
-        else:
-            v = np.mean([prompt(ensemble.REPORT_SPLIT, j) for j in range(k)], axis=0)
-        rdir = rows_dir(task) if callable(rows_dir) else rows_dir
-        values.append(v)
-        keys += [(task,) + tuple(c) for c in recall.aligned_clusters(task, "test", rows[ensemble.REPORT_SPLIT], rdir)]
+        got = ensemble.table3_scores(results_dir, task, [metric], rows_dir(task) if callable(rows_dir) else rows_dir)
+        if got is None:
+            raise FileNotFoundError("no ensemble predictions (python -m experiments.ensemble --test-protocol)")
+        prompts = got[metric]["prompts"]
+        values.append({"ensemble": got[metric]["ensemble"], "best": prompts[got["best_prompt"]]}.get(kind, prompts.mean(0)))
+        keys += [(task,) + tuple(c) for c in got["keys"]]
     return Scores(np.concatenate(values), keys)
 
 

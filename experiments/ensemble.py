@@ -138,19 +138,26 @@ def frozen_model(backend: Backend, results_dir: str, task_specs: Sequence[S.RunS
     return config, params
 
 
-def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "generate", split: str = "validation",
-        examples_per_batch: int = 8, max_examples: Optional[int] = None) -> list[dict]:
-    from prompt_tuning import ensembling
-
+def trained_prompts(backend: Backend, results_dir: str):
+    """Per task of the backend (its tasks registered first): (task, its N specs, their N [P, H] prompts, the
+    frozen model's config and params, loaded once). SpecError while a prompt is untrained."""
     setup_tasks(backend)
     all_specs = specs(backend)
-    summaries = {}
     config = params = None
     for task in backend.tasks:
         task_specs = [s for s in all_specs if s.label_dict["task"] == task]
         prompt_list = [np.load(f, allow_pickle=False) for f in prompt_files(results_dir, task_specs)]
         if params is None:
             config, params = frozen_model(backend, results_dir, task_specs)
+        yield task, task_specs, prompt_list, config, params
+
+
+def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "generate", split: str = "validation",
+        examples_per_batch: int = 8, max_examples: Optional[int] = None) -> list[dict]:
+    from prompt_tuning import ensembling
+
+    summaries = {}
+    for task, task_specs, prompt_list, config, params in trained_prompts(backend, results_dir):
         overrides = dict(task_specs[0].overrides)
         result = evaluate_task(config, params, prompt_list, overrides["MIXTURE_OR_TASK_NAME"],
                                overrides["TASK_FEATURE_LENGTHS"], mode=mode, split=split,
@@ -185,16 +192,10 @@ def write_predictions(backend: Backend, results_dir: str, *, examples_per_batch:
     Raises SpecError while a prompt is untrained."""
     import json
 
-    setup_tasks(backend)
     out_dir = os.path.join(results_dir, PREDICTIONS_DIR)
     os.makedirs(out_dir, exist_ok=True)
-    all_specs, names, written = specs(backend), {}, []
-    config = params = None
-    for task in backend.tasks:
-        task_specs = [s for s in all_specs if s.label_dict["task"] == task]
-        prompt_list = [np.load(f, allow_pickle=False) for f in prompt_files(results_dir, task_specs)]
-        if params is None:
-            config, params = frozen_model(backend, results_dir, task_specs)
+    names, written = {}, []
+    for task, task_specs, prompt_list, config, params in trained_prompts(backend, results_dir):
         overrides = dict(task_specs[0].overrides)
         names[task] = [s.name for s in task_specs]
         for split in (SELECT_SPLIT, REPORT_SPLIT):
@@ -213,38 +214,51 @@ def write_predictions(backend: Backend, results_dir: str, *, examples_per_batch:
     return written + [path]
 
 
+def table3_scores(results_dir: str, task: str, metrics: Sequence[str], rows_dir=None) -> Optional[dict]:
+    """One task's Table 3 per example, from write_predictions' files (no model): {'best_prompt': the prompt
+    with the highest SELECT_SPLIT score on the task's primary metric (first on ties), 'keys': [N] test
+    clusters (recall.aligned_clusters: person and fact), and per metric {'prompts': [K, N], 'ensemble': [N]}
+    test scores}; None while the files are absent. rows_dir: the task files' directory (default
+    recall.task_dir)."""
+    from experiments import recall, stats
+
+    paths = [os.path.join(results_dir, PREDICTIONS_DIR, f"{task}_{split}.jsonl") for split in (SELECT_SPLIT, REPORT_SPLIT)]
+    if not all(os.path.exists(p) for p in paths):
+        return None
+    select, report = (stats.read_predictions(p) for p in paths)
+    k = len(report[0]["prompts"])
+    as_rows = lambda rows, j: [{"prediction": r["prompts"][j], "target": r["target"]} for r in rows]
+    primary = recall.PRIMARY_METRICS[task]
+    chosen = [stats.example_scores(as_rows(select, j), [primary])[primary].mean() for j in range(k)]
+    per_prompt = [stats.example_scores(as_rows(report, j), metrics) for j in range(k)]
+    voted = stats.example_scores([{"prediction": r["ensemble"], "target": r["target"]} for r in report], metrics)
+    out = {"best_prompt": max(range(k), key=lambda j: (chosen[j], -j)),
+           "keys": recall.aligned_clusters(task, REPORT_SPLIT, report, rows_dir)}
+    out.update({m: {"prompts": np.stack([p[m] for p in per_prompt]), "ensemble": voted[m]} for m in metrics})
+    return out
+
+
 def table3_rows(backend: Backend, results_dir: str, *, rows_dir=None, resamples: int = 10_000) -> list[dict]:
-    """Table 3 from write_predictions' files (no model): per task and metric (recall.METRICS: accuracy; exact
-    match and F1 apart) the average prompt (mean of the N prompts' test scores), the best prompt (the highest
-    SELECT_SPLIT score on the task's primary metric, first on ties; scored on test) and the majority-vote
-    ensemble, with ensemble - best and ensemble - average as paired cluster bootstraps over the test examples
-    (stats.paired_bootstrap, recall.aligned_clusters: person and fact; 95% interval, two-sided p).
+    """Table 3 per task and metric (recall.METRICS: accuracy; exact match and F1 apart), from table3_scores:
+    the average prompt (mean of the N prompts' test scores), the best prompt (chosen on SELECT_SPLIT, scored
+    on test) and the majority-vote ensemble, with ensemble - best and ensemble - average as paired cluster
+    bootstraps over the test examples (stats.paired_bootstrap; 95% interval, two-sided p).
     rows_dir: task -> its files' directory (default recall.task_dir). [] while a task has no files."""
     from experiments import recall, stats
 
     out = []
     for task in backend.tasks:
-        paths = [os.path.join(results_dir, PREDICTIONS_DIR, f"{task}_{split}.jsonl")
-                 for split in (SELECT_SPLIT, REPORT_SPLIT)]
-        if not all(os.path.exists(p) for p in paths):
-            return []
-        select, report = (stats.read_predictions(p) for p in paths)
-        k = len(report[0]["prompts"])
-        as_rows = lambda rows, j: [{"prediction": r["prompts"][j], "target": r["target"]} for r in rows]
-        primary = recall.PRIMARY_METRICS[task]
-        chosen = [stats.example_scores(as_rows(select, j), [primary])[primary].mean() for j in range(k)]
-        best = max(range(k), key=lambda j: (chosen[j], -j))
-        rdir = rows_dir(task) if callable(rows_dir) else rows_dir
-        keys = recall.aligned_clusters(task, REPORT_SPLIT, report, rdir)
         metrics = list(recall.METRICS[task])
-        per_prompt = [stats.example_scores(as_rows(report, j), metrics) for j in range(k)]
-        voted = stats.example_scores([{"prediction": r["ensemble"], "target": r["target"]} for r in report], metrics)
+        got = table3_scores(results_dir, task, metrics, rows_dir(task) if callable(rows_dir) else rows_dir)
+        if got is None:
+            return []
+        best = got["best_prompt"]
         for m in metrics:
-            prompts = np.stack([p[m] for p in per_prompt])  # [N prompts, examples]
-            vs_best = stats.paired_bootstrap(voted[m], prompts[best], keys, resamples=resamples)
-            vs_average = stats.paired_bootstrap(voted[m], prompts, keys, resamples=resamples)
+            prompts, voted = got[m]["prompts"], got[m]["ensemble"]
+            vs_best = stats.paired_bootstrap(voted, prompts[best], got["keys"], resamples=resamples)
+            vs_average = stats.paired_bootstrap(voted, prompts, got["keys"], resamples=resamples)
             out.append({"task": task, "metric": m, "average": float(prompts.mean()), "best": float(prompts[best].mean()),
-                        "best_prompt": best, "ensemble": float(voted[m].mean()),
+                        "best_prompt": best, "ensemble": float(voted.mean()),
                         "ensemble_minus_best": vs_best.difference,
                         "ensemble_minus_best_ci": f"[{vs_best.low:+.1f}, {vs_best.high:+.1f}]",
                         "ensemble_minus_best_p": vs_best.p_text(),

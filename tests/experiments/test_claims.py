@@ -1,5 +1,6 @@
 """experiments/claims.py on hand-made runs whose answers are known: each rule gives the verdict it states."""
 import dataclasses
+import json
 import os
 
 import pytest
@@ -50,6 +51,18 @@ def test_verdicts_follow_the_rules_and_unfinished_claims_are_pending(tmp_path, t
     assert rows["C3a"]["verdict"] == "inconclusive"  # 40 and 40: the interval is [0, 0], not above 0
     assert rows["C3b"]["verdict"] == "not reproduced"  # 90 vs 50 on l: far from matching
     assert rows["C5a"]["verdict"] == rows["C6a"]["verdict"] == "pending"
+    assert "has no test_paraphrase predictions" in rows["C6a"]["note"]
+    # Table 3's files: the vote is always right; prompt 1 is validation's best (90%) but right on 60% of test.
+    os.makedirs(os.path.join(rd, "ensemble"))
+    for split, rates in (("validation", (0.6, 0.9, 0.7)), ("test", (0.9, 0.6, 0.7))):
+        _, split_golds = recall.clusters("record", split, rows_dir("record"))
+        with open(os.path.join(rd, "ensemble", f"record_{split}.jsonl"), "w") as f:
+            for i, g in enumerate(split_golds):
+                answers = [g if (i * 7919) % len(split_golds) < r * len(split_golds) else "nobody" for r in rates]
+                f.write(json.dumps({"prompts": answers, "ensemble": g, "target": g}) + "\n")
+    rows = {r["claim"]: r for r in claims.evaluate(BACKEND, rd, rows_dir=rows_dir, resamples=2000)}
+    assert rows["C5a"]["verdict"] == rows["C5b"]["verdict"] == "reproduced"
+    assert rows["C5a"]["difference"] == pytest.approx(40) and rows["C5b"]["difference"] == pytest.approx(100 - 220 / 3)
     paths = claims.write(list(rows.values()), str(tmp_path / "out"))
     text = open(paths[1]).read()
     assert "| C1a | Fig 1 |" in text and "| +40.0 |" in text and "pending: " in text
