@@ -59,6 +59,9 @@ The protocol (paper section 3 and appendix A, with what changes at this scale an
   text format, then its answer; prompt_tuning/data/recall_world/few_shot.py), 0 steps, seeds 0-2 (the
   seed picks the demonstrations, balanced over labels for BoolQ / RTE): 126-272 tokens in front of the
   96 input tokens (`few_shot_prompt`). Training people are never validation or test people.
+- Table 3: the 5 prompt-tuning runs of Fig 1 on the largest rung (seeds 0-4, no extra training) in
+  mixed batches on the one frozen model; the best prompt is chosen on validation, average / best /
+  ensemble are scored on test (experiments/ensemble.py --test-protocol, table3_rows).
 - Domain shift (claim C6; experiments/shift.py): Fig 1's runs, trained in-domain, are scored at their
   best validation checkpoint on SHIFTED_SPLITS, copies of the test split with the same people and gold
   answers row for row (prompt_tuning/data/recall_world/shifts.py): test_paraphrase (question,
@@ -205,7 +208,7 @@ RECALL = Backend(
                      ("train_and_evaluate.patience", PATIENCE)),
     task_overrides={t: _task_overrides(t) for t in TASKS},
     centre_prompt_length=PROMPT_LENGTH,
-    ensemble_size="s",
+    ensemble_size="l",  # Table 3 on the largest rung (the paper: XXL); its prompts are Fig 1's seeds 0-4 there
     verbalizers=VERBALIZERS,
     label_words=LABEL_WORDS,
     model_tuning_choice=_model_tuning_choice,
