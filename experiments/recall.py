@@ -9,7 +9,7 @@
     python -m experiments.runner  --sweep methods      --backend recall --workers 1   # 6. the PEFT family (issue 15)
     python -m experiments.recall_tables --sweep scale                                 # test-split tables
     python -m experiments.methods_compare                                             # 6.'s tables, pairs, figure
-    python -m experiments.shift                                                       # C6: shifted test splits
+    python -m experiments.shift --workers 2                                           # C6: shifted test splits
     python -m experiments.runner  --sweep ablations --backend recall --results-dir /tmp/rerun \\
         --only '^pt-s-boolq-p100-class_labels-lm100-s0$'                             # any single point again
 

@@ -1,6 +1,6 @@
 """Claim C6 (paper Tables 1-2): is prompt tuning more robust than model tuning under domain shift?
 
-    python -m experiments.shift [--results-dir DIR] [--out-dir DIR] [--only REGEX] [--print-commands]
+    python -m experiments.shift [--results-dir DIR] [--out-dir DIR] [--only REGEX] [--print-commands] [--workers N]
 
 Trained in-domain, scored zero-shot on shifted copies of each recall task's test split
 (prompt_tuning/data/recall_world/shifts.py; same people, same gold answers, row for row, one field changed):
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import csv
 import dataclasses
 import os
@@ -223,6 +224,7 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
     ap.add_argument("--print-commands", action="store_true", help="print the evaluations to run, run none")
     ap.add_argument("--table-only", action="store_true", help="write the table from the predictions there are")
     ap.add_argument("--resamples", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=1, help="evaluations at once (one process each, one XLA thread)")
     args = ap.parse_args(argv)
     from experiments import sweeps
 
@@ -233,16 +235,20 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
     finished = [s for s in S.filter_specs(specs, args.only) if runner.is_done(results_dir, s.name)]
     failed = evaluated = 0
     if not args.table_only:
-        for s in finished:
-            try:
-                done = evaluate_run(s, results_dir, module=module, print_only=args.print_commands)
-            except RuntimeError as e:
-                print(f"error: {e}", file=sys.stderr)
-                failed += 1
-                continue
-            evaluated += len(done)
-            if done:
-                print(f"{s.name}: {', '.join(done)}", flush=True)
+        one = lambda s: evaluate_run(s, results_dir, module=module, print_only=args.print_commands)
+        workers = 1 if args.print_commands else args.workers
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:  # each evaluation: its own process
+            futures = {pool.submit(one, s): s for s in finished}
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    done = future.result()
+                except RuntimeError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed += 1
+                    continue
+                evaluated += len(done)
+                if done:
+                    print(f"{futures[future].name}: {', '.join(done)}", flush=True)
     if args.print_commands:
         return 0
     rows = table(finished, results_dir, rows_dir=rows_dir, resamples=args.resamples)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -128,3 +129,15 @@ def test_mini_report_writes_the_c6_table_from_the_predictions(setup, tmp_path, m
     keep = ("size", "task", "method", "metric", "split", "seeds", "in_domain", "shifted", "drop", "drop_minus_model")
     read = lambda path: [{k: r[k] for k in keep} for r in csv.DictReader(open(path))]
     assert read(os.path.join(out, "shift.csv")) == read(setup["out"] / "shift.csv")  # intervals: other resamples
+
+
+def test_several_workers_evaluate_every_run_once_and_write_the_same_table(setup):
+    assert setup["run"]() == 0
+    before = (setup["out"] / "shift.csv").read_text()
+    for s in setup["specs"]:
+        shutil.rmtree(os.path.join(S.model_dir(setup["rd"], s.name), shift.PREDICTIONS_DIR), ignore_errors=True)
+    assert shift.main(["--results-dir", setup["rd"], "--out-dir", str(setup["out"]), "--resamples", "300",
+                       "--workers", "3"], backend=setup["backend"], module=FAKE_EVAL, rows_dir=setup["rows_dir"]) == 0
+    again = [json.loads(x) for x in _lines(setup["log"])[12:]]
+    assert len(again) == 12 and len({(r["checkpoint"], r["split"]) for r in again}) == 12
+    assert (setup["out"] / "shift.csv").read_text() == before
