@@ -16,8 +16,9 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
   baselines.md              what a score has to beat: majority, the training split's lookup table and
                             ReCoRD's random candidate per task (and their mean over tasks), and prompt
                             tuning on the untrained model per size (Fig 3(c)'s untrained runs)
-  fig1_scale.{png,pdf}      Fig 1 on test scores, the no-model baselines as dashed lines
-  fig3_ablations.{png,pdf}  Fig 3 (a)-(d) on test scores
+  fig1_scale.{png,pdf,md}   Fig 1 on test scores, the no-model baselines as dashed lines; .md: the
+                            plotted mini scores per method and rung (mean ± s.d. over seeds)
+  fig3_ablations.{png,pdf,md}  Fig 3 (a)-(d) on test scores, and its numbers
   table3_test.{csv,md}      Table 3 on test (ensemble.table3_rows) from the predictions
                             `python -m experiments.ensemble --backend recall --test-protocol` wrote
   claims.{csv,md}           the verdict per claim C1-C6 with its paired bootstrap (experiments/claims.py)
@@ -208,7 +209,11 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
                 continue
             extra = {"baselines": mini_base} if name == "scale" else {}
             _, paths = fn(rows, os.path.join(out_dir, fig_name), **extra)
-            written += paths
+            with open(os.path.join(out_dir, fig_name + ".md"), "w") as f:
+                f.write(f"The numbers behind {fig_name}.png: the mini score (each task's primary test metric, "
+                        f"averaged over the tasks) per point and rung, mean ± s.d. over seeds (min-max).\n\n")
+                f.write(plots.stats_table(rows))
+            written += paths + [os.path.join(out_dir, fig_name + ".md")]
     table3 = ensemble.table3_rows(backend, results_dir, rows_dir=task_dir)
     if table3:
         stem = os.path.join(out_dir, "table3_test")

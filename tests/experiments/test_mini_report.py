@@ -63,6 +63,9 @@ def test_report_counts_the_grid_and_its_tables_are_the_collectors(tmp_path, task
     assert open(os.path.join(out, "scale_test.csv")).read() == open(tmp_path / "a.csv").read()
     assert open(os.path.join(out, "scale_test.md")).read() == open(tmp_path / "a.md").read()
     assert os.path.join(out, "fig1_scale.png") in written
+    # The figure's numbers as a table: one line per method, a column per rung (mini score over both tasks).
+    fig1 = open(os.path.join(out, "fig1_scale.md")).read()
+    assert "| methods | prompt_tuning | 55.0 ± 0.0 (55.0-55.0) |" in fig1
     rows = mini_report.figure_rows(table, BACKEND.tasks)
     # One score per (point, seed, task): accuracy for BoolQ, exact match (not F1) for ReCoRD, test split only.
     # (Fig 1's model tuning at seed 0 is the search's own run, 61.)
