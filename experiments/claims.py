@@ -115,7 +115,9 @@ class Runs:
                         raise FileNotFoundError(f"{n} has no {split} predictions")
                     per_run.append(stats.read_predictions(p))
                 rdir = self.rows_dir(task) if callable(self.rows_dir) else self.rows_dir
-                cluster = recall.aligned_clusters(task, "test", per_run[0], rdir)  # shifted splits keep test's rows
+                # every run's rows are the split's, in order (seeds are averaged per example); shifted splits
+                # keep the test split's rows and answers
+                cluster = [recall.aligned_clusters(task, "test", r, rdir) for r in per_run][0]
                 metric = recall.PRIMARY_METRICS[task]
                 values.append(np.mean([stats.example_scores(r, [metric])[metric] for r in per_run], axis=0))
                 keys += [(task,) + tuple(k) for k in cluster]

@@ -76,3 +76,19 @@ def test_matches_needs_the_whole_interval_inside_the_margin():
     assert claims.verdict(claims.GREATER, b(0.5, 3)) == "reproduced"
     assert claims.verdict(claims.GREATER, b(-3, -0.5)) == "not reproduced"
     assert claims.verdict(claims.GREATER, b(-3, 3)) == "inconclusive"
+
+
+def test_a_seed_whose_rows_are_not_the_splits_order_is_an_error(tmp_path, task_files, monkeypatch):
+    """Seeds are averaged per example: every run's rows must be the split's, in order (not only the first's)."""
+    rows_dir = lambda task: os.path.join(task_files, task)
+    _, golds = recall.clusters("record", "test", rows_dir("record"))
+    right = list(golds)
+    shuffled = golds[1:] + golds[:1]  # the same answers, one row off: averaging would pair other examples
+    for name, order in (("s0", golds), ("s1", shuffled)):
+        write_record_run(str(tmp_path / name), order, right if name == "s0" else shuffled)
+    runs = claims.Runs(BACKEND, str(tmp_path), rows_dir)
+    monkeypatch.setattr(runs, "names", lambda task, size, **labels: ["s0", "s1"])
+    path = lambda results_dir, name, split, task_name: os.path.join(results_dir, name, "test_predictions",
+                                                                     f"{split}_{task_name}.jsonl")
+    with pytest.raises(ValueError, match="not the task file's answers in order"):
+        runs.scores([("l", {"method": S.PROMPT_TUNING})], path=path)
