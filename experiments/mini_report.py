@@ -242,7 +242,7 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
         from experiments import shift
 
         specs, note = shift.fig1_specs(backend, results_dir)
-        rows = shift.table([s for s in specs if runner.is_done(results_dir, s.name)], results_dir)
+        rows = shift.table([s for s in specs if runner.is_done(results_dir, s.name)], results_dir, rows_dir=task_dir)
         if rows:
             written += list(shift.write(rows, out_dir, note))
         else:

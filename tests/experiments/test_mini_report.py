@@ -1,5 +1,6 @@
 """experiments/mini_report.py on constructed run directories: grid counts, tables equal to the collector's,
 figures only from points whose tasks are all there."""
+import csv
 import dataclasses
 import json
 import os
@@ -95,3 +96,44 @@ def test_figure_rows_leave_out_a_point_missing_a_task():
              dict(base, seed=1, task="boolq", metric="accuracy", value=90.0)]
     rows = mini_report.figure_rows(table, ("boolq", "record"))
     assert sorted((r["seed"], r["task"], r["value"]) for r in rows) == [(0.0, "boolq", 80.0), (0.0, "record", 20.0)]
+
+
+def test_the_shift_table_reads_the_task_files_the_report_is_given(tmp_path, task_files, monkeypatch):
+    """write_report(task_dir=...) scores C6 against those task files too, not the default world cache."""
+    from experiments import shift
+    from tests.experiments.fake_runs import write_record_run
+
+    monkeypatch.setattr(recall, "task_dir", lambda task: str(tmp_path / "no-cache" / task))
+    mt = S.Setting(method=S.MODEL_TUNING, lm_steps=100, learning_rate=1e-3, dropout=0.0)
+    backend = dataclasses.replace(recall.RECALL, sizes=("xxs",), tasks=("record",), model_search=None,
+                                  model_tuning_choice=lambda size, task, results_dir=None: mt)
+    rd, out = str(tmp_path / "results"), str(tmp_path / "report")
+    task_dir = lambda task: os.path.join(task_files, task)
+    _, golds = recall.clusters("record", "test", task_dir("record"))
+    specs, _ = shift.fig1_specs(backend, rd)
+    for s in S.dedupe(specs):
+        if s.label_dict["method"] not in (S.MODEL_TUNING, S.PROMPT_TUNING):
+            continue
+        md = S.model_dir(rd, s.name)
+        write_record_run(md, golds, golds)
+        name = recall.TASK_TEMPLATE.format(task="record")
+        for split in shift.SPLITS:
+            os.makedirs(os.path.dirname(shift.predictions_path(rd, s.name, split, name)), exist_ok=True)
+            with open(shift.predictions_path(rd, s.name, split, name), "w") as f:
+                wrong = s.label_dict["method"] == S.PROMPT_TUNING and split == "test_paraphrase"
+                f.writelines(json.dumps({"target": g, "prediction": "nobody" if wrong and i % 2 else g}) + "\n"
+                             for i, g in enumerate(golds))  # prompt tuning loses 50 points to the paraphrase
+        with open(os.path.join(S.run_dir(rd, s.name), runner.DONE_FILE), "w") as f:
+            json.dump({"rc": 0}, f)
+    written = mini_report.write_report(backend, rd, out, task_dir)
+    assert os.path.join(out, "shift.csv") in written
+    # The two C6 tables' sign conventions: shift's "drop - MT" (+50: prompt tuning lost more) is minus claims'
+    # A - B (A, B: each method's shifted - in-domain score), whose "greater" rule then says not reproduced.
+    with open(os.path.join(out, "shift.csv")) as f:
+        pt = [r for r in csv.DictReader(f) if r["method"] == S.PROMPT_TUNING and r["split"] == "test_paraphrase"
+              and r["metric"] == "em"]
+    assert len(pt) == 1 and float(pt[0]["drop"]) == 50.0 and float(pt[0]["drop_minus_model"]) == 50.0
+    with open(os.path.join(out, "claims.csv")) as f:
+        c6 = {r["claim"]: r for r in csv.DictReader(f)}
+    assert float(c6["C6a"]["difference"]) == -50.0 and c6["C6a"]["verdict"] == "not reproduced"
+    assert float(c6["C6b"]["difference"]) == 0.0 and c6["C6b"]["verdict"] == "inconclusive"
