@@ -10,11 +10,16 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = "experiments/results/mini"  # relative, as `python -m experiments.mini_report` names it in grid.md
 
 
-NOT_THE_REPORTS = {"README.md", "parameters.csv"}  # Fig 4: experiments.parameters, checked by test_plots
+# Fig 4: experiments.parameters, checked by test_plots
+NOT_THE_REPORTS = {"README.md", "parameters.csv", "parameters.png", "parameters.pdf"}
+
+
+def _made(directory, suffixes=(".md", ".csv", ".png", ".pdf")) -> set:
+    return {p.name for p in pathlib.Path(directory).iterdir() if p.suffix in suffixes} - NOT_THE_REPORTS
 
 
 def _tables(directory) -> set:
-    return {p.name for p in pathlib.Path(directory).iterdir() if p.suffix in (".md", ".csv")} - NOT_THE_REPORTS
+    return _made(directory, (".md", ".csv"))
 
 
 def test_committed_tables_are_what_the_report_makes_of_the_committed_runs(tmp_path, task_files, monkeypatch):
@@ -22,7 +27,9 @@ def test_committed_tables_are_what_the_report_makes_of_the_committed_runs(tmp_pa
     if not os.path.isdir(os.path.join(RESULTS, "runs")):
         pytest.skip(f"{RESULTS}/runs is not in this checkout")
     mini_report.write_report(recall.RECALL, RESULTS, str(tmp_path), task_dir=lambda task: os.path.join(task_files, task))
-    assert _tables(tmp_path) == _tables(RESULTS)  # every table the report makes is committed, and nothing else
+    # every table and figure the report makes is committed, and nothing else (figures by name: their bytes
+    # carry matplotlib's version and dates)
+    assert _made(tmp_path) == _made(RESULTS)
     for name in sorted(_tables(RESULTS)):
         assert (tmp_path / name).read_text() == (REPO / RESULTS / name).read_text(), f"{name} is stale: rerun mini_report"
 
