@@ -32,6 +32,16 @@ def test_best_is_chosen_on_validation_and_scored_on_test(tmp_path, task_files):
                        for r in rates]
             _write(rd, task, split, golds, prompts, list(golds))
     rows = ensemble.table3_rows(BACKEND, rd, rows_dir=lambda task: os.path.join(task_files, task), resamples=2000)
+    # claims' C5 is the same per-example scores on the primary metric, the tasks' examples pooled
+    from experiments import claims
+
+    primary = [r for r in rows if r["metric"] == recall.PRIMARY_METRICS[r["task"]]]
+    sides = {k: claims._side(None, k, BACKEND, rd, lambda task: os.path.join(task_files, task))
+             for k in ("ensemble", "best", "average")}
+    assert sides["ensemble"].keys == sides["best"].keys == sides["average"].keys
+    for side, column in (("best", "ensemble_minus_best"), ("average", "ensemble_minus_average")):
+        pooled = (sides["ensemble"].values - sides[side].values).mean()
+        assert pooled == pytest.approx(sum(r[column] for r in primary) / len(primary))
     assert [(r["task"], r["metric"]) for r in rows] == [("boolq", "accuracy"), ("record", "em"), ("record", "f1")]
     for r in rows:
         assert r["best_prompt"] == 1  # validation's best, though prompt 0 is the best on test
