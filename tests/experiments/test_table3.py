@@ -56,3 +56,16 @@ def test_best_is_chosen_on_validation_and_scored_on_test(tmp_path, task_files):
 
 def test_no_table_until_every_task_has_its_predictions(tmp_path):
     assert ensemble.table3_rows(BACKEND, str(tmp_path)) == []
+
+
+def test_a_tie_on_validation_goes_to_the_first_prompt_whatever_test_says(tmp_path, task_files):
+    rd, backend = str(tmp_path), dataclasses.replace(recall.RECALL, tasks=("boolq",))
+    flip = lambda g: "False" if g == "True" else "True"
+    for split in ("validation", "test"):
+        _, golds = recall.clusters("boolq", split, os.path.join(task_files, "boolq"))
+        # validation: prompts 0 and 1 right on the same count of examples (different ones); test: prompt 1 better
+        rates = {"validation": ((0, 2), (1, 2)), "test": ((0, 4), (0, 1))}[split]
+        prompts = [[g if i % m == r else flip(g) for i, g in enumerate(golds)] for r, m in rates]
+        _write(rd, "boolq", split, golds, prompts, list(golds))
+    got = ensemble.table3_scores(rd, "boolq", ["accuracy"], os.path.join(task_files, "boolq"))
+    assert got["best_prompt"] == 0 and got["accuracy"]["prompts"][0].mean() == 25.0
