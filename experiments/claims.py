@@ -33,7 +33,8 @@ The claims (paper: section 3 and Fig 1, Fig 3 (a)-(d), Table 3, Tables 1-2):
                 b: it beats the average prompt.
   C6 Tables 1-2 prompt tuning loses less than model tuning under each shift (test_paraphrase,
                 test_long_passage), pooled over rungs: A = prompt tuning's shifted - in-domain
-                score, B = model tuning's.
+                score, B = model tuning's. A - B is therefore minus shift.md's "drop - MT" (there a
+                negative number favours prompt tuning, here a positive one).
 
 A sub-claim whose runs are not all finished is listed as "pending" with what is missing.
 """
