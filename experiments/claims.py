@@ -235,7 +235,7 @@ def write(rows: Sequence[dict], out_dir: str) -> list[str]:
     with open(path_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(stats.rounded(r) for r in rows)
     cell = lambda v: f"{v:+.1f}" if isinstance(v, float) else str(v)
     lines = [f"Claims on the test split: A - B in points (mini score: primary metric averaged over tasks), 95% "
              f"paired cluster-bootstrap interval, two-sided p; rules in experiments/claims.py (matches: the "

@@ -40,7 +40,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import claims, ensemble, model_search, plots, recall, recall_tables, runner, sweeps
+from experiments import claims, ensemble, model_search, plots, recall, recall_tables, runner, stats, sweeps
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -217,7 +217,7 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
     table3 = ensemble.table3_rows(backend, results_dir, rows_dir=task_dir)
     if table3:
         stem = os.path.join(out_dir, "table3_test")
-        _write_rows(stem + ".csv", table3)
+        _write_rows(stem + ".csv", [stats.rounded(r) for r in table3])
         with open(stem + ".md", "w") as f:
             f.write(f"Table 3 on the {ensemble.REPORT_SPLIT} split: {backend.ensemble_prompts} prompts on the frozen "
                     f"{backend.ensemble_size or backend.sizes[-1]} model; best = the prompt with the best "

@@ -195,7 +195,7 @@ def write(rows: Sequence[dict], out_dir: str, note: str = "") -> tuple[str, str]
     with open(path_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(stats.rounded(r) for r in rows)
     fmt = lambda v: "" if v is None or v == "" else f"{v:.1f}"
     lines = ["Claim C6: test scores in-domain and on shifted test splits (experiments/shift.py), mean over "
              "seeds of per-example scores; drop = in-domain - shifted; drop - MT: the method's drop minus "

@@ -64,6 +64,13 @@ def drop_inputs(path: str) -> None:
     os.replace(tmp, path)
 
 
+def rounded(row: Mapping, digits: int = 10) -> dict:
+    """The row with its floats at `digits` significant digits: what the tables' CSV files hold, so that a
+    committed table does not change with the last bits of a bootstrap's sums (their order, hence the
+    rounding, is the BLAS build's and the CPU's)."""
+    return {k: float(f"{v:.{digits}g}") if isinstance(v, float) else v for k, v in row.items()}
+
+
 def example_scores(rows: Sequence[Mapping[str, str]], metrics: Sequence[str]) -> dict[str, np.ndarray]:
     """{metric: float array [N]} of per-example scores in 0-100, in the rows' order.
 

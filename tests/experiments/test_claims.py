@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import pytest
 
 from experiments import claims, recall, stats, sweeps
@@ -92,3 +93,14 @@ def test_a_seed_whose_rows_are_not_the_splits_order_is_an_error(tmp_path, task_f
                                                                      f"{split}_{task_name}.jsonl")
     with pytest.raises(ValueError, match="not the task file's answers in order"):
         runs.scores([("l", {"method": S.PROMPT_TUNING})], path=path)
+
+
+def test_the_csv_does_not_change_with_the_last_bits_of_a_bootstrap(tmp_path):
+    """Sums in another order (another BLAS build or CPU) move a bootstrap's bounds by an ulp: not the table."""
+    row = lambda low: dict(claim="C1a", paper="Fig 1", statement="s", a="a", b="b", kind=claims.GREATER,
+                           difference=2.0 / 3.0, low=low, high=1.0, p="p=0.01", clusters=80, examples=1800,
+                           verdict=claims.REPRODUCED, note="")
+    low = 0.1 + 0.2  # 0.30000000000000004
+    texts = [open(claims.write([row(v)], str(tmp_path / str(i)))[0]).read()
+             for i, v in enumerate((low, float(np.nextafter(low, 1.0))))]
+    assert texts[0] == texts[1] and ",0.3," in texts[0]
