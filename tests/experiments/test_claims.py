@@ -73,7 +73,13 @@ def test_matches_needs_the_whole_interval_inside_the_margin():
     b = lambda low, high: stats.Bootstrap(0.0, low, high, 1.0, 0.95, 10, 100, 100)
     assert claims.verdict(claims.MATCHES, b(-4, 4.5)) == "reproduced"
     assert claims.verdict(claims.MATCHES, b(-6, 4)) == "inconclusive"
-    assert claims.verdict(claims.MATCHES, b(0.5, 3)) == "not reproduced"
+    # an equivalence test: a small gap measured precisely matches, even though the interval excludes 0 ...
+    assert claims.verdict(claims.MATCHES, b(0.5, 3)) == "reproduced"
+    assert claims.verdict(claims.MATCHES, b(-1.6, -0.4)) == "reproduced"
+    # ... a gap that may be within the margin is inconclusive; one wholly beyond it is not reproduced
+    assert claims.verdict(claims.MATCHES, b(3, 8)) == "inconclusive"
+    assert claims.verdict(claims.MATCHES, b(5.5, 9)) == "not reproduced"
+    assert claims.verdict(claims.MATCHES, b(-9, -5.5)) == "not reproduced"
     assert claims.verdict(claims.GREATER, b(0.5, 3)) == "reproduced"
     assert claims.verdict(claims.GREATER, b(-3, -0.5)) == "not reproduced"
     assert claims.verdict(claims.GREATER, b(-3, 3)) == "inconclusive"
