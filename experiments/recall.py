@@ -18,7 +18,7 @@ prints them); every run resumes after any interruption (the trainer's guarantee)
 run is skipped. Runs live in experiments/results/mini/runs/<name>/ (runner.py; backend.results_name).
 
 Points: (method, rung, task, setting, seed).
-  rungs     xxs xs s m l (33K .. 1.22M parameters): gin/models/recall_<rung>.gin, native checkpoints
+  rungs     xxs xs s m l (31K .. 1.22M parameters): gin/models/recall_<rung>.gin, native checkpoints
             at $PT_RECALL_LADDER (default runs/recall_world/ladder)/<rung>/{sc, lm_10, lm_50, lm}
             built by experiments/recall_world/build_ladder.py (not committed).
   tasks     recall_world_{boolq, rte, record} (gin/recall_world.gin registers them): two
@@ -78,7 +78,7 @@ The protocol (paper section 3 and appendix A, with what changes at this scale an
   person+fact clusters (`clusters` below: examples about the same person and relation share what
   the model must recall), with its interval and p-value.
 
-Deviations from the paper kept on purpose: the models (the recall ladder, 37x from smallest to largest,
+Deviations from the paper kept on purpose: the models (the recall ladder, 39x from smallest to largest,
 not T5 1.1's 11B / 77M = 143x), the tasks (three recall-world tasks, not SuperGLUE's eight), the step
 cap and patience (CPU budget), model tuning's batch (32), prompt tuning's dropout (0), Fig 3(c)
 without the sentinel variant (the recall world registers no sentinel tasks) but with two additions:

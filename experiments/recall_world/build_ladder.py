@@ -43,7 +43,7 @@ import numpy as np
 from prompt_tuning.checkpoints import native, save_restore
 from prompt_tuning.training import metrics_writer
 
-# xxs (33K) to l (1.22M): 37x. An 'xl' of 3.3M cost ~2.7 s a step on the shared 2-core machine (2 h for its
+# xxs (31K) to l (1.22M): 39x. An 'xl' of 3.3M cost ~2.7 s a step on the shared 2-core machine (2 h for its
 # phases), beyond this session's budget; it is the next rung where an accelerator or a quiet machine is at hand.
 RUNGS = ("xxs", "xs", "s", "m", "l")
 # Pretraining grows with size (steps at batch 32; x ~2,000 corpus tokens per step).
