@@ -109,7 +109,10 @@ def test_one_command_runs_the_model_search_until_the_best_rate_is_inside(tmp_pat
 
 
 def test_every_trainer_gets_one_cpu_thread_and_several_workers_grow_memory_on_demand():
-    assert runner.worker_env({"A": "1"}, 1) == {"A": "1", "XLA_FLAGS": runner.ONE_CPU_THREAD}
+    env = runner.worker_env({"A": "1", "XDG_CACHE_HOME": "/c"}, 1)
+    assert env == {"A": "1", "XDG_CACHE_HOME": "/c", "XLA_FLAGS": runner.ONE_CPU_THREAD,
+                   "JAX_COMPILATION_CACHE_DIR": "/c/prompt_tuning/jax"}  # compiled steps are reused across runs
+    assert runner.worker_env({"JAX_COMPILATION_CACHE_DIR": "/mine"}, 1)["JAX_COMPILATION_CACHE_DIR"] == "/mine"
     env = runner.worker_env({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, 2)
     assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + runner.ONE_CPU_THREAD
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
