@@ -7,7 +7,7 @@
 Variants (`VARIANTS`; the method sizes are trimmed to the CPU budget and fixed, only the rate is searched):
 
     prompt_tuning       prompt tuning at the centre point (P = 100, class-label init): Fig 1's runs
-    prompt_tuning_p20   prompt tuning at P = 20 (Fig 3(a)'s runs): P-tuning without its prompt encoder
+    prompt_tuning_p20   prompt tuning at P = 20 (seed 0 is Fig 3(a)'s run): P-tuning without its prompt encoder
     p_tuning_mlp        P-tuning, P = 20, MLP prompt encoder of hidden 128 (gin/methods/p_tuning.gin)
     prefix_mlp          prefix tuning, P = 20, reparameterised through an MLP of hidden 128
     prefix_direct       prefix tuning, P = 20, prefixes trained directly (deep prompt tuning)

@@ -9,10 +9,11 @@ Grid: every size of the backend x {model tuning, prompt tuning at the centre
 point (the backend's centre length: 100 for the paper; class-label init;
 longest LM adaptation), prompt design, few-shot prompt design (backends with
 `few_shot`: k = backend.shots demonstrations, the paper's GPT-3 reference)}
-x every task x seeds {0, 1, 2}. Prompt design is deterministic (no training),
-so it runs with seed 0 only; few-shot runs seeds 0-2 (the seed picks the
-demonstrations). The prompt-tuning runs are the same runs as the
-ablations' centre point (shared by name; trained once).
+x every task x seeds {0, 1, 2} (backend.scale_seeds for the trained methods:
+recall 0-4). Prompt design is deterministic (no training), so it runs with
+seed 0 only; few-shot runs seeds 0-2 (the seed picks the demonstrations). The
+prompt-tuning runs the ablations' centre point also has are the same runs
+(shared by name; trained once).
 
 Run it:
 
