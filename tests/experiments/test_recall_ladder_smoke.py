@@ -5,9 +5,14 @@ The issue's bound is 2 minutes on this 2-core machine. Wall time depends on whoe
 so the test asserts on CPU time (this process + every trainer subprocess), which a serial pipeline turns
 into about the same wall time on an idle 2-core machine, and prints wall time and load average beside it.
 Measured here (5 trainer runs, nice -n 15, beside the ladder build and other jobs), two runs: CPU 103 s,
-wall 295 s at load average 15-16; CPU 94 s, wall 172 s at load 11-12. An earlier variant with 6 runs of 10
-steps took CPU 118 s, wall 301 s at load 10-11.
+wall 295 s at load average 15-16; CPU 94 s, wall 172 s at load 11-12; CPU 93 s, wall 78 s idle. An earlier
+variant with 6 runs of 10 steps took CPU 118 s, wall 301 s at load 10-11.
+
+CPU seconds differ between machines: CI's took 126 CPU s (wall 106 s, load 1.1) for the run that took 93 s
+here. So the bound is scaled by a fixed reference workload (`_reference_cpu_s`: hashing and a Python loop,
+no project code, so a slower project cannot hide in the scale): 0.62 s on the machine that set the bound.
 """
+import hashlib
 import json
 import os
 import resource
@@ -20,12 +25,27 @@ from prompt_tuning.checkpoints import native
 from prompt_tuning.data.recall_world import registry
 from experiments.recall_world import build_ladder
 
-CPU_BUDGET_S = 120  # the issue's 2 minutes, as CPU seconds
+CPU_BUDGET_S = 120  # the issue's 2 minutes, as CPU seconds on the machine the issue named
+REFERENCE_CPU_S = 0.62  # `_reference_cpu_s()` there (three runs: 0.61, 0.62, 0.65)
 
 
 def _cpu_s() -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def _reference_cpu_s() -> float:
+    """CPU seconds of a fixed workload (600 MiB of SHA-256 and 3M Python multiply-adds); best of three."""
+    times = []
+    for _ in range(3):
+        start, digest, block = time.process_time(), hashlib.sha256(), b"x" * (1 << 20)
+        for _ in range(600):
+            digest.update(block)
+        total = 0
+        for i in range(3_000_000):
+            total += i * i
+        times.append(time.process_time() - start)
+    return min(times)
 
 
 def _emb(path):
@@ -72,9 +92,12 @@ def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
     assert not np.allclose(_emb(os.path.join(out, rungs[0], "sc")), _emb(control))
 
     wall, cpu = time.time() - t0, _cpu_s() - cpu0
+    speed = max(1.0, _reference_cpu_s() / REFERENCE_CPU_S)  # this machine's slowness; never tighter than 120 s
     print(f"smoke ladder: wall {wall:.0f} s, CPU {cpu:.0f} s (this process + trainers), "
-          f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
-    assert cpu < CPU_BUDGET_S, f"{cpu:.0f} CPU s: the smoke ladder no longer fits the issue's 2 minutes"
+          f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end; "
+          f"reference workload x{speed:.2f} of the bound's machine")
+    assert cpu < CPU_BUDGET_S * speed, (f"{cpu:.0f} CPU s against {CPU_BUDGET_S * speed:.0f}: the smoke ladder "
+                                        f"no longer fits the issue's 2 minutes")
 
 
 def test_phase_selection_refuses_unknown_phases_and_lm_without_sc(tmp_path):
