@@ -117,10 +117,9 @@ class Runs:
                     if not os.path.exists(p):
                         raise FileNotFoundError(f"{n} has no {split} predictions")
                     per_run.append(stats.read_predictions(p))
-                rdir = self.rows_dir(task) if callable(self.rows_dir) else self.rows_dir
                 # every run's rows are the split's, in order (seeds are averaged per example); shifted splits
                 # keep the test split's rows and answers
-                cluster = [recall.aligned_clusters(task, "test", r, rdir) for r in per_run][0]
+                cluster = [recall.aligned_clusters(task, "test", r, self.rows_dir) for r in per_run][0]
                 metric = recall.PRIMARY_METRICS[task]
                 values.append(np.mean([stats.example_scores(r, [metric])[metric] for r in per_run], axis=0))
                 keys += [(task,) + tuple(k) for k in cluster]
@@ -190,7 +189,7 @@ def _side(runs: Runs, side, backend: Backend, results_dir: str, rows_dir) -> Sco
     values, keys = [], []
     for task in backend.tasks:
         metric = recall.PRIMARY_METRICS[task]
-        got = ensemble.table3_scores(results_dir, task, [metric], rows_dir(task) if callable(rows_dir) else rows_dir)
+        got = ensemble.table3_scores(results_dir, task, [metric], rows_dir)
         if got is None:
             raise FileNotFoundError("no ensemble predictions (python -m experiments.ensemble --test-protocol)")
         prompts = got[metric]["prompts"]

@@ -218,8 +218,8 @@ def table3_scores(results_dir: str, task: str, metrics: Sequence[str], rows_dir=
     """One task's Table 3 per example, from write_predictions' files (no model): {'best_prompt': the prompt
     with the highest SELECT_SPLIT score on the task's primary metric (first on ties), 'keys': [N] test
     clusters (recall.aligned_clusters: person and fact), and per metric {'prompts': [K, N], 'ensemble': [N]}
-    test scores}; None while the files are absent. rows_dir: the task files' directory (default
-    recall.task_dir)."""
+    test scores}; None while the files are absent. rows_dir: the task files' directory, or task -> directory
+    (default recall.task_dir)."""
     from experiments import recall, stats
 
     paths = [os.path.join(results_dir, PREDICTIONS_DIR, f"{task}_{split}.jsonl") for split in (SELECT_SPLIT, REPORT_SPLIT)]
@@ -249,7 +249,7 @@ def table3_rows(backend: Backend, results_dir: str, *, rows_dir=None, resamples:
     out = []
     for task in backend.tasks:
         metrics = list(recall.METRICS[task])
-        got = table3_scores(results_dir, task, metrics, rows_dir(task) if callable(rows_dir) else rows_dir)
+        got = table3_scores(results_dir, task, metrics, rows_dir)
         if got is None:
             return []
         best = got["best_prompt"]

@@ -92,7 +92,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from experiments import model_search
 from experiments import spec as S
@@ -227,7 +227,10 @@ def task_dir(task: str) -> str:
     return os.path.join(registry.cache_dir(0, world_lib.DEFAULT_NUM_PEOPLE, 60_000), "tasks", task)
 
 
-def clusters(task: str, split: str, rows_dir: Optional[str] = None) -> tuple[list[tuple[str, str]], list[str]]:
+RowsDir = Union[None, str, Callable[[str], str]]  # a task's files: task_dir (None), one directory, or task -> directory
+
+
+def clusters(task: str, split: str, rows_dir: RowsDir = None) -> tuple[list[tuple[str, str]], list[str]]:
     """([N] (person, relation or trait) cluster keys, [N] gold answers) of a split, in the file's order.
 
     The order is the order of the trainer's test_predictions rows; callers check the gold answers
@@ -236,6 +239,8 @@ def clusters(task: str, split: str, rows_dir: Optional[str] = None) -> tuple[lis
     from prompt_tuning.data import sources
     from prompt_tuning.data.recall_world import baselines, tasks as recall_tasks
 
+    if callable(rows_dir):
+        rows_dir = rows_dir(task)
     path = os.path.join(rows_dir or task_dir(task), recall_tasks.SPLIT_FILES[split])
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: the recall world's task files are written by any run with "
@@ -244,7 +249,7 @@ def clusters(task: str, split: str, rows_dir: Optional[str] = None) -> tuple[lis
     return [baselines.question_key(task, r) for r in rows], [baselines.answer(task, r) for r in rows]
 
 
-def aligned_clusters(task: str, split: str, prediction_rows, rows_dir: Optional[str] = None) -> list:
+def aligned_clusters(task: str, split: str, prediction_rows, rows_dir: RowsDir = None) -> list:
     """Cluster keys for a predictions file's rows; ValueError if its targets are not the split's answers."""
     keys, golds = clusters(task, split, rows_dir)
     targets = [str(r.get("target")) for r in prediction_rows]

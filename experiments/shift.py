@@ -128,7 +128,7 @@ def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE
 
 
 # ---------------------------------------------------------------------------- the table
-def _seed_means(paths: Sequence[str], task: str, rows_dir: Optional[str]):
+def _seed_means(paths: Sequence[str], task: str, rows_dir: recall.RowsDir):
     """({metric: [N] mean over runs of per-example scores}, cluster keys), each file read once; ValueError
     if a file is not the split."""
     per_run, keys = [], None
@@ -158,10 +158,9 @@ def table(specs: Sequence[S.RunSpec], results_dir: str, *, rows_dir=None, resamp
             pairs = [(os.path.join(S.model_dir(results_dir, r.name), "test_predictions", f"test_{task_name}.jsonl"),
                       predictions_path(results_dir, r.name, split, task_name)) for r in runs]
             pairs = [(t, sh) for t, sh in pairs if os.path.exists(t) and os.path.exists(sh)]
-            rdir = rows_dir(task) if callable(rows_dir) else rows_dir
             if pairs:
-                test, keys = _seed_means([t for t, _ in pairs], task, rdir)
-                shifted, _ = _seed_means([sh for _, sh in pairs], task, rdir)
+                test, keys = _seed_means([t for t, _ in pairs], task, rows_dir)
+                shifted, _ = _seed_means([sh for _, sh in pairs], task, rows_dir)
                 scored[key] = (len(pairs), test, shifted, keys)
             else:
                 scored[key] = None
