@@ -42,7 +42,6 @@ A sub-claim whose runs are not all finished is listed as "pending" with what is 
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 import sys
@@ -50,7 +49,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from experiments import ensemble, recall, recall_tables, stats, sweeps
+from experiments import ensemble, recall, recall_tables, stats, sweeps, tables
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -233,10 +232,7 @@ def _describe(side) -> str:
 def write(rows: Sequence[dict], out_dir: str) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     path_csv, path_md = os.path.join(out_dir, "claims.csv"), os.path.join(out_dir, "claims.md")
-    with open(path_csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, restval="")
-        w.writeheader()
-        w.writerows(stats.rounded(r) for r in rows)
+    tables.write_csv(path_csv, [stats.rounded(r) for r in rows], COLUMNS)
     cell = lambda v: f"{v:+.1f}" if isinstance(v, float) else str(v)
     lines = [f"Claims on the test split: A - B in points (mini score: primary metric averaged over tasks), 95% "
              f"paired cluster-bootstrap interval, two-sided p; rules in experiments/claims.py (matches: the "

@@ -24,7 +24,6 @@ The trainer's format, read by the trainer's own reader (metrics_writer.read):
 """
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import os
@@ -33,7 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from experiments import runner, sweeps
+from experiments import runner, sweeps, tables
 from experiments import spec as S
 from prompt_tuning.training import metrics_writer
 
@@ -143,17 +142,6 @@ def collect(specs: Sequence[S.RunSpec], results_dir: str, params_of=None) -> tup
     return rows, counts
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-    os.replace(tmp, path)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = sweeps.cli_parser("python -m experiments.collect", __doc__)
     ap.add_argument("--out", default=None, help="CSV path (default: <results-dir>/<sweep>.csv)")
@@ -163,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, backend, results_dir, specs = cli
     rows, counts = collect(specs, results_dir, backend.params)
     out = args.out or os.path.join(results_dir, f"{args.sweep}.csv")
-    write_csv(rows, out)
+    tables.write_csv(out, rows, COLUMNS)
     print(f"{out}: {len(rows)} rows from {counts['with_results']} sweep points "
           f"({counts['no_eval_yet']} without evaluation yet, {counts['missing']} not run)")
     return 0

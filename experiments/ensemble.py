@@ -37,7 +37,6 @@ experiments/results/mini_v1/README.md.)
 """
 from __future__ import annotations
 
-import csv
 import importlib
 import os
 import sys
@@ -45,6 +44,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from experiments import tables
 from experiments import spec as S
 from experiments.backends import Backend
 from prompt_tuning import ensembling
@@ -165,11 +165,7 @@ def run(backend: Backend, results_dir: str, out_dir: str, *, mode: str = "genera
                                max_examples=max_examples)
         summaries[task] = result["summary"]
     rows = ensembling.summary_rows(summaries)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "ensemble.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=("task", "metric", "average", "best", "ensemble"))
-        w.writeheader()
-        w.writerows(rows)
+    tables.write_csv(os.path.join(out_dir, "ensemble.csv"), rows, ("task", "metric", "average", "best", "ensemble"))
     with open(os.path.join(out_dir, "ensemble.md"), "w") as f:
         f.write(ensembling.format_table(rows, scale=1.0) + "\n")
     return rows

@@ -66,7 +66,7 @@ import os
 import sys
 from typing import Any, Optional, Sequence
 
-from experiments import model_search, recall, recall_tables, sweeps
+from experiments import model_search, recall, recall_tables, sweeps, tables
 from experiments import spec as S
 from experiments.backends import Backend
 from experiments.model_search import SearchGrid
@@ -247,15 +247,9 @@ def summary(rows: Sequence[dict]) -> list[dict]:
 
 def write_tables(rows: Sequence[dict], out_dir: str, missing: int,
                  pending: Sequence[tuple[str, str]] = ()) -> list[str]:
-    import csv
-
     os.makedirs(out_dir, exist_ok=True)
     path_csv, path_md = os.path.join(out_dir, "methods_test.csv"), os.path.join(out_dir, "methods_test.md")
-    columns = recall_tables.COLUMNS + ("variant", "trainable")
-    with open(path_csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    tables.write_csv(path_csv, rows, recall_tables.COLUMNS + ("variant", "trainable"))
     lines = [f"Test-split scores at the best validation checkpoint, mean +- s.d. over seeds (n); trainable = "
              f"parameters the method trains (module tree; a reparameterised variant's encoder included, which "
              f"export drops). {missing} point(s) without a test record; "

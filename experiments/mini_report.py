@@ -34,13 +34,12 @@ Exit status 0 (also with unfinished runs: grid.md counts them), 2 on a usage err
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import claims, ensemble, model_search, plots, recall, recall_tables, runner, stats, sweeps
+from experiments import claims, ensemble, model_search, plots, recall, recall_tables, runner, stats, sweeps, tables
 from experiments import spec as S
 from experiments.backends import Backend
 
@@ -146,21 +145,6 @@ def figure_rows(table: Sequence[dict], tasks: Sequence[str]) -> list[dict]:
     return out
 
 
-def _write_rows(path: str, rows: Sequence[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-
-
-def _markdown(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    cell = lambda v: "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None) -> list[str]:
     """Writes every table and figure it can; returns the paths written (task_dir: see baseline_rows)."""
     os.makedirs(out_dir, exist_ok=True)
@@ -171,21 +155,21 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
     path = os.path.join(out_dir, "grid.md")
     with open(path, "w") as f:
         f.write("Runs per sweep (distinct computations; a run shared by two sweeps counts in both).\n\n")
-        f.write(_markdown(status, ("sweep", "runs", "done", "pending", "capped", "note")))
+        f.write(tables.markdown(status, ("sweep", "runs", "done", "pending", "capped", "note")))
         costs = cost_rows(backend, results_dir)
         f.write("\nCost per run, measured (two trainers sharing the 2-core CPU, one XLA thread each), and the "
                 "projected wall hours of the pending runs (classes with no finished run: blank):\n\n")
-        f.write(_markdown(costs, ("method", "size", "done", "mean_wall_s", "mean_steps", "pending", "pending_wall_h")))
+        f.write(tables.markdown(costs, ("method", "size", "done", "mean_wall_s", "mean_steps", "pending", "pending_wall_h")))
         known = [c["pending_wall_h"] for c in costs if c["pending_wall_h"] is not None]
         f.write(f"\nProjected: {sum(known):.1f} wall hours for the pending runs of measured classes; "
                 f"{sum(c['pending'] for c in costs if c['pending_wall_h'] is None)} runs of unmeasured classes.\n")
     written.append(path)
     if backend.model_search is not None:
         rows = model_search.table(backend, results_dir)
-        _write_rows(os.path.join(out_dir, "model_search.csv"), rows)
+        tables.write_csv(os.path.join(out_dir, "model_search.csv"), rows)
         with open(os.path.join(out_dir, "model_search.md"), "w") as f:
             f.write("Model tuning's search on validation (seed 0): score at each run's best checkpoint.\n\n")
-            f.write(_markdown(rows, ("size", "task", "learning_rate", "dropout", "validation", "chosen",
+            f.write(tables.markdown(rows, ("size", "task", "learning_rate", "dropout", "validation", "chosen",
                                      "search_complete", "at_edge")))
         written += [os.path.join(out_dir, "model_search.csv"), os.path.join(out_dir, "model_search.md")]
     untrained: list[dict] = []
@@ -217,13 +201,13 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
     table3 = ensemble.table3_rows(backend, results_dir, rows_dir=task_dir)
     if table3:
         stem = os.path.join(out_dir, "table3_test")
-        _write_rows(stem + ".csv", [stats.rounded(r) for r in table3])
+        tables.write_csv(stem + ".csv", [stats.rounded(r) for r in table3])
         with open(stem + ".md", "w") as f:
             f.write(f"Table 3 on the {ensemble.REPORT_SPLIT} split: {backend.ensemble_prompts} prompts on the frozen "
                     f"{backend.ensemble_size or backend.sizes[-1]} model; best = the prompt with the best "
                     f"{ensemble.SELECT_SPLIT} score; ensemble = majority vote; differences with 95% paired cluster "
                     "bootstrap intervals (person and fact) and two-sided p.\n\n")
-            f.write(_markdown(table3, ensemble.TABLE3_COLUMNS))
+            f.write(tables.markdown(table3, ensemble.TABLE3_COLUMNS))
         written += [stem + ".csv", stem + ".md"]
     else:
         print("table3: no ensemble predictions yet (python -m experiments.ensemble --backend recall --test-protocol)")
@@ -233,10 +217,10 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
         f.write("What a score has to beat, on the test split. No model (recall_world/baselines.py): the training "
                 "split's majority answer, its lookup table (the answer it gives the same person and fact), "
                 "ReCoRD's random passage entity; 'mini' averages majority and lookup over the tasks.\n\n")
-        f.write(_markdown(base, ("task", "baseline", "value")))
+        f.write(tables.markdown(base, ("task", "baseline", "value")))
         f.write("\nPrompt tuning on the untrained model (Fig 3(c)'s floor: what a prompt gets from the "
                 "architecture alone), mean +- s.d. over seeds (n):\n\n")
-        f.write(_markdown(untrained, ("size", "task", "metric", "text")) if untrained else "(not run yet)\n")
+        f.write(tables.markdown(untrained, ("size", "task", "metric", "text")) if untrained else "(not run yet)\n")
     written.append(path)
     if backend.task_template == recall.TASK_TEMPLATE:  # C6 needs the recall world's shifted splits
         from experiments import shift

@@ -58,14 +58,13 @@ prompt_length, task_params, percent) and parameters.png / .pdf.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 from typing import Iterable, Optional, Sequence
 
 
-from experiments import plots
+from experiments import plots, tables
 from prompt_tuning import methods
 from prompt_tuning.methods import counts
 from prompt_tuning.models import t5
@@ -182,12 +181,8 @@ def load_ladder_json(path: str) -> list[tuple[str, t5.T5Config]]:
 
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "percent": f"{r['percent']:.6g}"})
+    """Fig 4's table (COLUMNS; percent to 6 significant digits)."""
+    tables.write_csv(path, [{**r, "percent": f"{r['percent']:.6g}"} for r in rows], COLUMNS)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

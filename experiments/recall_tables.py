@@ -18,12 +18,11 @@ Exit status: 0 (also with missing points: they are counted in the output), 2 on 
 from __future__ import annotations
 
 import collections
-import csv
 import os
 import sys
 from typing import Optional, Sequence
 
-from experiments import stats, sweeps
+from experiments import stats, sweeps, tables
 from experiments import spec as S
 from prompt_tuning.training import metrics_writer
 
@@ -82,11 +81,7 @@ def summary(table: Sequence[dict], keys: Sequence[str] = GROUP, carry: Sequence[
 
 
 def write(table: Sequence[dict], path_csv: str, path_md: str, missing: int) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path_csv)), exist_ok=True)
-    with open(path_csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(table)
+    tables.write_csv(path_csv, table, COLUMNS)
     lines = [f"Test-split scores at the best validation checkpoint: mean +- s.d. over seeds (n). "
              f"{missing} point(s) missing; capped = runs that reached the step cap.", "",
              "| " + " | ".join(GROUP) + " | score | capped |", "|" + "---|" * (len(GROUP) + 2)]

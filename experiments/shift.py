@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
-import csv
 import dataclasses
 import os
 import shutil
@@ -53,7 +52,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from experiments import recall, runner, scale, stats
+from experiments import recall, runner, scale, stats, tables
 from experiments import spec as S
 
 SPLITS = recall.SHIFTED_SPLITS
@@ -191,10 +190,7 @@ def table(specs: Sequence[S.RunSpec], results_dir: str, *, rows_dir=None, resamp
 def write(rows: Sequence[dict], out_dir: str, note: str = "") -> tuple[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     path_csv, path_md = os.path.join(out_dir, "shift.csv"), os.path.join(out_dir, "shift.md")
-    with open(path_csv, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(stats.rounded(r) for r in rows)
+    tables.write_csv(path_csv, [stats.rounded(r) for r in rows], COLUMNS)
     fmt = lambda v: "" if v is None or v == "" else f"{v:.1f}"
     lines = ["Claim C6: test scores in-domain and on shifted test splits (experiments/shift.py), mean over "
              "seeds of per-example scores; drop = in-domain - shifted; drop - MT: the method's drop minus "

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from experiments import ablations, backends, collect, scale
+from experiments import ablations, backends, collect, scale, tables
 from experiments import spec as S
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -64,7 +64,7 @@ def write(out_dir: str = OUT_DIR) -> list[str]:
     paths = []
     for name, module in (("scale", scale), ("ablations", ablations)):
         path = os.path.join(out_dir, f"{name}.csv")
-        collect.write_csv(rows(module), path)
+        tables.write_csv(path, rows(module), collect.COLUMNS)
         paths.append(path)
     return paths
 

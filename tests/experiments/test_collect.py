@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from experiments import collect, runner
+from experiments import collect, runner, tables
 from prompt_tuning.training import metrics_writer
 from experiments import spec as S
 
@@ -73,7 +73,7 @@ def test_collect_selects_the_early_stopping_checkpoint_and_writes_tidy_rows(tmp_
     assert b["score"]["complete"] is False and b["score"]["best_step"] == 5
 
     path = tmp_path / "out.csv"
-    collect.write_csv(rows, str(path))
+    tables.write_csv(str(path), rows, collect.COLUMNS)
     with open(path) as f:
         read = list(csv.DictReader(f))
     assert tuple(read[0]) == collect.COLUMNS and len(read) == len(rows)
