@@ -137,3 +137,25 @@ def test_the_shift_table_reads_the_task_files_the_report_is_given(tmp_path, task
         c6 = {r["claim"]: r for r in csv.DictReader(f)}
     assert float(c6["C6a"]["difference"]) == -50.0 and c6["C6a"]["verdict"] == "not reproduced"
     assert float(c6["C6b"]["difference"]) == 0.0 and c6["C6b"]["verdict"] == "inconclusive"
+
+
+def test_convergence_counts_early_stops_caps_and_losses_still_falling(tmp_path):
+    rd = str(tmp_path / "results")
+    specs = model_search.specs(BACKEND, rd)
+    xxs = [s for s in specs if s.label_dict["size"] == "xxs"][:3]
+    # run 0: best at 50, stopped early at 300, loss lowest at 100; run 1: loss still falling at its last
+    # evaluation (300); run 2: ran to its cap (no early_stop record), loss falling too.
+    for i, s in enumerate(xxs):
+        _finish(rd, s, 60.0, early_stop=i < 2)
+        leaf = recall.TASK_TEMPLATE.format(task=s.label_dict["task"])
+        metric = "em" if s.label_dict["task"] == "record" else "accuracy"
+        losses = {0: 3.0, 50: 2.0, 100: 1.0 if i == 0 else 1.5, 300: 1.2}
+        evals = [{"step": st, "kind": "eval", f"{leaf}/{metric}": 60.0 if st == 50 else 50.0, f"{leaf}/loss": v}
+                 for st, v in losses.items()]
+        with open(os.path.join(S.model_dir(rd, s.name), "metrics.jsonl"), "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in evals))
+    rows = {(r["method"], r["size"]): r for r in mini_report.convergence_rows(BACKEND, rd)}
+    assert set(rows) == {("model_tuning", "xxs")}  # unfinished runs count nowhere
+    assert rows[("model_tuning", "xxs")] == {
+        "method": "model_tuning", "size": "xxs", "runs": 3, "stopped_early": 2, "capped": 1,
+        "median_best_step": 50.0, "median_last_step": 300.0, "loss_lowest_at_last_eval": 2}
