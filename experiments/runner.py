@@ -25,8 +25,8 @@ trainers, which save a checkpoint and exit; it then exits with status 130.
 run) for a cluster scheduler; MODEL_DIR is the same path, so `collect` reads
 cluster results the same way.
 
-Default DIR: experiments/results/<backend>. Exit status: 0 if every selected
-run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
+Default DIR: experiments/results/<backend.results_name> (the recall backend: results/mini).
+Exit status: 0 if every selected run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
 """
 from __future__ import annotations
 

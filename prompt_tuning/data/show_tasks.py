@@ -2,7 +2,7 @@
 
     python -m prompt_tuning.data.show_tasks                                  # every task, by family
     python -m prompt_tuning.data.show_tasks 'rte'                            # names matching a regex
-    python -m prompt_tuning.data.show_tasks recall_world_record --example 2  # the main command's task
+    python -m prompt_tuning.data.show_tasks recall_world_boolq --example 2  # the main command's task
     python -m prompt_tuning.data.show_tasks taskless_super_glue_rte_v102_jsonl --example 1 --split train
 
 Registers what the trainer's command line registers: every name of the
