@@ -10,7 +10,7 @@ experiments/results/<backend>) and writes, to --out-dir (default DIR):
                             search has finished) says so; the measured cost per run by method and size,
                             and the pending runs' projected wall hours (cost_rows); the finished runs'
                             convergence: early stop or cap, best and last step, loss still falling
-                            (convergence_rows)
+                            (convergence_rows); the ladder build each run started from (ladder_rows)
   model_search.{csv,md}     the model-tuning search: validation score per size x task x rate x dropout,
                             the chosen setting and whether it sits at an edge of the searched range
   <sweep>_test.{csv,md}     test-split scores of scale, ablations and prompt_lr at the best validation
@@ -108,6 +108,23 @@ def _grid_specs(backend: Backend, results_dir: str) -> list[S.RunSpec]:
         except S.SpecError:
             continue
     return S.dedupe(specs)
+
+
+def ladder_rows(backend: Backend, results_dir: str) -> list[dict]:
+    """The builds the finished runs started from: per initial checkpoint and sha256 (DONE's
+    runner.FINGERPRINT_KEY; 'not recorded' for runs older than the record), the number of runs. Two rows for
+    one checkpoint mean runs made on two builds of it, which the runner refuses to mix."""
+    counts: collections.Counter = collections.Counter()
+    for s in _grid_specs(backend, results_dir):
+        path = runner.initial_checkpoint(s)
+        done = os.path.join(S.run_dir(results_dir, s.name), runner.DONE_FILE)
+        if path is None or not os.path.exists(done):
+            continue
+        with open(done) as f:
+            text = f.read()
+        recorded = (json.loads(text) if text.strip() else {}).get(runner.FINGERPRINT_KEY)
+        counts[(path, recorded or "not recorded")] += 1
+    return [{"checkpoint": path, "sha256": sha, "runs": n} for (path, sha), n in sorted(counts.items())]
 
 
 def convergence_rows(backend: Backend, results_dir: str) -> list[dict]:
@@ -211,6 +228,10 @@ def write_report(backend: Backend, results_dir: str, out_dir: str, task_dir=None
         f.write(tables.markdown(convergence_rows(backend, results_dir),
                                 ("method", "size", "runs", "stopped_early", "capped", "median_best_step",
                                  "median_last_step", "loss_lowest_at_last_eval")))
+        f.write("\nThe ladder the finished runs started from: each initial checkpoint's sha256 as the runs "
+                "recorded it (`python -m experiments.recall_world.build_ladder` writes the same into each rung's "
+                "ladder.json; one build per checkpoint, or the runs mix models):\n\n")
+        f.write(tables.markdown(ladder_rows(backend, results_dir), ("checkpoint", "sha256", "runs")))
     written.append(path)
     if backend.model_search is not None:
         rows = model_search.table(backend, results_dir)

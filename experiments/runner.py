@@ -25,6 +25,12 @@ trainers, which save a checkpoint and exit; it then exits with status 130.
 run) for a cluster scheduler; MODEL_DIR is the same path, so `collect` reads
 cluster results the same way.
 
+A run from a native checkpoint (INITIAL_CHECKPOINT_PATH, e.g. a rung of the recall ladder) records the
+checkpoint's sha256 (checkpoints.native.fingerprint) in attempts.jsonl and DONE. Runs from two builds of
+one checkpoint never mix: a sweep whose finished runs record another build than the one now at their
+path stops before running anything (exit status 2), and an interrupted run is not resumed from another
+build (it fails with the reason).
+
 Default DIR: experiments/results/<backend.results_name> (the recall backend: results/mini).
 Exit status: 0 if every selected run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
 """
@@ -43,12 +49,14 @@ from typing import Optional, Sequence
 
 from experiments import spec as S
 from experiments import stats, sweeps
+from prompt_tuning.checkpoints import native
 from prompt_tuning.training import metrics_writer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_FILE, LOG_FILE, ATTEMPTS_FILE, DONE_FILE, FAILED_FILE = (
     "spec.json", "log.txt", "attempts.jsonl", "DONE", "FAILED")
 PREDICTIONS_DIR = "test_predictions"  # the trainer's TEST_SPLITS predictions, under MODEL_DIR
+FINGERPRINT_KEY = "initial_checkpoint_sha256"  # in attempts.jsonl lines and DONE
 
 
 def finished_steps(model_dir: str) -> Optional[int]:
@@ -69,6 +77,59 @@ def status(results_dir: str, s: S.RunSpec) -> str:
     if os.path.exists(os.path.join(rd, FAILED_FILE)):
         return "failed"
     return "partial" if os.path.exists(os.path.join(rd, S.MODEL_DIR_NAME)) else "pending"
+
+
+def initial_checkpoint(s: S.RunSpec) -> Optional[str]:
+    """The run's INITIAL_CHECKPOINT_PATH override (relative paths are from the repository root), or None."""
+    return next((str(v) for k, v in s.overrides if k == "INITIAL_CHECKPOINT_PATH"), None)
+
+
+_FINGERPRINTS: dict = {}
+
+
+def checkpoint_fingerprint(path: Optional[str]) -> Optional[str]:
+    """native.fingerprint of the checkpoint at path (relative to the repository root); None when path is
+    None or holds no native checkpoint (not built yet, or another format). Cached per file version."""
+    if not path:
+        return None
+    full = path if os.path.isabs(path) else os.path.join(REPO_ROOT, path)
+    if not native.is_native_checkpoint(full):
+        return None
+    st = os.stat(os.path.join(full, native.PARAMS_FILE))
+    key = (full, st.st_ino, st.st_size, st.st_mtime_ns)  # save() replaces the file: a new inode per build
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = native.fingerprint(full)
+    return _FINGERPRINTS[key]
+
+
+def read_attempts(run_directory: str) -> list[dict]:
+    """The run's attempts.jsonl records (unreadable lines skipped)."""
+    path = os.path.join(run_directory, ATTEMPTS_FILE)
+    out = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    return out
+
+
+def other_builds(specs: Sequence[S.RunSpec], results_dir: str) -> list[str]:
+    """Finished runs whose DONE records another build of their initial checkpoint than the one at its path
+    now (runs that record none, or whose checkpoint is not built, are not compared)."""
+    out = []
+    for s in S.dedupe(specs):
+        path = os.path.join(S.run_dir(results_dir, s.name), DONE_FILE)
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            recorded = json.load(f).get(FINGERPRINT_KEY)
+        now = checkpoint_fingerprint(initial_checkpoint(s)) if recorded else None
+        if recorded and now and recorded != now:
+            out.append(s.name)
+    return out
 
 
 def _write_json(path: str, obj) -> None:
@@ -123,6 +184,15 @@ class Runner:
         if os.path.exists(failed):
             os.remove(failed)
         model_dir = S.model_dir(self.results_dir, s.name)
+        fingerprint = checkpoint_fingerprint(initial_checkpoint(s))
+        earlier = {a.get(FINGERPRINT_KEY) for a in read_attempts(rd)} - {None}
+        if fingerprint and earlier - {fingerprint}:
+            reason = (f"error: {s.name} was started from another build of {initial_checkpoint(s)} (sha256 "
+                      f"{sorted(earlier)[0][:12]}..., now {fingerprint[:12]}...); resuming would mix two models: "
+                      f"delete {rd} to rerun it from this build")
+            _write_json(failed, {"rc": None, "log_tail": reason})
+            self.say(f"FAILED      {s.name} ({reason})")
+            return "failed"
         start = time.time()
         with open(os.path.join(rd, LOG_FILE), "a") as log:
             log.write(f"\n===== {datetime.datetime.now().isoformat(timespec='seconds')} "
@@ -141,13 +211,14 @@ class Runner:
         wall = time.time() - start
         with open(os.path.join(rd, ATTEMPTS_FILE), "a") as f:
             f.write(json.dumps({"started": datetime.datetime.fromtimestamp(start).isoformat(timespec="seconds"),
-                                "rc": rc, "wall_time_s": round(wall, 3)}) + "\n")
+                                "rc": rc, "wall_time_s": round(wall, 3), FINGERPRINT_KEY: fingerprint}) + "\n")
         steps = finished_steps(model_dir)
         # Finished: the step cap reached, or stopped early by the trainer's patience (an early_stop record).
         if rc == 0 and steps is not None and (steps >= s.train_steps or metrics_writer.early_stopped(model_dir)):
             compact_predictions(model_dir)
             _write_json(os.path.join(rd, DONE_FILE), {"rc": rc, "steps": steps, "wall_time_s": total_wall_time(rd),
-                                                      "finished": datetime.datetime.now().isoformat(timespec="seconds")})
+                                                      "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+                                                      FINGERPRINT_KEY: fingerprint})
             self.say(f"done        {s.name} ({wall:.0f}s)")
             return "done"
         if rc == 0 or self.stopping.is_set():  # preempted: the trainer saved a checkpoint and returned
@@ -169,15 +240,12 @@ def compact_predictions(model_dir: str) -> None:
 
 def total_wall_time(run_directory: str) -> float:
     """Summed wall time of every attempt of a run."""
-    path = os.path.join(run_directory, ATTEMPTS_FILE)
     total = 0.0
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    total += float(json.loads(line)["wall_time_s"])
-                except (ValueError, KeyError):
-                    continue
+    for a in read_attempts(run_directory):
+        try:
+            total += float(a["wall_time_s"])
+        except (ValueError, KeyError, TypeError):
+            continue
     return round(total, 3)
 
 
@@ -223,7 +291,17 @@ def worker_env(environ, workers: int) -> dict:
 
 def run_all(specs: Sequence[S.RunSpec], results_dir: str, *, workers: int = 1, python: Optional[str] = None,
             quiet: bool = False, install_signals: bool = True) -> dict[str, str]:
-    """Runs every distinct spec not yet DONE; returns {name: outcome}."""
+    """Runs every distinct spec not yet DONE; returns {name: outcome}.
+
+    Raises ValueError, before running anything, when finished runs record another build of their initial
+    checkpoint than the one at its path now (other_builds).
+    """
+    stale = other_builds(specs, results_dir)
+    if stale:
+        raise ValueError(f"{len(stale)} finished run(s) in {results_dir} (e.g. {stale[0]}) started from another "
+                         f"build of their initial checkpoint than the one at its path now; running more here would "
+                         f"mix models: use another --results-dir, or restore the build their DONE records "
+                         f"({FINGERPRINT_KEY})")
     python = python or S.python_executable()
     uses = uses_by_name(specs)
     distinct = S.dedupe(specs)
@@ -275,7 +353,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
               + (f"; ~{est / 60:.1f} h at ~{backend.minutes_per_run:g} min/run on one worker" if est else ""))
         return 0
-    outcomes = run_all(specs, results_dir, workers=args.workers, python=args.python)
+    try:
+        outcomes = run_all(specs, results_dir, workers=args.workers, python=args.python)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     # A sweep whose points depend on finished runs (the model-tuning search extends its range) is read
     # again after each pass; new points are run until none appear (or a run did not finish).
     while all(o in ("done", "skipped") for o in outcomes.values()):
@@ -283,7 +365,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not more:
             break
         print(f"{len(S.dedupe(more))} more run(s) now in the sweep (its range was extended)")
-        outcomes.update(run_all(more, results_dir, workers=args.workers, python=args.python))
+        try:
+            outcomes.update(run_all(more, results_dir, workers=args.workers, python=args.python))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     bad = {n: o for n, o in outcomes.items() if o not in ("done", "skipped")}
     print(f"{len(outcomes)} runs: " + ", ".join(
         f"{sum(1 for o in outcomes.values() if o == k)} {k}" for k in ("done", "skipped", "interrupted", "failed")))

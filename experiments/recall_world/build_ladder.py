@@ -23,7 +23,13 @@ gin/runs/pretrain.gin and gin/recall_world.gin, every phase on its own schedule
 Exports (native checkpoints: params.safetensors + config.json, loadable as
 INITIAL_CHECKPOINT_PATH) under <out_dir>/<rung>/: untrained, sc (= lm_0), lm_10,
 lm_50, lm, sc_control; and <out_dir>/<rung>/ladder.json (parameters, rate, steps,
-tokens, held-out losses, wall times). A phase whose export exists is skipped, and an
+tokens, held-out losses, wall times, each export's sha256: native.fingerprint).
+
+Every trainer runs XLA's CPU work on one thread (the runner's worker_env), so a build does not depend on
+the machine's core count: two builds of xxs with the same code gave byte-identical exports (with XLA's
+default threads too, but their numbers differ from the one-thread build's). A build by other code or
+another JAX version is another ladder: runs record the sha256 of the export they start from, and the
+runner will not mix builds (experiments/runner.py). A phase whose export exists is skipped, and an
 interrupted phase resumes from its MODEL_DIR (the trainer resumes), so rerunning the
 command after any interruption finishes the ladder. `--phases` runs a subset (sc first: lm and
 sc_control continue from its export); a later invocation with more phases adds the missing ones.
@@ -40,6 +46,7 @@ import time
 import jax
 import numpy as np
 
+from experiments import runner
 from prompt_tuning.checkpoints import native, save_restore
 from prompt_tuning.training import metrics_writer
 
@@ -55,6 +62,7 @@ MAX_EXTENSIONS = 2  # a sweep whose best rate is at an edge is extended by 2x pa
 SC_LENGTHS = "{'inputs': 64, 'targets': 16}"
 LM_LENGTHS = "{'inputs': 64, 'targets': 64}"
 PHASES = ("sc", "lm", "sc_control")  # after the learning-rate sweep, in this order
+EXPORTS = ("untrained", "sc", "lm_10", "lm_50", "lm", "sc_control")
 
 
 # Extra --gin.X=Y bindings for every run (the smoke test points the world at a small corpus and vocabulary).
@@ -72,7 +80,7 @@ def _train(model_dir: str, rung: str, task: str, steps: int, rate: float, length
     if initial:
         cmd.append(f"--gin.INITIAL_CHECKPOINT_PATH='{initial}'")
     print("$ " + " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=runner.worker_env(os.environ, 1))
 
 
 def _export(model_dir: str, step: int, out: str, config_dir: str) -> None:
@@ -183,7 +191,9 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
                                             ("sc_control", control, lm_steps)) if name in info["wall_s"]}
     info.update(sc_steps=sc_steps, lm_steps=lm_steps,
                 params=int(sum(np.size(x) for x in jax.tree.leaves(native.load(config_dir)))),
-                heldout_loss={name: _losses(d)[n] for name, (d, n) in done.items()})
+                heldout_loss={name: _losses(d)[n] for name, (d, n) in done.items()},
+                sha256={name: native.fingerprint(os.path.join(root, name)) for name in EXPORTS
+                        if native.is_native_checkpoint(os.path.join(root, name))})
     save()
     return info
 

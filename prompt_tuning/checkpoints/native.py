@@ -10,6 +10,7 @@ T5X's, so nothing is renamed on the way in or out.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -54,3 +55,17 @@ def load(path: str) -> dict:
     """Nested dict of float32 numpy arrays with T5X names."""
     flat = st_numpy.load_file(os.path.join(path, PARAMS_FILE))
     return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+def fingerprint(path: str) -> str:
+    """sha256 (hex) of the checkpoint's params.safetensors: equal fingerprints mean bit-identical parameters.
+
+    Tells one build of a pretrained model from another: a ladder rebuilt by other code, another XLA
+    version or another thread count trains to other numbers under the same path (save() writes the same
+    bytes for the same parameters). Raises FileNotFoundError when path holds no params.safetensors.
+    """
+    digest = hashlib.sha256()
+    with open(os.path.join(path, PARAMS_FILE), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -127,3 +127,17 @@ def test_native_safetensors_with_unknown_names(tmp_path):
     st_numpy.save_file({"foo": np.ones(2, np.float32)}, str(tmp_path / "x.safetensors"))
     message = _error(tmp_path / "x.safetensors")
     assert "native checkpoint" in message and "unexpected foo" in message and "missing" in message
+
+
+def test_native_fingerprint_tells_builds_apart(tmp_path):
+    params, _ = loading.load_params(str(write_hf(tmp_path / "hf", random_hf_tensors())), CONFIG)
+    native.save(str(tmp_path / "a"), params, CONFIG)
+    native.save(str(tmp_path / "b"), params, CONFIG)  # the same parameters saved again: the same bytes
+    assert native.fingerprint(str(tmp_path / "a")) == native.fingerprint(str(tmp_path / "b"))
+    kernel = np.array(params["decoder"]["logits_dense"]["kernel"], np.float32)
+    kernel.flat[0] = np.nextafter(kernel.flat[0], np.float32(np.inf))  # one number moved by one ulp
+    params["decoder"]["logits_dense"]["kernel"] = kernel
+    native.save(str(tmp_path / "c"), params, CONFIG)
+    assert native.fingerprint(str(tmp_path / "c")) != native.fingerprint(str(tmp_path / "a"))
+    with pytest.raises(FileNotFoundError):
+        native.fingerprint(str(tmp_path / "hf"))

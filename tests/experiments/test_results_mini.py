@@ -39,3 +39,12 @@ def test_every_sweep_of_the_grid_is_complete(monkeypatch):
     monkeypatch.chdir(REPO)
     status = mini_report.grid_status(recall.RECALL, RESULTS)
     assert all(r["runs"] is not None and r["pending"] == 0 for r in status), status
+
+
+def test_the_committed_runs_were_made_on_one_build_of_each_checkpoint(monkeypatch):
+    monkeypatch.chdir(REPO)
+    rows = mini_report.ladder_rows(recall.RECALL, RESULTS)
+    if not rows:
+        pytest.skip(f"no finished run under {RESULTS}/runs in this checkout")
+    assert len({r["checkpoint"] for r in rows}) == len(rows), rows
+    assert all(r["sha256"] != "not recorded" for r in rows), rows

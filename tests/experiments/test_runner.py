@@ -1,4 +1,5 @@
 """The runner: skip finished runs, resume interrupted ones, record failures, stop cleanly, print commands."""
+import dataclasses
 import json
 import os
 import threading
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from experiments import runner, stats
+from experiments import runner, stats, sweeps
 from experiments import spec as S
 
 FAKE = "tests.experiments.fake_trainer"
@@ -91,9 +92,7 @@ def test_a_run_that_stopped_early_is_done(tmp_path):
 def test_one_command_runs_the_model_search_until_the_best_rate_is_inside(tmp_path, monkeypatch):
     """The runner re-reads an extending sweep: 3 rates, then 10^-1.5 past the top edge wins, then 10^-1
     is added and loses; the search is complete with its best inside the searched range."""
-    import dataclasses
-
-    from experiments import backends, model_search, recall, sweeps
+    from experiments import backends, model_search, recall
 
     backend = dataclasses.replace(recall.RECALL, name="search_test", sizes=("s",), tasks=("boolq",))
     monkeypatch.setitem(backends.BACKENDS, "search_test", backend)
@@ -118,3 +117,58 @@ def test_every_trainer_gets_one_cpu_thread_and_several_workers_grow_memory_on_de
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     mine = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=2"
     assert runner.worker_env({"XLA_FLAGS": mine}, 2)["XLA_FLAGS"] == mine
+
+
+def _build(path, value):
+    """A stand-in native checkpoint (the fake trainer reads nothing): one array, another value per build."""
+    from safetensors import numpy as st_numpy
+    import numpy as np
+    from prompt_tuning.checkpoints import native
+    os.makedirs(path, exist_ok=True)
+    st_numpy.save_file({"x": np.full(3, value, np.float32)}, os.path.join(path, native.PARAMS_FILE) + ".tmp")
+    os.replace(os.path.join(path, native.PARAMS_FILE) + ".tmp", os.path.join(path, native.PARAMS_FILE))
+    return native.fingerprint(path)
+
+
+def test_runs_from_another_build_of_their_checkpoint_never_mix(tmp_path):
+    results, ckpt = str(tmp_path / "results"), str(tmp_path / "ladder" / "lm")
+    first = _build(ckpt, 1.0)
+
+    def spec(name, mode="ok"):
+        s = _spec(name, mode)
+        return dataclasses.replace(s, overrides=s.overrides + (("INITIAL_CHECKPOINT_PATH", ckpt),))
+
+    assert runner.run_all([spec("a"), spec("b", "preempt_once")], results, quiet=True) == {
+        "a": "done", "b": "interrupted"}
+    done = json.loads((tmp_path / "results" / "runs" / "a" / runner.DONE_FILE).read_text())
+    assert done[runner.FINGERPRINT_KEY] == first
+    assert [x[runner.FINGERPRINT_KEY] for x in _attempts(results, "b")] == [first]
+    # The same build again (rewritten with equal bytes): 'a' is skipped, 'b' resumes.
+    assert _build(ckpt, 1.0) == first
+    assert runner.other_builds([spec("a")], results) == []
+
+    second = _build(ckpt, 2.0)  # the checkpoint rebuilt with other numbers under the same path
+    assert second != first
+    assert runner.other_builds([spec("a"), spec("b")], results) == ["a"]
+    with pytest.raises(ValueError, match="another build"):
+        runner.run_all([spec("a"), spec("c")], results, quiet=True)
+    assert not (tmp_path / "results" / "runs" / "c").exists()  # nothing ran
+    # The interrupted run is not resumed from the new build; a fresh directory starts from it.
+    assert runner.run_all([spec("b")], results, quiet=True) == {"b": "failed"}
+    failed = json.loads((tmp_path / "results" / "runs" / "b" / runner.FAILED_FILE).read_text())
+    assert "another build" in failed["log_tail"] and len(_attempts(results, "b")) == 1
+    assert runner.run_all([spec("d")], results, quiet=True) == {"d": "done"}
+    assert json.loads((tmp_path / "results" / "runs" / "d" / runner.DONE_FILE).read_text())[
+        runner.FINGERPRINT_KEY] == second
+
+
+def test_the_runner_command_refuses_to_mix_builds(tmp_path, monkeypatch, capsys):
+    results, ckpt = str(tmp_path / "results"), str(tmp_path / "lm")
+    _build(ckpt, 1.0)
+    s = _spec("a")
+    s = dataclasses.replace(s, overrides=s.overrides + (("INITIAL_CHECKPOINT_PATH", ckpt),))
+    monkeypatch.setattr(sweeps, "get_specs", lambda *a, **k: [s])
+    assert runner.main(["--sweep", "scale", "--backend", "recall", "--results-dir", results]) == 0
+    _build(ckpt, 2.0)
+    assert runner.main(["--sweep", "scale", "--backend", "recall", "--results-dir", results]) == 2
+    assert "another build" in capsys.readouterr().err
