@@ -20,11 +20,14 @@ from __future__ import annotations
 import collections
 import os
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from experiments import stats, sweeps, tables
 from experiments import spec as S
 from prompt_tuning.training import metrics_writer
+
+if TYPE_CHECKING:  # for annotations only: the functions import recall where they use it
+    from experiments import recall
 
 LABELS = ("sweep", "panel", "method", "size", "task", "setting", "seed", "prompt_length", "init", "objective",
           "lm_steps")
@@ -96,7 +99,7 @@ def predictions_path(results_dir: str, name: str, split: str, task_name: str) ->
 
 
 def compare(results_dir: str, names_a: Sequence[str], names_b: Sequence[str], task: str, split: str, metric: str,
-            *, task_name: Optional[str] = None, rows_dir: Optional[str] = None, resamples: int = 10_000,
+            *, task_name: Optional[str] = None, rows_dir: recall.RowsDir = None, resamples: int = 10_000,
             seed: int = 0) -> stats.Bootstrap:
     """Paired cluster bootstrap of runs A (seeds) vs runs B (seeds) on one recall task, split and metric."""
     from experiments import recall
