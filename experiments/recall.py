@@ -19,8 +19,9 @@ run is skipped. Runs live in experiments/results/mini/runs/<name>/ (runner.py; b
 
 Points: (method, rung, task, setting, seed).
   rungs     xxs xs s m l (31K .. 1.22M parameters): gin/models/recall_<rung>.gin, native checkpoints
-            at $PT_RECALL_LADDER (default runs/recall_world/ladder)/<rung>/{sc, lm_10, lm_50, lm}
-            built by experiments/recall_world/build_ladder.py (not committed).
+            at $PT_RECALL_LADDER (default assets/recall_world/ladder)/<rung>/{sc, lm_10, lm_50, lm}
+            built by experiments/recall_world/build_ladder.py (committed; each run records the sha256
+            of the export it starts from)
   tasks     recall_world_{boolq, rte, record} (gin/recall_world.gin registers them): two
             classification-shaped (accuracy, rank classification over the verbalizers) and one
             ReCoRD-shaped (exact match and F1, greedy generation); inputs 96, targets 8 tokens.
@@ -99,7 +100,7 @@ from experiments import spec as S
 from experiments.backends import REAL, Backend, gin_size_config
 from prompt_tuning import data
 
-LADDER = os.environ.get("PT_RECALL_LADDER", "runs/recall_world/ladder")
+LADDER = os.environ.get("PT_RECALL_LADDER", "assets/recall_world/ladder")
 RUNGS = ("xxs", "xs", "s", "m", "l")
 TASKS = ("boolq", "rte", "record")
 TASK_TEMPLATE = "recall_world_{task}"

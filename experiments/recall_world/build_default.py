@@ -40,7 +40,7 @@ def untrained_baseline(ladder: str, rung: str, run_dir: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ladder", default="runs/recall_world/ladder")
+    ap.add_argument("--ladder", default="assets/recall_world/ladder")
     ap.add_argument("--rung", default=DEFAULT_RUNG)
     args = ap.parse_args(argv)
     src, dst = os.path.join(args.ladder, args.rung, "lm"), os.path.join(default.ASSETS_DIR, "default")

@@ -1,6 +1,7 @@
 """Builds the recall world's model ladder with the package's trainer (`python -m prompt_tuning.train`).
 
     python -m experiments.recall_world.build_ladder                        # every rung (resumable)
+                                    # -> assets/recall_world/ladder (exports, committed); runs/recall_world/pretraining (work)
     python -m experiments.recall_world.build_ladder --rungs xs,s --scale 0.02   # a small trial
     python -m experiments.recall_world.build_ladder --rungs xxs,xs --rates 0.02 --steps 4 --phases sc,lm
                                                                            # smoke size (tests/experiments/)
@@ -24,6 +25,11 @@ Exports (native checkpoints: params.safetensors + config.json, loadable as
 INITIAL_CHECKPOINT_PATH) under <out_dir>/<rung>/: untrained, sc (= lm_0), lm_10,
 lm_50, lm, sc_control; and <out_dir>/<rung>/ladder.json (parameters, rate, steps,
 tokens, held-out losses, wall times, each export's sha256: native.fingerprint).
+The trainers' MODEL_DIRs (full checkpoints, logs) go to <work_dir>/<rung>/<phase>.
+
+The default out_dir, assets/recall_world/ladder, is committed (48 MB): nothing outside git outlives a
+session here, and a first build, kept only on its machine, could not be rebuilt to the same bytes
+(experiments/results/mini/README.md). A rung whose sc is built keeps its recorded learning rate (no sweep).
 
 Every trainer runs XLA's CPU work on one thread (the runner's worker_env), so a build does not depend on
 the machine's core count: two builds of xxs with the same code gave byte-identical exports (with XLA's
@@ -94,8 +100,10 @@ def _losses(model_dir: str) -> dict[int, float]:
 
 
 def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES, log=None,
-               steps: int | None = None, phases=PHASES) -> dict:
+               steps: int | None = None, phases=PHASES, work_dir: str | None = None) -> dict:
     """Runs (or resumes) the given phases of one rung; returns its ladder.json record.
+
+    work_dir: where the trainers' MODEL_DIRs go (<work_dir>/<rung>/<phase>; default <out_dir>/<rung>/runs).
 
     steps: every phase runs exactly this many steps (smoke tests; overrides SC_STEPS, LM_STEPS and scale).
     phases: a subset of PHASES. Raises ValueError for steps < 1, an unknown phase, or lm / sc_control
@@ -105,7 +113,7 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}; known: {list(PHASES)}")
     root = os.path.join(out_dir, rung)
-    runs = os.path.join(root, "runs")
+    runs = os.path.join(work_dir, rung) if work_dir else os.path.join(root, "runs")
     if steps is not None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -133,7 +141,9 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
 
     # 1. the rung's learning rate, on held-out span-corruption loss (no sweep for a single rate)
     lr_steps = max(10, int(sc_steps * LR_FRACTION))
-    if len(rates) > 1:
+    if "sc" in info["wall_s"]:  # built: its rate is recorded (the sweep's runs may be gone with its work_dir)
+        rate = float(info["learning_rate"])
+    elif len(rates) > 1:
         # Rates swept by an earlier, interrupted invocation (extensions included) count too.
         done = {float(k[len("lr_"):]) for k in info["wall_s"] if k.startswith("lr_")}
         rates, sweep = sorted(set(rates) | done), {}
@@ -191,7 +201,8 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
                                             ("sc_control", control, lm_steps)) if name in info["wall_s"]}
     info.update(sc_steps=sc_steps, lm_steps=lm_steps,
                 params=int(sum(np.size(x) for x in jax.tree.leaves(native.load(config_dir)))),
-                heldout_loss={name: _losses(d)[n] for name, (d, n) in done.items()},
+                heldout_loss={**info.get("heldout_loss", {}),  # recorded, unless the phase's metrics are here
+                              **{name: _losses(d)[n] for name, (d, n) in done.items() if n in _losses(d)}},
                 sha256={name: native.fingerprint(os.path.join(root, name)) for name in EXPORTS
                         if native.is_native_checkpoint(os.path.join(root, name))})
     save()
@@ -200,7 +211,9 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out_dir", default="runs/recall_world/ladder")
+    ap.add_argument("--out_dir", default="assets/recall_world/ladder", help="exports and ladder.json per rung")
+    ap.add_argument("--work_dir", default="runs/recall_world/pretraining",
+                    help="the trainers' MODEL_DIRs per rung and phase, and build.log (not committed)")
     ap.add_argument("--rungs", default=",".join(RUNGS))
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every phase's steps (smoke tests)")
     ap.add_argument("--rates", default=",".join(map(str, LEARNING_RATES)),
@@ -213,11 +226,12 @@ def main(argv=None) -> int:
                     help="extra X=Y gin binding for every run, e.g. prepare_recall_world.corpus_documents=2000")
     args = ap.parse_args(argv)
     WORLD_BINDINGS[:] = [f"--gin.{b}" for b in args.gin_binding]
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "build.log"), "a") as log:
+    os.makedirs(args.work_dir, exist_ok=True)
+    with open(os.path.join(args.work_dir, "build.log"), "a") as log:
         for rung in args.rungs.split(","):
             info = build_rung(args.out_dir, rung, args.scale, tuple(float(r) for r in args.rates.split(",")), log,
-                              steps=args.steps, phases=tuple(p for p in args.phases.split(",") if p))
+                              steps=args.steps, phases=tuple(p for p in args.phases.split(",") if p),
+                              work_dir=args.work_dir)
             print(json.dumps(info), flush=True)
     return 0
 

@@ -37,7 +37,7 @@ from experiments import stats
 from prompt_tuning.data.recall_world import baselines, registry, tasks as recall_tasks, world as world_lib
 from prompt_tuning.training import metrics_writer
 
-LADDER = "runs/recall_world/ladder"
+LADDER = "assets/recall_world/ladder"
 RUNS = "runs/recall_world/gates"
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN_STEPS = 1000

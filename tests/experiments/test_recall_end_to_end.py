@@ -5,7 +5,7 @@ checks the chain, not the numbers: gin files and overrides the trainer accepts, 
 marked DONE by the runner, test-split scores at the best checkpoint with per-example predictions,
 their person+fact clusters, the tables, and a rerun of the point with `--only` into a fresh
 directory giving the same test metrics exactly. Needs the ladder's xxs rung ($PT_RECALL_LADDER or
-runs/recall_world/ladder) and the recall world's files (written by the trainer if absent).
+assets/recall_world/ladder, committed) and the recall world's files (written by the trainer if absent).
 """
 
 import pytest

@@ -68,7 +68,8 @@ def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
                 f"get_vocabulary.path='{world['vocab_path']}'"]
     rungs = build_ladder.RUNGS[:2]  # the two smallest
     out = str(tmp_path / "ladder")
-    args = ["--out_dir", out, "--steps", "4", "--rates", "0.02"] + [a for b in bindings for a in ("--gin_binding", b)]
+    common = ["--steps", "4", "--rates", "0.02"] + [a for b in bindings for a in ("--gin_binding", b)]
+    args = ["--out_dir", out, "--work_dir", str(tmp_path / "work")] + common
 
     # Both rungs: span corruption, then LM adaptation from its export.
     build_ladder.main(["--rungs", ",".join(rungs), "--phases", "sc,lm"] + args)
@@ -92,13 +93,24 @@ def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
     assert set(again["heldout_loss"]) == {"sc", "lm", "sc_control"}
     assert {k: again["wall_s"][k] for k in ("sc", "lm")} == info[rungs[0]]["wall_s"]
     control = os.path.join(out, rungs[0], "sc_control")
+    assert sorted(os.listdir(os.path.join(out, rungs[0]))) == sorted(
+        ["ladder.json", "untrained", "sc", "lm_10", "lm_50", "lm", "sc_control"])  # the trainers' work is elsewhere
     assert not np.allclose(_emb(os.path.join(out, rungs[0], "sc")), _emb(control))
+
+    # A fresh clone has the exports (committed) and no trainer work: a rerun trains nothing (not even the
+    # learning-rate sweep the default rates would ask for) and keeps the record.
+    fresh_work = tmp_path / "fresh_work"
+    build_ladder.main(["--rungs", rungs[0], "--out_dir", out, "--work_dir", str(fresh_work), "--steps", "4",
+                       "--rates", "0.02,0.04"] + common[4:])
+    assert json.load(open(os.path.join(out, rungs[0], "ladder.json"))) == again
+    assert os.listdir(fresh_work / rungs[0]) == []
 
     wall, cpu = time.time() - t0, _cpu_s() - cpu0
 
     # A rebuild gives the same bytes (one XLA thread per trainer): the sha256 that runs record names one ladder.
     again_out = str(tmp_path / "ladder_again")
-    build_ladder.main(["--rungs", rungs[0], "--phases", "sc"] + args[:1] + [again_out] + args[2:])
+    build_ladder.main(["--rungs", rungs[0], "--phases", "sc", "--out_dir", again_out,
+                       "--work_dir", str(tmp_path / "work_again")] + common)
     rebuilt = json.load(open(os.path.join(again_out, rungs[0], "ladder.json")))["sha256"]
     assert rebuilt == {c: again["sha256"][c] for c in ("untrained", "sc")}
     speed = max(1.0, _reference_cpu_s() / REFERENCE_CPU_S)  # this machine's slowness; never tighter than 120 s

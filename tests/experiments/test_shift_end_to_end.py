@@ -1,7 +1,7 @@
 """Fig 1's zero-step points (prompt design, few-shot) through the runner and the real trainer, then
 experiments.shift with the real evaluation: shifted predictions in the run directories and the C6 table.
 
-Needs the ladder's xxs rung ($PT_RECALL_LADDER or runs/recall_world/ladder)."""
+Needs the ladder's xxs rung ($PT_RECALL_LADDER or assets/recall_world/ladder, committed)."""
 import csv
 import json
 import os
