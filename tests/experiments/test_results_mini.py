@@ -48,3 +48,7 @@ def test_the_committed_runs_were_made_on_one_build_of_each_checkpoint(monkeypatc
         pytest.skip(f"no finished run under {RESULTS}/runs in this checkout")
     assert len({r["checkpoint"] for r in rows}) == len(rows), rows
     assert all(r["sha256"] != "not recorded" for r in rows), rows
+    # ... and that build is the committed ladder: its bytes are what the runs recorded
+    from prompt_tuning.checkpoints import native
+    for r in rows:
+        assert native.fingerprint(r["checkpoint"]) == r["sha256"], f"{r['checkpoint']} is not the build its runs used"
