@@ -124,8 +124,11 @@ def other_builds(specs: Sequence[S.RunSpec], results_dir: str) -> list[str]:
         path = os.path.join(S.run_dir(results_dir, s.name), DONE_FILE)
         if not os.path.exists(path):
             continue
-        with open(path) as f:
-            recorded = json.load(f).get(FINGERPRINT_KEY)
+        try:
+            with open(path) as f:
+                recorded = json.load(f).get(FINGERPRINT_KEY)
+        except ValueError:  # a DONE that is not the runner's JSON (made by hand) records nothing
+            recorded = None
         now = checkpoint_fingerprint(initial_checkpoint(s)) if recorded else None
         if recorded and now and recorded != now:
             out.append(s.name)

@@ -1,7 +1,7 @@
 """Builds the recall world's model ladder with the package's trainer (`python -m prompt_tuning.train`).
 
-    python -m experiments.recall_world.build_ladder                        # every rung (resumable)
-                                    # -> assets/recall_world/ladder (exports, committed); runs/recall_world/pretraining (work)
+    python -m experiments.recall_world.build_ladder                        # every rung (resumable), exports
+                                         # to assets/recall_world/ladder, trainers in runs/recall_world/pretraining
     python -m experiments.recall_world.build_ladder --rungs xs,s --scale 0.02   # a small trial
     python -m experiments.recall_world.build_ladder --rungs xxs,xs --rates 0.02 --steps 4 --phases sc,lm
                                                                            # smoke size (tests/experiments/)
