@@ -36,7 +36,6 @@ Exit status 0 (also with unfinished runs: grid.md counts them), 2 on a usage err
 from __future__ import annotations
 
 import collections
-import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -80,11 +79,8 @@ def cost_rows(backend: Backend, results_dir: str, workers: int = 2) -> list[dict
     classes: dict = collections.OrderedDict()
     for s in _grid_specs(backend, results_dir):
         c = classes.setdefault((s.label_dict["method"], s.label_dict["size"]), {"walls": [], "steps": [], "pending": 0})
-        done = os.path.join(S.run_dir(results_dir, s.name), runner.DONE_FILE)
-        if os.path.exists(done):
-            with open(done) as f:
-                text = f.read()
-            d = json.loads(text) if text.strip() else {}  # the runner writes JSON; hand-made runs may not
+        d = runner.read_done(results_dir, s.name)  # {} for a hand-made, empty DONE
+        if d is not None:
             c["walls"].append(float(d.get("wall_time_s", 0.0)))
             c["steps"].append(int(d.get("steps", 0)))
         else:
@@ -116,13 +112,10 @@ def ladder_rows(backend: Backend, results_dir: str) -> list[dict]:
     one checkpoint mean runs made on two builds of it, which the runner refuses to mix."""
     counts: collections.Counter = collections.Counter()
     for s in _grid_specs(backend, results_dir):
-        path = runner.initial_checkpoint(s)
-        done = os.path.join(S.run_dir(results_dir, s.name), runner.DONE_FILE)
-        if path is None or not os.path.exists(done):
+        path, done = runner.initial_checkpoint(s), runner.read_done(results_dir, s.name)
+        if path is None or done is None:
             continue
-        with open(done) as f:
-            text = f.read()
-        recorded = (json.loads(text) if text.strip() else {}).get(runner.FINGERPRINT_KEY)
+        recorded = done.get(runner.FINGERPRINT_KEY)
         counts[(path, recorded or "not recorded")] += 1
     return [{"checkpoint": path, "sha256": sha, "runs": n} for (path, sha), n in sorted(counts.items())]
 

@@ -116,19 +116,29 @@ def read_attempts(run_directory: str) -> list[dict]:
     return out
 
 
+def read_done(results_dir: str, name: str) -> Optional[dict]:
+    """The run's DONE record: None when it has not finished, {} for an empty (hand-made) DONE; raises
+    ValueError for one that is not JSON."""
+    path = os.path.join(S.run_dir(results_dir, name), DONE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    return json.loads(text) if text.strip() else {}
+
+
 def other_builds(specs: Sequence[S.RunSpec], results_dir: str) -> list[str]:
     """Finished runs whose DONE records another build of their initial checkpoint than the one at its path
     now (runs that record none, or whose checkpoint is not built, are not compared)."""
     out = []
     for s in S.dedupe(specs):
-        path = os.path.join(S.run_dir(results_dir, s.name), DONE_FILE)
-        if not os.path.exists(path):
-            continue
         try:
-            with open(path) as f:
-                recorded = json.load(f).get(FINGERPRINT_KEY)
+            done = read_done(results_dir, s.name)
         except ValueError:  # a DONE that is not the runner's JSON (made by hand) records nothing
-            recorded = None
+            done = {}
+        if done is None:
+            continue
+        recorded = done.get(FINGERPRINT_KEY)
         now = checkpoint_fingerprint(initial_checkpoint(s)) if recorded else None
         if recorded and now and recorded != now:
             out.append(s.name)

@@ -197,12 +197,12 @@ def build_rung(out_dir: str, rung: str, scale: float = 1.0, rates=LEARNING_RATES
     if "sc" not in info["wall_s"]:  # only the learning-rate sweep was asked for
         save()
         return info
-    done = {name: (d, n) for name, d, n in (("sc", sc, sc_steps), ("lm", lm, lm_steps),
-                                            ("sc_control", control, lm_steps)) if name in info["wall_s"]}
+    logged = {name: _losses(d).get(n) for name, d, n in (("sc", sc, sc_steps), ("lm", lm, lm_steps),
+                                                          ("sc_control", control, lm_steps)) if name in info["wall_s"]}
     info.update(sc_steps=sc_steps, lm_steps=lm_steps,
                 params=int(sum(np.size(x) for x in jax.tree.leaves(native.load(config_dir)))),
                 heldout_loss={**info.get("heldout_loss", {}),  # recorded, unless the phase's metrics are here
-                              **{name: _losses(d)[n] for name, (d, n) in done.items() if n in _losses(d)}},
+                              **{name: loss for name, loss in logged.items() if loss is not None}},
                 sha256={name: native.fingerprint(os.path.join(root, name)) for name in EXPORTS
                         if native.is_native_checkpoint(os.path.join(root, name))})
     save()
