@@ -1,7 +1,7 @@
 """Installs `prompt_tuning`: a JAX/Flax reproduction of Lester et al. (2021).
 
-    pip install -e ".[test]"        # what CI and the README use (CPU jax)
-    pip install -e ".[test,parity]" torch==2.13.0   # adds the Hugging Face parity tests
+    pip install -e ".[test]"        # CPU jax, without the Hugging Face parity tests
+    pip install -e ".[test,parity]" torch==2.13.0   # what CI and the README use: adds the parity tests
     pip install -e . "jax[cuda12]"  # on a GPU machine
 """
 import setuptools

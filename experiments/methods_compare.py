@@ -25,7 +25,7 @@ dropout 0, batch 32, step cap 5,000 (prompt tuning's), Adafactor at a constant r
 
 Learning rates are searched, not guessed, with experiments/model_search.py's machinery (`search`,
 `choose` with a `base` setting and a `grid`): each variant's three rates (`Variant.grid`, around the
-gin file's rate, half a decade apart) on seed 0, extended by half a decade past a winning edge (twice
+gin file's rate, half a decade apart; prefix_direct's around 1e-2, a decade above its gin file's 1e-3) on seed 0, extended by half a decade past a winning edge (twice
 at most per edge), the best validation score at the best checkpoint chosen (ties: lower validation
 loss). Trimmed grid: the search runs on the middle rung (`search_rung`: s) only, per task, and
 every rung uses the rate chosen there for that task (an assumption the table states: a rate that
@@ -38,7 +38,7 @@ sweep after each pass and runs them); model tuning's points appear once its own 
 
 Cost (`python -m experiments.runner --sweep methods --backend recall --list` counts the runs; the
 per-run times are from one 100-step run per method on xxs, table in experiments/README.md):
-  search   9 variants x 3 tasks x 3 rates on s = 81 runs (+ 6 per task and variant at most for
+  search   9 variants x 3 tasks x 3 rates on s = 81 runs (+ 4 per task and variant at most for
            extensions), of which 9 are shared (Fig 1, Fig 3(a), prompt_lr)
   seeds    9 variants x 5 rungs x 3 tasks x 3 seeds = 405 points, 27 of them the search's own runs
            (seed 0 on s); prompt tuning's at the paper's rate are Fig 1's / Fig 3(a)'s runs

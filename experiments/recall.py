@@ -19,7 +19,8 @@ run is skipped. Runs live in experiments/results/mini/runs/<name>/ (runner.py; b
 
 Points: (method, rung, task, setting, seed).
   rungs     xxs xs s m l (31K .. 1.22M parameters): gin/models/recall_<rung>.gin, native checkpoints
-            at $PT_RECALL_LADDER (default assets/recall_world/ladder)/<rung>/{sc, lm_10, lm_50, lm}
+            at $PT_RECALL_LADDER (default assets/recall_world/ladder)/<rung>/{untrained, sc, lm_10, lm_50, lm,
+            sc_control}
             built by experiments/recall_world/build_ladder.py (committed; each run records the sha256
             of the export it starts from)
   tasks     recall_world_{boolq, rte, record} (gin/recall_world.gin registers them): two

@@ -29,10 +29,14 @@ A run from a native checkpoint (INITIAL_CHECKPOINT_PATH, e.g. a rung of the reca
 checkpoint's sha256 (checkpoints.native.fingerprint) in attempts.jsonl and DONE. Runs from two builds of
 one checkpoint never mix: a sweep whose finished runs record another build than the one now at their
 path stops before running anything (exit status 2), and an interrupted run is not resumed from another
-build (it fails with the reason).
+build (it fails with the reason). Nor is one resumed under another configuration: a run interrupted
+before a change to its command (even a moved INITIAL_CHECKPOINT_PATH with the same bytes) fails with the
+trainer's one-line reason (MODEL_DIR written by a different configuration); delete its directory to
+restart it from step 0.
 
 Default DIR: experiments/results/<backend.results_name> (the recall backend: results/mini).
-Exit status: 0 if every selected run is DONE, 1 if some failed or were interrupted, 2 on a usage error.
+Exit status: 0 if every selected run is DONE; 130 if interrupted (SIGINT / SIGTERM); 1 if some failed; 2 on a
+usage error or on finished runs from another build.
 """
 from __future__ import annotations
 
@@ -289,7 +293,7 @@ def worker_env(environ, workers: int) -> dict:
     and a run's numbers do not depend on how many ran beside it (a rerun with --workers 1 repeats a
     --workers 2 sweep's metrics exactly; with XLA's default threads the losses differ in the 7th digit);
     with several workers, each takes accelerator memory as it needs it. Compiled steps are kept in JAX's
-    persistent compilation cache (JAX_COMPILATION_CACHE_DIR, default $XDG_CACHE_HOME or
+    persistent compilation cache (JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/prompt_tuning/jax, else
     ~/.cache/prompt_tuning/jax), so runs of the same shapes skip recompiling: an xxs model-tuning run took
     56.3 s cold and 45.8 s warm at load ~4.8, with identical metrics and predictions."""
     env = dict(environ)

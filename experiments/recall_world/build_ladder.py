@@ -24,7 +24,7 @@ gin/runs/pretrain.gin and gin/recall_world.gin, every phase on its own schedule
 Exports (native checkpoints: params.safetensors + config.json, loadable as
 INITIAL_CHECKPOINT_PATH) under <out_dir>/<rung>/: untrained, sc (= lm_0), lm_10,
 lm_50, lm, sc_control; and <out_dir>/<rung>/ladder.json (parameters, rate, steps,
-tokens, held-out losses, wall times, each export's sha256: native.fingerprint).
+held-out losses, wall times, each export's sha256: native.fingerprint).
 The trainers' MODEL_DIRs (full checkpoints, logs) go to <work_dir>/<rung>/<phase>.
 
 The default out_dir, assets/recall_world/ladder, is committed (48 MB): nothing outside git outlives a
@@ -35,7 +35,7 @@ Every trainer runs XLA's CPU work on one thread (the runner's worker_env), so a 
 the machine's core count: two builds of xxs with the same code gave byte-identical exports (with XLA's
 default threads too, but their numbers differ from the one-thread build's). A build by other code or
 another JAX version is another ladder: runs record the sha256 of the export they start from, and the
-runner will not mix builds (experiments/runner.py). A phase whose export exists is skipped, and an
+runner will not mix builds (experiments/runner.py). A phase that the rung's ladder.json records (its wall time) is skipped, and an
 interrupted phase resumes from its MODEL_DIR (the trainer resumes), so rerunning the
 command after any interruption finishes the ladder. `--phases` runs a subset (sc first: lm and
 sc_control continue from its export); a later invocation with more phases adds the missing ones.
