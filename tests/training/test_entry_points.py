@@ -180,9 +180,8 @@ def test_model_finetune_run_file_trains_and_checkpoints_everything(tmp_path, cap
     assert not (model_dir / "prompts").exists()
 
 
-@pytest.mark.parametrize("override, mode, split", [((), "rank", "validation"),
-                                                    (("EVAL_SPLIT = 'test'",), "rank", "test")])
-def test_eval_gin_scores_in_the_runs_own_mode(monkeypatch, override, mode, split):
+@pytest.mark.parametrize("override, split", [((), "validation"), (("EVAL_SPLIT = 'test'",), "test")])
+def test_eval_gin_scores_in_the_runs_own_mode(monkeypatch, override, split):
     """The README's eval command (the main command's gin file, then gin/runs/eval.gin) scores a checkpoint
     in the mode and on the split its run validated with (default world: rank classification), not in
     eval.gin's own: a later gin file that set EVAL_MODE would win over the experiment file's."""
@@ -191,7 +190,7 @@ def test_eval_gin_scores_in_the_runs_own_mode(monkeypatch, override, mode, split
     try:
         gin.parse_config_files_and_bindings(["gin/prompt_len_20.gin", "gin/runs/eval.gin"], list(override),
                                             skip_unknown=False)
-        assert gin.query_parameter("%EVAL_MODE") == mode
+        assert gin.query_parameter("%EVAL_MODE") == "rank"
         assert gin.query_parameter("%EVAL_SPLIT") == split
         assert str(gin.query_parameter("evaluate_checkpoint.mode")) == "%EVAL_MODE"
         assert str(gin.query_parameter("evaluate_checkpoint.split")) == "%EVAL_SPLIT"
