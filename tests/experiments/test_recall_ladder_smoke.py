@@ -1,17 +1,21 @@
 """Smoke-size recall ladder through the package's trainer: world, corpus, vocabulary, two rungs, exports.
 
 Every phase is a `python -m prompt_tuning.train` subprocess (gin/runs/pretrain.gin), as in the full build.
-The issue's bound is 2 minutes on this 2-core machine. Wall time depends on whoever else shares the cores,
-so the test asserts on CPU time (this process + every trainer subprocess), which a serial pipeline turns
-into about the same wall time on an idle 2-core machine, and prints wall time and load average beside it.
-The rebuild check at the end (one more trainer run) is outside the measured CPU time.
-Measured here (5 trainer runs, nice -n 15, beside the ladder build and other jobs), two runs: CPU 103 s,
-wall 295 s at load average 15-16; CPU 94 s, wall 172 s at load 11-12; CPU 93 s, wall 78 s idle. An earlier
-variant with 6 runs of 10 steps took CPU 118 s, wall 301 s at load 10-11.
+The bound (issue "Mini world v2": world, vocabulary and a two-rung ladder in under 2 minutes on this 2-core
+machine) covers exactly that: the world with its corpus and vocabulary, then span corruption and LM
+adaptation on both rungs (4 trainer runs). Wall time depends on whoever else shares the cores, so the test
+asserts on CPU time (this process + every trainer subprocess), which a serial pipeline turns into about the
+same wall time on an idle 2-core machine, and prints wall time and load average beside it. The checks after
+the build (resume trains only the missing control, a fresh clone trains nothing, a rebuild gives the same
+bytes) are outside the measured CPU time.
+Measured here with the control run inside the bound (5 trainer runs, nice -n 15, beside other jobs): CPU
+103 s, wall 295 s at load average 15-16; CPU 94 s, wall 172 s at load 11-12; CPU 93 s, wall 78 s idle.
+CI's machine took 126 and then 132 CPU s for those 5 runs (load 1.1), against a bound of 127 there: the
+bound then measured one trainer run more than the issue names, and CI failed on it.
 
-CPU seconds differ between machines: CI's took 126 CPU s (wall 106 s, load 1.1) for the run that took 93 s
-here. So the bound is scaled by a fixed reference workload (`_reference_cpu_s`: hashing and a Python loop,
-no project code, so a slower project cannot hide in the scale): 0.62 s on the machine that set the bound.
+CPU seconds differ between machines, so the bound is scaled by a fixed reference workload
+(`_reference_cpu_s`: hashing and a Python loop, no project code, so a slower project cannot hide in the
+scale): 0.62 s on the machine that set the bound.
 """
 import hashlib
 import json
@@ -73,6 +77,7 @@ def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
 
     # Both rungs: span corruption, then LM adaptation from its export.
     build_ladder.main(["--rungs", ",".join(rungs), "--phases", "sc,lm"] + args)
+    wall, cpu = time.time() - t0, _cpu_s() - cpu0  # the issue's bound: world, vocabulary, two rungs
     info = {r: json.load(open(os.path.join(out, r, "ladder.json"))) for r in rungs}
     assert info[rungs[0]]["params"] < info[rungs[1]]["params"]
     for rung in rungs:
@@ -104,8 +109,6 @@ def test_two_rung_ladder_through_the_trainer(tmp_path, monkeypatch):
                        "--rates", "0.02,0.04"] + common[4:])
     assert json.load(open(os.path.join(out, rungs[0], "ladder.json"))) == again
     assert os.listdir(fresh_work / rungs[0]) == []
-
-    wall, cpu = time.time() - t0, _cpu_s() - cpu0
 
     # A rebuild gives the same bytes (one XLA thread per trainer): the sha256 that runs record names one ladder.
     again_out = str(tmp_path / "ladder_again")
