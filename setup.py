@@ -32,7 +32,7 @@ setuptools.setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"],
+        "test": ["pytest>=8", "pytest-timeout>=2", "pytest-xdist>=3", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"],
         # torch is pinned on the command line (README), not here: an unpinned
         # torch pulls gigabytes of CUDA wheels on a CPU machine.
         "parity": ["transformers>=4.40", "peft>=0.10"],
