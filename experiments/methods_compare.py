@@ -26,10 +26,11 @@ dropout 0, batch 32, step cap 5,000 (prompt tuning's), Adafactor at a constant r
 Learning rates are searched, not guessed, with experiments/model_search.py's machinery (`search`,
 `choose` with a `base` setting and a `grid`): each variant's three rates (`Variant.grid`, around the
 gin file's rate, half a decade apart; prefix_direct's around 1e-2, a decade above its gin file's
-1e-3) on seed 0, extended by half a decade past a winning edge (twice at most per edge), the best validation score at the best checkpoint chosen (ties: lower validation
-loss). Trimmed grid: the search runs on the middle rung (`search_rung`: s) only, per task, and
-every rung uses the rate chosen there for that task (an assumption the table states: a rate that
-suits s may not suit xxs or l); then seeds 0, 1, 2 at the chosen rate on every rung and task.
+1e-3) on seed 0, extended by half a decade past a winning edge (twice at most per edge), the best
+validation score at the best checkpoint chosen (ties: lower validation loss). Trimmed grid: the
+search runs on the middle rung (`search_rung`: s) only, per task, and every rung uses the rate
+chosen there for that task (an assumption the table states: a rate that suits s may not suit xxs or
+l); then seeds 0, 1, 2 at the chosen rate on every rung and task.
 A run at the gin file's own rate carries no rate override (`SearchGrid.default_rate`), so the
 prompt-tuning points share their names (and runs) with Fig 1 (P = 100, rate 0.3), Fig 3(a) (P = 20)
 and the prompt_lr check (P = 100, rate 1.0); model tuning's points are Fig 1's. Until a variant's

@@ -36,8 +36,8 @@ the machine's core count: two builds of xxs with the same code gave byte-identic
 default threads too, but their numbers differ from the one-thread build's). A build by other code or
 another JAX version is another ladder: runs record the sha256 of the export they start from, and the
 runner will not mix builds (experiments/runner.py). A phase that the rung's ladder.json records (its
-wall time) is skipped, and an interrupted phase resumes from its MODEL_DIR (the trainer resumes), so rerunning the
-command after any interruption finishes the ladder. `--phases` runs a subset (sc first: lm and
+wall time) is skipped, and an interrupted phase resumes from its MODEL_DIR (the trainer resumes), so
+rerunning the command after any interruption finishes the ladder. `--phases` runs a subset (sc first: lm and
 sc_control continue from its export); a later invocation with more phases adds the missing ones.
 """
 from __future__ import annotations
