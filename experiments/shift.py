@@ -19,10 +19,23 @@ Trained in-domain, scored zero-shot on shifted copies of each recall task's test
                      (at most 84 of 96 tokens).
 
 Which runs: every finished run of Fig 1 (sweep `scale` of the recall backend: model tuning at its chosen
-setting, prompt tuning at the centre point, prompt design and few-shot prompt design). Each is scored at
-its best validation checkpoint (MODEL_DIR/best) by the package's own evaluation (what
+setting, prompt tuning at the centre point, prompt design and few-shot prompt design). Each is scored with
+its best validation parameters (`checkpoint_source`), by the package's own evaluation (what
 `python -m prompt_tuning.eval` runs: the run's gin files and overrides, gin/runs/eval.gin, CHECKPOINT_PATH),
-one process per run for all its splits (experiments/shift_eval.py; 35 s for both splits of an xxs run,
+one process per run for all its splits. Git keeps no checkpoint, so on another machine than the one that
+trained a run the parameters come from what is committed:
+
+  best      MODEL_DIR/best/<step>/, the trainer's checkpoint (only where the run was trained);
+  prompt    a prompt-only run (prompt tuning, prompt design, few-shot): its frozen initial checkpoint (the
+            committed ladder) with MODEL_DIR/prompts/best.npy (gin/prompts/from_file.gin), which are the best
+            checkpoint's parameters: the frozen weights stay bit-identical (tests/training);
+  retrain   model tuning: the run's own command again, into a temporary MODEL_DIR (as long as the run
+            took; a rerun gives the committed metrics exactly, experiments/results/mini/README.md).
+
+A rebuilt source is checked before its shifted predictions are kept: its in-domain test predictions must
+equal the committed test_predictions/ row for row, else the run fails with a one-line error (another
+ladder build, another code version) and nothing is written. Checked on this machine for prompt tuning
+on m (ReCoRD, generated answers; BoolQ, ranked): all 600 test and 600 closed-book rows equal. (experiments/shift_eval.py; 35 s for both splits of an xxs run,
 load ~6, of which ~20 s start-up: one process per split took 22 s each). Its per-example predictions go to
 MODEL_DIR/shift_predictions/<split>_<task>.jsonl (the format of test_predictions/) and its metrics to
 MODEL_DIR/shift_predictions/<split>_metrics.jsonl. A prediction file that exists is not recomputed
@@ -58,6 +71,10 @@ from experiments import spec as S
 SPLITS = recall.SHIFTED_SPLITS
 EVAL_MODULE = "experiments.shift_eval"  # prompt_tuning.eval's evaluation, all splits in one process
 EVAL_GIN = "gin/runs/eval.gin"
+FROM_FILE_GIN = "gin/prompts/from_file.gin"
+BEST, PROMPT, RETRAIN = "best", "prompt", "retrain"  # checkpoint_source's answers
+PROMPT_ONLY = (S.PROMPT_TUNING, S.PROMPT_DESIGN, S.FEW_SHOT)  # Fig 1's methods that train only the prompt
+CHECK_SPLIT = "test"  # a rebuilt source must reproduce the run's committed predictions on it
 PREDICTIONS_DIR = "shift_predictions"
 METRICS = recall.METRICS
 COLUMNS = ("size", "task", "method", "metric", "split", "seeds", "in_domain", "shifted", "drop",
@@ -78,45 +95,108 @@ def predictions_path(results_dir: str, name: str, split: str, task_name: str) ->
     return os.path.join(S.model_dir(results_dir, name), PREDICTIONS_DIR, f"{split}_{task_name}.jsonl")
 
 
+def best_prompt_path(model_dir: str) -> str:
+    return os.path.join(model_dir, "prompts", "best.npy")
+
+
+def checkpoint_source(spec: S.RunSpec, model_dir: str) -> str:
+    """Where a finished run's best validation parameters come from: BEST, PROMPT or RETRAIN (module docstring)."""
+    best = os.path.join(model_dir, "best")
+    if os.path.isdir(best) and any(os.path.isdir(os.path.join(best, d)) for d in os.listdir(best)):
+        return BEST
+    if spec.label_dict.get("method") in PROMPT_ONLY and os.path.exists(best_prompt_path(model_dir)):
+        return PROMPT
+    return RETRAIN
+
+
 def eval_args(spec: S.RunSpec, model_dir: str, splits: Sequence[str], out_root: str,
-              module: str = EVAL_MODULE) -> list[str]:
-    """The arguments after `python` that score `spec`'s best checkpoint on `splits` into out_root/<split>/."""
+              module: str = EVAL_MODULE, source: str = "best") -> list[str]:
+    """The arguments after `python` that score `spec`'s best parameters on `splits` into out_root/<split>/:
+    from model_dir/best (source BEST, or a retrained MODEL_DIR), or, source PROMPT, from the run's initial
+    checkpoint and model_dir/prompts/best.npy."""
     overrides = dict(spec.overrides)
-    extra = [("CHECKPOINT_PATH", os.path.join(model_dir, "best"))]
+    gin_files = spec.gin_files + (EVAL_GIN,)
+    if source == PROMPT:
+        gin_files = spec.gin_files + (FROM_FILE_GIN, EVAL_GIN)
+        extra = [("PROMPT_FILE", best_prompt_path(model_dir))]  # CHECKPOINT_PATH None: the prompt as loaded
+    else:
+        extra = [("CHECKPOINT_PATH", os.path.join(model_dir, "best"))]
     if "train_and_evaluate.verbalizers" in overrides:
         extra.append(("evaluate_checkpoint.verbalizers", overrides["train_and_evaluate.verbalizers"]))
     args = ["-m", module, "--splits", ",".join(splits), "--out-root", out_root, "--"]
-    args += [f"--gin_file={f}" for f in spec.gin_files + (EVAL_GIN,)]
+    args += [f"--gin_file={f}" for f in gin_files]
     return args + [f"--gin.{k}={S.gin_literal(v)}" for k, v in list(spec.overrides) + extra]
 
 
+def _pairs(path: str) -> list[tuple]:
+    return [(r.get("prediction"), r.get("target")) for r in stats.read_predictions(path)]
+
+
+def _check_rebuilt(name: str, source: str, rebuilt: str, committed: str) -> None:
+    """RuntimeError unless the rebuilt parameters' test predictions equal the committed ones row for row."""
+    new, old = _pairs(rebuilt), _pairs(committed)
+    if new != old:
+        differ = sum(a != b for a, b in zip(new, old)) + abs(len(new) - len(old))
+        raise RuntimeError(f"{name}: the parameters rebuilt from {source!r} do not reproduce the committed test "
+                           f"predictions ({differ} of {len(old)} rows differ): another ladder build or code version?")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=runner.worker_env(os.environ, 1))  # the runs' numerics: one XLA CPU thread
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        raise RuntimeError(f"{what} failed (status {proc.returncode}): " + " | ".join(tail))
+
+
 def evaluate_run(spec: S.RunSpec, results_dir: str, *, module: str = EVAL_MODULE, python: str = sys.executable,
-                 print_only: bool = False) -> list[str]:
+                 print_only: bool = False, train_module: Optional[str] = None) -> list[str]:
     """Scores one finished run on every shifted split it has no predictions for (one process); returns them.
 
-    Raises RuntimeError (one line, with the log's tail) when the evaluation fails; nothing partial is left.
+    The parameters come from `checkpoint_source`; a rebuilt source must first reproduce the committed test
+    predictions. Raises RuntimeError (one line, with the log's tail) when the evaluation or the rebuild fails
+    or does not reproduce them; nothing partial is left.
     """
     md = S.model_dir(results_dir, spec.name)
     task_name = dict(spec.overrides)["MIXTURE_OR_TASK_NAME"]
     todo = [split for split in SPLITS if not os.path.exists(predictions_path(results_dir, spec.name, split, task_name))]
     if not todo:
         return []
+    source = checkpoint_source(spec, md)
+    if train_module:  # tests: a stand-in trainer for RETRAIN
+        spec = dataclasses.replace(spec, module=train_module)
+    committed_test = os.path.join(md, runner.PREDICTIONS_DIR, f"{CHECK_SPLIT}_{task_name}.jsonl")
     if print_only:
-        print(" ".join([python] + eval_args(spec, md, todo, "<tmp>", module)))
+        if source == RETRAIN:
+            print(" ".join([python] + spec.args("<tmp>/model")))
+        check = [CHECK_SPLIT] if source == PROMPT else []
+        print(" ".join([python] + eval_args(spec, "<tmp>/model" if source == RETRAIN else md, check + todo, "<tmp>",
+                                            module, source)))
         return []
     tmp = tempfile.mkdtemp(prefix="shift-", dir=os.path.dirname(md))
     try:
-        proc = subprocess.run([python] + eval_args(spec, md, todo, tmp, module), capture_output=True, text=True,
-                              env=runner.worker_env(os.environ, 1))  # the runs' numerics: one XLA CPU thread
-        produced = {split: os.path.join(tmp, split, f"predictions_{task_name}.jsonl") for split in todo}
-        if proc.returncode != 0 or not all(os.path.exists(p) for p in produced.values()):
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
-            raise RuntimeError(f"{spec.name} on {', '.join(todo)}: evaluation failed (status {proc.returncode}): "
-                               + " | ".join(tail))
+        params_dir, splits = md, list(todo)
+        if source == RETRAIN:
+            params_dir = os.path.join(tmp, S.MODEL_DIR_NAME)
+            _run([python] + spec.args(params_dir), f"{spec.name}: retraining for its best checkpoint")
+            _check_rebuilt(spec.name, source, os.path.join(params_dir, runner.PREDICTIONS_DIR,
+                                                           f"{CHECK_SPLIT}_{task_name}.jsonl"), committed_test)
+        elif source == PROMPT:
+            splits = [CHECK_SPLIT] + splits
+        out_root = os.path.join(tmp, "eval")
+        _run([python] + eval_args(spec, params_dir, splits, out_root, module, source),
+             f"{spec.name} on {', '.join(todo)}: evaluation")
+        produced = {split: os.path.join(out_root, split, f"predictions_{task_name}.jsonl") for split in splits}
+        missing = [split for split, p in produced.items() if not os.path.exists(p)]
+        if missing:
+            raise RuntimeError(f"{spec.name} on {', '.join(todo)}: evaluation wrote no predictions for "
+                               f"{', '.join(missing)}")
+        if source == PROMPT:
+            _check_rebuilt(spec.name, source, produced[CHECK_SPLIT], committed_test)
         for split in todo:
             final = predictions_path(results_dir, spec.name, split, task_name)
             os.makedirs(os.path.dirname(final), exist_ok=True)
-            metrics = os.path.join(tmp, split, "metrics.jsonl")
+            metrics = os.path.join(out_root, split, "metrics.jsonl")
             if os.path.exists(metrics):
                 os.replace(metrics, os.path.join(os.path.dirname(final), f"{split}_metrics.jsonl"))
             stats.drop_inputs(produced[split])  # the committed form (runner.compact_predictions)
@@ -210,7 +290,7 @@ def write(rows: Sequence[dict], out_dir: str, note: str = "") -> tuple[str, str]
 
 
 def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module: str = EVAL_MODULE,
-         rows_dir=None) -> int:
+         rows_dir=None, train_module: Optional[str] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.shift", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results-dir", default=None, help="default: experiments/results/mini")
@@ -227,13 +307,15 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
     specs, note = fig1_specs(backend, results_dir)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    finished = [s for s in S.filter_specs(specs, args.only) if runner.is_done(results_dir, s.name)]
+    finished = [s for s in specs if runner.is_done(results_dir, s.name)]
+    selected = S.filter_specs(finished, args.only)
     failed = evaluated = 0
     if not args.table_only:
-        one = lambda s: evaluate_run(s, results_dir, module=module, print_only=args.print_commands)
+        one = lambda s: evaluate_run(s, results_dir, module=module, print_only=args.print_commands,
+                                     train_module=train_module)
         workers = 1 if args.print_commands else args.workers
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:  # each evaluation: its own process
-            futures = {pool.submit(one, s): s for s in finished}
+            futures = {pool.submit(one, s): s for s in selected}
             for future in concurrent.futures.as_completed(futures):
                 try:
                     done = future.result()
@@ -248,8 +330,8 @@ def main(argv: Optional[Sequence[str]] = None, *, backend=recall.RECALL, module:
         return 0
     rows = table(finished, results_dir, rows_dir=rows_dir, resamples=args.resamples)
     path_csv, _ = write(rows, args.out_dir or results_dir, note)
-    print(f"{path_csv}: {len(rows)} rows; {evaluated} evaluation(s) run now, {len(finished)} of {len(specs)} "
-          f"Fig 1 runs finished, {failed} failed")
+    print(f"{path_csv}: {len(rows)} rows; {evaluated} evaluation(s) run now for {len(selected)} selected run(s), "
+          f"{len(finished)} of {len(specs)} Fig 1 runs finished, {failed} failed")
     return 1 if failed else 0
 
 

@@ -1,10 +1,12 @@
 """A stand-in for `python -m experiments.shift_eval` in the shift command's tests: same flags, instant.
 
-Reads --splits, --out-root, --gin.MIXTURE_OR_TASK_NAME, --gin.CHECKPOINT_PATH and writes, per split,
-OUT_ROOT/<split>/predictions_<task>.jsonl and metrics.jsonl as the evaluation does, with the targets of the
-split's rows in $FAKE_EVAL_ROWS (a boolq task directory). A model-tuning run (mt- in the checkpoint
-path) is right on every 4th example, any other run on 3 of 4. Appends one line per split to
-$FAKE_EVAL_LOG; exits 3 without output when $FAKE_EVAL_FAIL is set.
+Reads --splits, --out-root, --gin.MIXTURE_OR_TASK_NAME, --gin.CHECKPOINT_PATH (or, for a prompt read
+from a file, --gin.PROMPT_FILE) and writes, per split, OUT_ROOT/<split>/predictions_<task>.jsonl and
+metrics.jsonl as the evaluation does, with the targets of the split's rows in $FAKE_EVAL_ROWS (a boolq
+task directory). On a shifted split a model-tuning run (mt- in the path) is right on every 4th example,
+any other run on 3 of 4; on the in-domain split 'test' every run is right (what the shift tests' finished
+runs committed), unless $FAKE_EVAL_WRONG_TEST is set. Appends one line per split to $FAKE_EVAL_LOG; exits
+3 without output when $FAKE_EVAL_FAIL is set.
 """
 import ast
 import json
@@ -21,7 +23,7 @@ def main(argv):
             flags[k] = ast.literal_eval(v)
     for split in splits:
         with open(os.environ["FAKE_EVAL_LOG"], "a") as f:
-            f.write(json.dumps({"split": split, "checkpoint": flags["CHECKPOINT_PATH"]}) + "\n")
+            f.write(json.dumps({"split": split, "checkpoint": params(flags)}) + "\n")
         if os.environ.get("FAKE_EVAL_FAIL"):
             print("error: the fake evaluation fails", flush=True)
             return 3
@@ -29,16 +31,22 @@ def main(argv):
     return 0
 
 
+def params(flags):
+    """Where the evaluated parameters come from: CHECKPOINT_PATH, else the prompt file."""
+    return flags.get("CHECKPOINT_PATH") or flags["PROMPT_FILE"]
+
+
 def write(split, out, flags):
     task = flags["MIXTURE_OR_TASK_NAME"]
     with open(os.path.join(os.environ["FAKE_EVAL_ROWS"], f"{split}.jsonl")) as f:
         rows = [json.loads(line) for line in f]
-    model = "/mt-" in flags["CHECKPOINT_PATH"]
+    model = "/mt-" in params(flags)
+    in_domain = split == "test" and not os.environ.get("FAKE_EVAL_WRONG_TEST")
     os.makedirs(out, exist_ok=True)
     right = 0
     with open(os.path.join(out, f"predictions_{task}.jsonl"), "w") as f:
         for i, r in enumerate(rows):
-            ok = (i % 4 == 0) if model else (i % 4 != 3)
+            ok = in_domain or ((i % 4 == 0) if model else (i % 4 != 3))
             right += ok
             gold = str(r["label"])
             f.write(json.dumps({"prediction": gold if ok else str(gold != "True"), "target": gold}) + "\n")

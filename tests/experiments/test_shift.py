@@ -12,7 +12,7 @@ from experiments import recall, runner, scale, shift
 from experiments import spec as S
 from prompt_tuning.data.recall_world import tasks, world as world_lib
 
-FAKE_EVAL = "tests.experiments.fake_eval"
+FAKE_EVAL, FAKE_TRAIN = "tests.experiments.fake_eval", "tests.experiments.fake_train"
 
 
 def _tiny():
@@ -23,6 +23,7 @@ def _tiny():
 
 def _finish(rd, spec, rows):
     md = S.model_dir(rd, spec.name)
+    os.makedirs(os.path.join(md, "best", "1"))  # as on the machine that trained it (git keeps no checkpoint)
     os.makedirs(os.path.join(md, "test_predictions"))
     with open(os.path.join(md, "test_predictions", "test_recall_world_boolq.jsonl"), "w") as f:
         for r in rows:  # in-domain: every answer right
@@ -45,9 +46,10 @@ def setup(tmp_path, monkeypatch):
     log = tmp_path / "eval_log.jsonl"
     monkeypatch.setenv("FAKE_EVAL_ROWS", rows_dir)
     monkeypatch.setenv("FAKE_EVAL_LOG", str(log))
-    monkeypatch.delenv("FAKE_EVAL_FAIL", raising=False)
+    for var in ("FAKE_EVAL_FAIL", "FAKE_EVAL_WRONG_TEST", "FAKE_TRAIN_WRONG"):
+        monkeypatch.delenv(var, raising=False)
     run = lambda: shift.main(["--results-dir", rd, "--out-dir", str(tmp_path / "out"), "--resamples", "300"],
-                             backend=backend, module=FAKE_EVAL, rows_dir=rows_dir)
+                             backend=backend, module=FAKE_EVAL, rows_dir=rows_dir, train_module=FAKE_TRAIN)
     return {"backend": backend, "rows_dir": rows_dir, "rd": rd, "specs": specs, "pending": pending, "log": log, "run": run, "out": tmp_path / "out",
             "test": test}
 
@@ -109,6 +111,65 @@ def test_eval_command_is_the_packages_evaluation_at_the_best_checkpoint(setup):
     assert args.index("--gin_file=gin/runs/eval.gin") > args.index("--gin_file=gin/recall_world.gin")
     assert "--gin.CHECKPOINT_PATH='/r/m/best'" in args
     assert "--gin.evaluate_checkpoint.verbalizers={'recall_world_boolq': ['False', 'True']}" in args
+
+
+def _without_checkpoint(setup, method):
+    """The finished runs of `method` as a fresh clone has them: no best/ checkpoint (prompt runs: best.npy)."""
+    out = []
+    for s in setup["specs"]:
+        if s is setup["pending"] or s.label_dict["method"] != method:
+            continue
+        md = S.model_dir(setup["rd"], s.name)
+        shutil.rmtree(os.path.join(md, "best"))
+        if method != S.MODEL_TUNING:
+            os.makedirs(os.path.join(md, "prompts"))
+            open(shift.best_prompt_path(md), "wb").close()
+        out.append(s)
+    return out
+
+
+def test_a_prompt_run_without_its_checkpoint_is_scored_from_its_prompt_once_it_reproduces_its_test(setup,
+                                                                                                   monkeypatch):
+    runs = _without_checkpoint(setup, S.PROMPT_TUNING)
+    md = S.model_dir(setup["rd"], runs[0].name)
+    assert shift.checkpoint_source(runs[0], md) == shift.PROMPT
+    args = shift.eval_args(runs[0], md, ["test_paraphrase"], "/o", source=shift.PROMPT)
+    assert args.index("--gin_file=gin/prompts/from_file.gin") < args.index("--gin_file=gin/runs/eval.gin")
+    assert f"--gin.PROMPT_FILE='{md}/prompts/best.npy'" in args and not any(a.startswith("--gin.CHECKPOINT_PATH") for a in args)
+    monkeypatch.setenv("FAKE_EVAL_WRONG_TEST", "1")  # the rebuilt parameters disagree with the committed test
+    assert setup["run"]() == 1
+    for s in runs:
+        assert not os.path.exists(os.path.join(S.model_dir(setup["rd"], s.name), shift.PREDICTIONS_DIR))
+        assert sorted(os.listdir(S.run_dir(setup["rd"], s.name))) == ["DONE", "model"]
+    monkeypatch.delenv("FAKE_EVAL_WRONG_TEST")
+    before = len(_lines(setup["log"]))
+    assert setup["run"]() == 0
+    logged = [json.loads(x) for x in _lines(setup["log"])[before:]]
+    for s in runs:  # the in-domain check first, then both shifted splits, from the prompt file
+        mine = [r["split"] for r in logged if r["checkpoint"] == shift.best_prompt_path(S.model_dir(setup["rd"], s.name))]
+        assert mine == ["test"] + list(shift.SPLITS)
+        for split in shift.SPLITS:
+            assert len(_lines(pathlib.Path(shift.predictions_path(setup["rd"], s.name, split, "recall_world_boolq")))) == 600
+
+
+def test_model_tuning_without_its_checkpoint_is_retrained_and_must_reproduce_its_test(setup, monkeypatch):
+    runs = _without_checkpoint(setup, S.MODEL_TUNING)
+    assert [shift.checkpoint_source(s, S.model_dir(setup["rd"], s.name)) for s in runs] == [shift.RETRAIN] * 2
+    monkeypatch.setenv("FAKE_TRAIN_WRONG", "1")  # a retrain that does not give the committed predictions
+    assert setup["run"]() == 1
+    for s in runs:
+        assert sorted(os.listdir(S.run_dir(setup["rd"], s.name))) == ["DONE", "model"]  # the retrain is gone too
+        assert not os.path.exists(os.path.join(S.model_dir(setup["rd"], s.name), shift.PREDICTIONS_DIR))
+    monkeypatch.delenv("FAKE_TRAIN_WRONG")
+    before = len(_lines(setup["log"]))
+    assert setup["run"]() == 0
+    logged = [json.loads(x) for x in _lines(setup["log"])[before:]]
+    trained = [r["train"] for r in logged if "train" in r]
+    assert len(trained) == 2 and all(os.path.basename(t) == "model" and "/shift-" in t for t in trained)
+    for t in trained:  # the shifted splits scored from the retrained best checkpoint
+        assert [r["split"] for r in logged if r.get("checkpoint") == os.path.join(t, "best")] == list(shift.SPLITS)
+    for s in runs:
+        assert sorted(os.listdir(S.run_dir(setup["rd"], s.name))) == ["DONE", "model"]
 
 
 def test_shift_eval_without_its_separator_is_a_usage_error(capsys):
