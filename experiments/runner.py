@@ -156,13 +156,25 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def portable_path(path: str) -> str:
+    """`path` relative to the repository root when it lies inside it (the trainers run there), else absolute."""
+    full = os.path.abspath(path)
+    inside = os.path.commonpath([full, REPO_ROOT]) == REPO_ROOT
+    return os.path.relpath(full, REPO_ROOT) if inside else full
+
+
 def write_spec(results_dir: str, s: S.RunSpec, uses: Sequence[dict], python: str) -> None:
+    """Writes runs/<name>/spec.json. Its `command` is the run's shell line as a fresh clone would type it:
+    `python` and, for a results directory inside the repository, MODEL_DIR relative to the repository root,
+    so the committed file does not change with the checkout's path or the interpreter's (`python` is the
+    interpreter the runner used, which the line does not record)."""
+    del python  # machine-specific; see the docstring
     rd = S.run_dir(results_dir, s.name)
     os.makedirs(rd, exist_ok=True)
     _write_json(os.path.join(rd, SPEC_FILE), {
         "name": s.name, "module": s.module, "gin_files": list(s.gin_files),
         "overrides": {k: S.gin_literal(v) for k, v in s.overrides}, "train_steps": s.train_steps,
-        "uses": list(uses), "command": s.command(S.model_dir(results_dir, s.name), python),
+        "uses": list(uses), "command": s.command(portable_path(S.model_dir(results_dir, s.name)), "python"),
     })
 
 

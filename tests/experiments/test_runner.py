@@ -24,6 +24,20 @@ def _attempts(results, name):
         return [json.loads(line) for line in f]
 
 
+def test_spec_json_names_the_run_as_a_fresh_clone_would_whatever_the_checkout_path(tmp_path, monkeypatch):
+    for checkout in ("a", "b"):  # two checkouts of one repository at different paths
+        root = tmp_path / checkout
+        monkeypatch.setattr(runner, "REPO_ROOT", str(root))
+        runner.write_spec(str(root / "experiments" / "results" / "mini"), _spec("a"), [], "/opt/venv/bin/python3")
+        text = (root / "experiments" / "results" / "mini" / "runs" / "a" / runner.SPEC_FILE).read_text()
+        command = json.loads(text)["command"]
+        assert command.startswith("python -m ") and str(tmp_path) not in text
+        assert command.endswith('"--gin.MODEL_DIR=\'experiments/results/mini/runs/a/model\'"')
+    assert (tmp_path / "a" / "experiments/results/mini/runs/a/spec.json").read_text() == text
+    runner.write_spec(str(tmp_path / "elsewhere"), _spec("a"), [], "python")  # outside the repository: absolute
+    assert str(tmp_path / "elsewhere" / "runs" / "a" / "model") in (tmp_path / "elsewhere/runs/a/spec.json").read_text()
+
+
 def test_runs_skips_done_and_resumes_interrupted_runs(tmp_path):
     results = str(tmp_path)
     specs = [_spec("a"), _spec("b", "preempt_once"), _spec("a", panel="q"), _spec("c", "fail")]
